@@ -1,0 +1,47 @@
+"""The tool's own errors: small, named, one line each, with the exit code the CLI returns for them.
+
+Every failure a user can cause (a bad file, inputs that do not fit, a cost table with a typo) is raised as one of
+these, so the CLI can print `error: <message>` and exit with `exit_code`, never a traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # the estimate could not be made (bad model, bad inputs, bad cost table)
+EXIT_USAGE = 2  # the command line itself is wrong (click's own convention)
+EXIT_UNCOSTED = 3  # --strict and some neuron-like layer could not be costed
+
+
+class NeuronopsError(Exception):
+    """Base class: a one-line message meant for the user."""
+
+    exit_code = EXIT_ERROR
+
+    def __str__(self) -> str:  # keep it one line whatever the caller passed
+        return " ".join(super().__str__().split())
+
+
+class ModelLoadError(NeuronopsError):
+    """The model file is missing, unreadable, not ONNX, or its external data is unsafe or broken."""
+
+
+class NoNeuronLayersError(NeuronopsError):
+    """The graph holds nothing that looks like a spiking neuron."""
+
+
+class InputError(NeuronopsError):
+    """Recorded inputs are missing, unreadable, or do not fit the model."""
+
+
+class CostTableError(NeuronopsError):
+    """A cost table file is malformed; the message names the file and the key."""
+
+
+class ReplayError(NeuronopsError):
+    """onnxruntime could not run the model on the inputs."""
+
+
+class UncostedLayersError(NeuronopsError):
+    """Raised under --strict when some neuron-like layer has no kind or no cost."""
+
+    exit_code = EXIT_UNCOSTED

@@ -1,0 +1,147 @@
+"""Formatting reports and layer listings as text. Computing happens elsewhere; nothing here changes a number."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from .match import MatchResult, NeuronLayer
+from .report import Report
+
+CONVENTION_TEXT = {
+    "spikes": "spikes: effective ops = spikes emitted × cost per update",
+    "neurobench": "neurobench: effective ops = cost × (neurons at step 0 + membranes that changed at later steps)",
+}
+
+
+def _number(value: int | float | None, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.{digits}f}"
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths,
+                                                                                                  strict=True))).rstrip()
+
+    return [line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows]
+
+
+def format_table(report: Report) -> str:
+    headers = ["layer", "kind", "reset", "neurons/sample", "steps", "cost", "dense ops", "effective ops",
+               "spikes", "firing rate"]
+    rows = []
+    for row in report.layers:
+        rows.append([
+            row.name, row.kind or "?", row.reset or "?", _number(row.neurons_per_sample), _number(row.time_steps),
+            _number(row.cost_per_update), _number(row.dense_ops), _number(row.effective_ops), _number(row.spikes),
+            _rate(row.firing_rate),
+        ])
+    rows.append(["total", "", "", "", "", "", _number(report.totals.neuron_dense_ops),
+                 _number(report.totals.effective_neuron_ops), "", ""])
+    out = [f"model: {report.model}  ({report.style}, {len(report.layers)} neuron layer(s))"]
+    if report.samples is not None:
+        out.append(f"replay: {report.samples} samples × {report.time_steps} time steps")
+    else:
+        out.append("replay: none (no --inputs): effective ops need recorded inputs")
+    out.append(f"convention: {CONVENTION_TEXT[report.convention]}")
+    out.append("dense and effective ops are per sample; spikes are totals over the whole run")
+    out.append("")
+    out.extend(_table(headers, rows, right={3, 4, 5, 6, 7, 8, 9}))
+    if report.uncosted:
+        out.append("")
+        out.append("uncosted (not in the totals):")
+        out.extend(f"  {u.name}: {u.reason} [{u.location}]" for u in report.uncosted)
+    for warning in report.warnings:
+        out.append(f"warning: {warning}")
+    for note in report.notes:
+        out.append(f"note: {note}")
+    return "\n".join(out) + "\n"
+
+
+def format_json(report: Report) -> str:
+    return json.dumps(report.to_dict(), indent=2) + "\n"
+
+
+REPORT_FORMATS: dict[str, Callable[[Report], str]] = {"table": format_table, "json": format_json}
+
+
+def format_layers(path: str, match: MatchResult) -> str:
+    headers = ["layer", "kind", "reset", "style", "neurons/sample", "steps", "recognised by", "where"]
+    rows = [[
+        layer.name, layer.kind or "?", layer.reset or "?", layer.style, _number(layer.neurons_per_sample),
+        _number(layer.time_steps) if layer.time_steps is not None else "(driven)", layer.kind_source, layer.location,
+    ] for layer in match.layers]
+    out = [f"model: {path}  ({match.style})"]
+    if match.state_pairs:
+        out.append("state: " + ", ".join(f"{p.output} → {p.input}" for p in match.state_pairs))
+        out.append("data inputs: " + ", ".join(match.data_inputs))
+    out.append("")
+    out.extend(_table(headers, rows, right={4, 5}))
+    problems = [layer for layer in match.layers if layer.problem]
+    for layer in problems:
+        out.append(f"problem: {layer.name}: {layer.problem}")
+    for note in match.notes:
+        out.append(f"note: {note}")
+    return "\n".join(out) + "\n"
+
+
+def layers_json(path: str, match: MatchResult) -> str:
+    return json.dumps({
+        "schema": "neuronops.layers/1",
+        "model": path,
+        "style": match.style,
+        "data_inputs": list(match.data_inputs),
+        "state": [{"input": p.input, "output": p.output} for p in match.state_pairs],
+        "layers": [_layer_dict(layer) for layer in match.layers],
+        "notes": list(match.notes),
+    }, indent=2) + "\n"
+
+
+def _layer_dict(layer: NeuronLayer) -> dict:
+    return {
+        "name": layer.name, "kind": layer.kind, "reset": layer.reset, "style": layer.style,
+        "neurons_per_sample": layer.neurons_per_sample, "time_steps": layer.time_steps,
+        "recognised_by": layer.kind_source, "location": layer.location, "problem": layer.problem,
+        "membranes": list(layer.membranes), "spikes": list(layer.spikes), "state_input": layer.state_input,
+    }
+
+
+def format_explain(path: str, match: MatchResult) -> str:
+    out = [f"model: {path}  ({match.style})", ""]
+    for layer in match.layers:
+        verdict = f"{layer.kind} / {layer.reset}" if layer.kind and layer.reset else "NOT RECOGNISED"
+        out.append(f"{layer.name}: {verdict}  (recognised by {layer.kind_source}; {layer.style}, "
+                   f"{len(layer.membranes)} membrane tensor(s); at {layer.location})")
+        out.append(f"  update read from the graph: U_t = {layer.update}")
+        if layer.features is not None:
+            f = layer.features
+            out.append(f"  features: carried state besides U: {f.carried_states}; decay term on U: "
+                       f"{'yes' if f.membrane_feedback else 'no'}; "
+                       f"recurrent current: {'yes' if f.recurrent else 'no'}; "
+                       f"input gain: {f.input_gain if f.input_gain is not None else '?'}; reset: {f.reset or '?'}")
+            if f.unreadable_ops:
+                out.append(f"  ops the matcher could not read: {', '.join(f.unreadable_ops)}")
+        if layer.problem:
+            out.append(f"  why not costed: {layer.problem}")
+        for kind, reason in layer.near_misses.items():
+            out.append(f"  not {kind}: {reason}")
+        for note in layer.notes:
+            out.append(f"  note: {note}")
+        out.append("")
+    out.append("symbols: U previous membrane, R reset flag H(U_{t-1} − θ), I:<tensor> input current, "
+               "V:<tensor> recurrent current, S:<tensor> other carried state, Rold an older reset flag")
+    for note in match.notes:
+        out.append(f"note: {note}")
+    return "\n".join(out) + "\n"

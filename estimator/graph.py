@@ -1,0 +1,303 @@
+"""Stage 2 — graph: the model as a networkx graph of operations and tensors, with what is constant known as such.
+
+Nodes of `ModelGraph.nx` are op indices (int) and tensor names (str); edges run tensor -> op (an input) and
+op -> tensor (an output). `Identity` ops are folded away (their output becomes an alias of their input), because
+exporters insert them freely and they carry no meaning for matching.
+
+Two notions matter for matching and are computed once here:
+- *constant*: an initializer, a Constant, or any op whose inputs are all constant; `Shape`/`Size`/`ConstantOfShape`
+  outputs count as constant too (they depend on shapes, never on data values);
+- *value*: the numeric value of a constant tensor where it can be computed with numpy (`constant_value`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from .load import FUNCTION_TAG
+
+Dim = int | str | None
+
+# Ops that produce data from shapes only: their outputs never depend on input *values*.
+SHAPE_ONLY_OPS = frozenset({"Shape", "Size", "ConstantOfShape", "EyeLike", "RandomNormal", "RandomUniform"})
+
+
+@dataclass(frozen=True)
+class OpNode:
+    """One ONNX node, with inputs already resolved through Identity aliases."""
+
+    index: int
+    op_type: str
+    domain: str
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attributes: dict[str, Any] = field(hash=False, compare=False)
+    metadata: dict[str, str] = field(hash=False, compare=False)
+
+    @property
+    def function(self) -> str | None:
+        """`domain:name` of the model-local function this node was inlined from, if any."""
+        return self.metadata.get(FUNCTION_TAG)
+
+
+def _attribute_value(attr: onnx.AttributeProto) -> Any:
+    if attr.type == onnx.AttributeProto.GRAPH or attr.type == onnx.AttributeProto.GRAPHS:
+        return None  # subgraphs (If/Loop/Scan bodies) are not analysed
+    return helper.get_attribute_value(attr)
+
+
+class ModelGraph:
+    """The flat graph of a loaded model, with lookups the matcher needs."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        graph = model.graph
+        self.model = model
+        self.initializers: dict[str, onnx.TensorProto] = {init.name: init for init in graph.initializer}
+        self.graph_inputs: tuple[str, ...] = tuple(i.name for i in graph.input if i.name not in self.initializers)
+        self.graph_outputs: tuple[str, ...] = tuple(o.name for o in graph.output)
+        self._types: dict[str, onnx.TypeProto] = {}
+        for info in list(graph.value_info) + list(graph.input) + list(graph.output):
+            if info.type.HasField("tensor_type"):
+                self._types[info.name] = info.type
+        self.alias: dict[str, str] = {}
+        self.nodes: list[OpNode] = []
+        self.producer: dict[str, int] = {}
+        self.consumers: dict[str, list[int]] = {}
+        self.nx = nx.DiGraph()
+
+        seen_ops: dict[tuple, tuple[str, ...]] = {}
+        for raw in graph.node:
+            inputs = tuple(self.canonical(name) for name in raw.input)
+            if raw.op_type == "Identity" and raw.domain in ("", "ai.onnx") and inputs and inputs[0]:
+                self.alias[raw.output[0]] = inputs[0]
+                continue
+            # Common subexpressions: exporters recompute the same value (TorchScript's Synaptic/Alpha zero reset
+            # computes the base update twice); one tensor per value keeps state counting honest.
+            key = _cse_key(raw, inputs)
+            if key is not None:
+                if key in seen_ops and len(seen_ops[key]) == len(raw.output):
+                    for mine, theirs in zip(raw.output, seen_ops[key], strict=True):
+                        if mine:
+                            self.alias[mine] = theirs
+                    continue
+                seen_ops[key] = tuple(raw.output)
+            node = OpNode(
+                index=len(self.nodes),
+                op_type=raw.op_type,
+                domain=raw.domain,
+                name=raw.name,
+                inputs=inputs,
+                outputs=tuple(raw.output),
+                attributes={a.name: _attribute_value(a) for a in raw.attribute},
+                metadata={p.key: p.value for p in raw.metadata_props},
+            )
+            self.nodes.append(node)
+            self.nx.add_node(node.index)
+            for name in inputs:
+                if name:
+                    self.consumers.setdefault(name, []).append(node.index)
+                    self.nx.add_edge(name, node.index)
+            for name in node.outputs:
+                if name:
+                    self.producer[name] = node.index
+                    self.nx.add_edge(node.index, name)
+        self._constant: dict[str, bool] = {}
+        self._values: dict[str, np.ndarray | None] = {}
+        self._classify_constants()
+
+    # --- names -------------------------------------------------------------------------------------------------
+    def canonical(self, name: str) -> str:
+        """The tensor a name stands for once Identity ops are folded away."""
+        seen = 0
+        while name in self.alias and seen < 10_000:
+            name = self.alias[name]
+            seen += 1
+        return name
+
+    def node_of(self, tensor: str) -> OpNode | None:
+        index = self.producer.get(tensor)
+        return None if index is None else self.nodes[index]
+
+    def users(self, tensor: str) -> list[OpNode]:
+        return [self.nodes[i] for i in self.consumers.get(tensor, ())]
+
+    # --- constants ----------------------------------------------------------------------------------------------
+    def _classify_constants(self) -> None:
+        for name in self.initializers:
+            self._constant[name] = True
+        for name in self.graph_inputs:
+            self._constant[name] = False
+        for node in self.nodes:  # ONNX nodes are topologically sorted
+            if node.op_type == "Constant" or node.op_type in SHAPE_ONLY_OPS:
+                constant = True
+            else:
+                constant = all(self._constant.get(name, True) for name in node.inputs if name)
+            for name in node.outputs:
+                self._constant[name] = constant
+
+    def is_constant(self, tensor: str) -> bool:
+        """True when the tensor's value does not depend on any graph input's values."""
+        return self._constant.get(tensor, tensor not in self.graph_inputs)
+
+    def constant_value(self, tensor: str) -> np.ndarray | None:
+        """The numeric value of a constant tensor, or None when it cannot be computed statically."""
+        if tensor in self._values:
+            return self._values[tensor]
+        value = self._compute_value(tensor) if self.is_constant(tensor) else None
+        self._values[tensor] = value
+        return value
+
+    def _compute_value(self, tensor: str) -> np.ndarray | None:
+        if tensor in self.initializers:
+            try:
+                return numpy_helper.to_array(self.initializers[tensor])
+            except Exception:
+                return None
+        node = self.node_of(tensor)
+        if node is None:
+            return None
+        if node.op_type == "Constant":
+            for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+                if key in node.attributes and node.attributes[key] is not None:
+                    value = node.attributes[key]
+                    return numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else np.asarray(value)
+            return None
+        if node.op_type == "ConstantOfShape":
+            fill = node.attributes.get("value")
+            return numpy_helper.to_array(fill).reshape(()) if fill is not None else np.asarray(0.0, dtype=np.float32)
+        evaluate = _CONSTANT_FOLDERS.get(node.op_type)
+        if evaluate is None or node.domain not in ("", "ai.onnx"):
+            return None
+        args = [self.constant_value(name) if name else None for name in node.inputs]
+        try:
+            return evaluate(node, args)
+        except Exception:
+            return None
+
+    # --- shapes -------------------------------------------------------------------------------------------------
+    def shape(self, tensor: str) -> tuple[Dim, ...] | None:
+        """Static shape of a tensor (ints, symbolic names, or None per dim), or None when unknown."""
+        if tensor in self.initializers:
+            return tuple(self.initializers[tensor].dims)
+        type_proto = self._types.get(tensor)
+        if type_proto is None or not type_proto.tensor_type.HasField("shape"):
+            return None
+        dims: list[Dim] = []
+        for dim in type_proto.tensor_type.shape.dim:
+            if dim.HasField("dim_value"):
+                dims.append(int(dim.dim_value))
+            elif dim.HasField("dim_param"):
+                dims.append(dim.dim_param)
+            else:
+                dims.append(None)
+        return tuple(dims)
+
+    def elem_type(self, tensor: str) -> int | None:
+        if tensor in self.initializers:
+            return self.initializers[tensor].data_type
+        type_proto = self._types.get(tensor)
+        return type_proto.tensor_type.elem_type if type_proto is not None else None
+
+    # --- traversal ----------------------------------------------------------------------------------------------
+    def topological_index(self) -> dict[str, int]:
+        """Position of each produced tensor in node order (ONNX node lists are topologically sorted)."""
+        return {name: node.index for node in self.nodes for name in node.outputs}
+
+    def ancestors(self, tensor: str, stop: Callable[[str], bool] | None = None) -> set[str]:
+        """Tensors upstream of `tensor` (not including it), not walking past tensors where `stop` is true."""
+        seen: set[str] = set()
+        stack = [tensor]
+        while stack:
+            current = stack.pop()
+            node = self.node_of(current)
+            if node is None:
+                continue
+            for name in node.inputs:
+                if name and name not in seen:
+                    seen.add(name)
+                    if stop is None or not stop(name):
+                        stack.append(name)
+        return seen
+
+    def op_counts(self, indices: Iterable[int] | None = None) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for node in self.nodes if indices is None else (self.nodes[i] for i in indices):
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+        return counts
+
+
+_COMMUTATIVE = frozenset({"Add", "Mul", "Sum", "Max", "Min", "And", "Or", "Equal"})
+_NOT_PURE = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+                       "Bernoulli", "Dropout", "Constant"})
+
+
+def _cse_key(raw: onnx.NodeProto, inputs: tuple[str, ...]) -> tuple | None:
+    """A key equal for two nodes that compute the same value, or None when the node must stay as it is."""
+    if raw.op_type in _NOT_PURE or not inputs or any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                                                      for a in raw.attribute):
+        return None
+    ordered = tuple(sorted(inputs)) if raw.op_type in _COMMUTATIVE else inputs
+    attrs = tuple(sorted((a.name, a.SerializeToString()) for a in raw.attribute))
+    return (raw.domain, raw.op_type, ordered, attrs)
+
+
+def _unary(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[OpNode, list], np.ndarray]:
+    return lambda node, args: fn(args[0])
+
+
+def _binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[[OpNode, list], np.ndarray]:
+    return lambda node, args: fn(args[0], args[1])
+
+
+def _clip(node: OpNode, args: list) -> np.ndarray:
+    value = args[0]
+    low = args[1] if len(args) > 1 and args[1] is not None else node.attributes.get("min")
+    high = args[2] if len(args) > 2 and args[2] is not None else node.attributes.get("max")
+    if low is not None:
+        value = np.maximum(value, low)
+    if high is not None:
+        value = np.minimum(value, high)
+    return value
+
+
+def _cast(node: OpNode, args: list) -> np.ndarray:
+    return args[0].astype(helper.tensor_dtype_to_np_dtype(node.attributes["to"]))
+
+
+def _keep_values(node: OpNode, args: list) -> np.ndarray:
+    """Reshape-like ops: the values matter for matching, not the layout."""
+    return args[0]
+
+
+_CONSTANT_FOLDERS: dict[str, Callable[[OpNode, list], np.ndarray]] = {
+    "Add": _binary(np.add),
+    "Sub": _binary(np.subtract),
+    "Mul": _binary(np.multiply),
+    "Div": _binary(np.divide),
+    "Pow": _binary(np.power),
+    "Min": _binary(np.minimum),
+    "Max": _binary(np.maximum),
+    "Neg": _unary(np.negative),
+    "Abs": _unary(np.abs),
+    "Log": _unary(np.log),
+    "Exp": _unary(np.exp),
+    "Sqrt": _unary(np.sqrt),
+    "Reciprocal": _unary(np.reciprocal),
+    "Sigmoid": _unary(lambda x: 1.0 / (1.0 + np.exp(-x))),
+    "Tanh": _unary(np.tanh),
+    "Clip": _clip,
+    "Cast": _cast,
+    "Unsqueeze": _keep_values,
+    "Squeeze": _keep_values,
+    "Reshape": _keep_values,
+    "Flatten": _keep_values,
+    "Expand": _keep_values,
+}

@@ -1,0 +1,589 @@
+"""Stage 3 — match: find the spiking neuron layers in a ModelGraph, by their dataflow, whatever the exporter.
+
+How a layer is found (no op names, node names or parameter identity are trusted):
+1. A *threshold compare* is `Greater(Sub(X, θ), c)` / `Greater(X, c)` (or Less with operands swapped) with θ and c
+   constant and X computed from data. X is a *membrane* when it is not constant (the zero initial state is).
+2. Ops are grouped into *components*: connected through non-constant tensors, cut at weight ops (MatMul, Gemm,
+   Conv, …: synapses) and shape-only ops. A neuron layer's T unrolled steps stay connected through their state
+   (the decay term); different layers only meet through synapses.
+3. Within a component, each membrane's predecessor is the latest membrane reachable upstream of it; following those
+   links gives one chain U_0 … U_{T-1} per layer (unrolled), or one computed membrane paired with a state input
+   (stepwise: the tool drives the time loop).
+4. One step of the chain (U_{t-1} → U_t) is read as a polynomial (algebra.py) in U, R (reset flag: the compare on
+   U_{t-1}), input currents, recurrent currents and other carried state; `UpdateFeatures` summarise it and the kind
+   registry (kinds.py) names the kind. Reset: an R-only term is `subtract`, R multiplying the state is `zero`, no R
+   is `none`. Function-node exports name their class directly (op_type), which then decides the kind.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .algebra import Poly
+from .graph import SHAPE_ONLY_OPS, Dim, ModelGraph, OpNode
+from .kinds import UpdateFeatures, classify, kind_for_class
+
+COMPARE_OPS = frozenset({"Greater", "GreaterOrEqual", "Less", "LessOrEqual"})
+WEIGHT_OPS = frozenset({
+    "MatMul", "Gemm", "Conv", "ConvTranspose", "MatMulInteger", "ConvInteger", "QLinearMatMul", "QLinearConv",
+    "Einsum", "FusedMatMul", "FusedGemm", "FusedConv",
+})
+NON_SPIKING_ACTIVATIONS = frozenset({
+    "Relu", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "Tanh", "Elu", "Selu", "Gelu", "Softplus", "HardSwish",
+    "Softmax", "LogSoftmax", "Mish", "Celu",
+})
+STATE_SUFFIXES = (".next", "_next", ".out", "_out", "_new", ".new", "_t1", "_next_state")
+
+
+@dataclass(frozen=True)
+class Compare:
+    """A threshold compare: `output` is H(membrane − θ) as a bool tensor."""
+
+    node: int
+    output: str
+    membrane: str
+
+
+@dataclass(frozen=True)
+class StatePair:
+    """A stepwise model's state: fed back from `output` to `input` at the next step."""
+
+    input: str
+    output: str  # the graph output's own name (may be an Identity alias)
+
+
+@dataclass(frozen=True)
+class NeuronLayer:
+    """One neuron layer found in the graph (all its unrolled steps grouped)."""
+
+    name: str
+    kind: str | None  # registered kind name; None when no kind recognised it
+    reset: str | None
+    style: str  # "unrolled" or "stepwise"
+    membranes: tuple[str, ...]  # U_t per step (stepwise: the one computed membrane)
+    spikes: tuple[str, ...]  # the bool compare H(U_t − θ) per step
+    neurons_shape: tuple[Dim, ...] | None  # shape of one step's membrane, batch first
+    time_steps: int | None  # steps in the graph (unrolled); None for stepwise (driven by the data)
+    state_input: str | None = None  # stepwise: the membrane's state input
+    kind_source: str = "structure"  # "structure" or "function <Class>"
+    update: str = ""  # U_t as read from the graph (explain)
+    features: UpdateFeatures | None = None
+    near_misses: dict[str, str] = field(default_factory=dict, compare=False)
+    problem: str | None = None  # why the layer has no kind (or no readable update)
+    location: str = ""  # where in the graph (first node names)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def neurons_per_sample(self) -> int | None:
+        if self.neurons_shape is None or len(self.neurons_shape) < 1:
+            return None
+        count = 1
+        for dim in self.neurons_shape[1:]:
+            if not isinstance(dim, int):
+                return None
+            count *= dim
+        return count
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    layers: tuple[NeuronLayer, ...]
+    style: str  # "unrolled", "stepwise" or "none"
+    state_pairs: tuple[StatePair, ...]
+    data_inputs: tuple[str, ...]
+    notes: tuple[str, ...]
+
+
+# --- compares --------------------------------------------------------------------------------------------------------
+def find_compares(graph: ModelGraph) -> list[Compare]:
+    compares = []
+    for node in graph.nodes:
+        if node.op_type not in COMPARE_OPS or len(node.inputs) != 2:
+            continue
+        upper, lower = node.inputs if node.op_type.startswith("Greater") else node.inputs[::-1]
+        if graph.is_constant(upper) or not graph.is_constant(lower):
+            continue  # both sides data, or the data on the wrong side: not a threshold
+        membrane = upper
+        producer = graph.node_of(upper)
+        if producer is not None and producer.op_type == "Sub" and len(producer.inputs) == 2:
+            left, right = producer.inputs
+            if graph.is_constant(right) and not graph.is_constant(left):
+                membrane = left
+        if graph.is_constant(membrane):
+            continue
+        compares.append(Compare(node.index, node.outputs[0], membrane))
+    return compares
+
+
+# --- components ------------------------------------------------------------------------------------------------------
+class _UnionFind:
+    def __init__(self, size: int) -> None:
+        self.parent = list(range(size))
+
+    def find(self, item: int) -> int:
+        while self.parent[item] != item:
+            self.parent[item] = self.parent[self.parent[item]]
+            item = self.parent[item]
+        return item
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def components(graph: ModelGraph) -> list[int]:
+    """Component id per op index: ops joined by non-constant tensors, cut at weight ops and shape-only ops."""
+    uf = _UnionFind(len(graph.nodes))
+    for node in graph.nodes:
+        if node.op_type in WEIGHT_OPS or node.op_type in SHAPE_ONLY_OPS:
+            continue
+        for name in node.inputs:
+            if not name or graph.is_constant(name):
+                continue
+            producer = graph.node_of(name)
+            if producer is not None and producer.op_type not in WEIGHT_OPS:
+                uf.union(node.index, producer.index)
+    return [uf.find(i) for i in range(len(graph.nodes))]
+
+
+# --- stepwise state pairs -------------------------------------------------------------------------------------------
+def _name_pairs(input_name: str, output_name: str) -> bool:
+    if output_name == input_name:
+        return False
+    if any(output_name == input_name + suffix for suffix in STATE_SUFFIXES):
+        return True
+    for a, b in (("in", "out"), ("prev", "next"), ("old", "new")):
+        if re.sub(rf"(^|[._]){a}([._]|$)", rf"\1{b}\2", input_name) == output_name:
+            return True
+    return False
+
+
+def _shapes_compatible(a: tuple[Dim, ...] | None, b: tuple[Dim, ...] | None) -> bool:
+    if a is None or b is None:
+        return True
+    if len(a) != len(b):
+        return False
+    return all(not (isinstance(x, int) and isinstance(y, int)) or x == y for x, y in zip(a, b, strict=True))
+
+
+def pair_states(graph: ModelGraph, compares: list[Compare], component_of: list[int]) -> list[StatePair]:
+    """Pair stepwise state inputs with the outputs that feed them back: by name (X → X.next …), else by structure
+    (a compared state input and a compared computed membrane in the same component)."""
+    pairs: list[StatePair] = []
+    taken: set[str] = set()
+    for input_name in graph.graph_inputs:
+        for output_name in graph.graph_outputs:
+            if output_name not in taken and _name_pairs(input_name, output_name) and _shapes_compatible(
+                graph.shape(input_name), graph.shape(output_name)
+            ):
+                pairs.append(StatePair(input_name, output_name))
+                taken.add(output_name)
+                break
+    paired_inputs = {p.input for p in pairs}
+    compared_inputs = {c.membrane for c in compares if c.membrane in graph.graph_inputs}
+    computed = {c.membrane: c for c in compares if c.membrane not in graph.graph_inputs}
+    for input_name in sorted(compared_inputs - paired_inputs):
+        home = {component_of[n.index] for n in graph.users(input_name)}
+        for output_name in graph.graph_outputs:
+            target = graph.canonical(output_name)
+            if output_name in taken or target not in computed:
+                continue
+            producer = graph.node_of(target)
+            if producer is not None and component_of[producer.index] in home and _shapes_compatible(
+                graph.shape(input_name), graph.shape(output_name)
+            ):
+                pairs.append(StatePair(input_name, output_name))
+                taken.add(output_name)
+                break
+    return pairs
+
+
+# --- reading one update step -----------------------------------------------------------------------------------------
+class _StepReader:
+    """Rewrites U_t as a polynomial over the symbols described in algebra.py."""
+
+    def __init__(
+        self,
+        graph: ModelGraph,
+        compare_of_output: dict[str, Compare],
+        in_component: Callable[[OpNode], bool],
+        prev: str,
+        target: str,
+        previous_region: Callable[[str], bool],
+        own_state: set[str],
+    ) -> None:
+        self.graph = graph
+        self.compare_of_output = compare_of_output
+        self.in_component = in_component
+        self.prev = prev
+        self.target = target
+        self.previous_region = previous_region
+        self.own_state = own_state
+        self.memo: dict[str, Poly] = {}
+        self.depends_memo: dict[str, bool] = {}
+        self.unreadable: list[str] = []
+
+    def depends_on_own_state(self, tensor: str) -> bool:
+        stack, order = [tensor], []
+        while stack:  # iterative: unrolled graphs are deep
+            current = stack.pop()
+            if current in self.depends_memo:
+                continue
+            if current in self.own_state:
+                self.depends_memo[current] = True
+                continue
+            node = self.graph.node_of(current)
+            if node is None or self.graph.is_constant(current):
+                self.depends_memo[current] = False
+                continue
+            pending = [n for n in node.inputs if n and n not in self.depends_memo]
+            if pending:
+                stack.append(current)
+                stack.extend(pending)
+                continue
+            self.depends_memo[current] = any(self.depends_memo.get(n, False) for n in node.inputs if n)
+            order.append(current)
+        return self.depends_memo[tensor]
+
+    def read(self, tensor: str, depth: int = 0) -> Poly:
+        if tensor in self.memo:
+            return self.memo[tensor]
+        result = self._read(tensor, depth)
+        self.memo[tensor] = result
+        return result
+
+    def _read(self, tensor: str, depth: int) -> Poly:
+        graph = self.graph
+        if tensor == self.prev:
+            return Poly.symbol("U")
+        if graph.is_constant(tensor):
+            value = graph.constant_value(tensor)
+            return Poly.constant(value) if value is not None else Poly.symbol(f"K:{tensor}")
+        if tensor in self.compare_of_output:
+            membrane = self.compare_of_output[tensor].membrane
+            if membrane == self.prev:
+                return Poly.symbol("R")
+            if membrane == self.target:
+                return Poly.symbol("Snow")
+            return Poly.symbol("Rold")
+        node = graph.node_of(tensor)
+        if node is None:  # a graph input
+            return Poly.symbol(("S:" if tensor in self.own_state else "I:") + tensor)
+        if not self.in_component(node):
+            return Poly.symbol(("V:" if self.depends_on_own_state(tensor) else "I:") + tensor)
+        if tensor != self.target and self.previous_region(tensor):
+            return Poly.symbol("S:" + tensor)
+        if depth > 400:
+            self.unreadable.append("depth")
+            return Poly.symbol(f"X:{tensor}")
+        handler = _SYMBOLIC.get(node.op_type)
+        if handler is None or node.domain not in ("", "ai.onnx"):
+            self.unreadable.append(node.op_type)
+            return Poly.symbol(f"X:{node.op_type}:{tensor}")
+        args = [self.read(name, depth + 1) if name else Poly.constant(0.0) for name in node.inputs]
+        result = handler(node, args)
+        if result is None:
+            self.unreadable.append(node.op_type)
+            return Poly.symbol(f"X:{node.op_type}:{tensor}")
+        return result
+
+
+def _div(node: OpNode, args: list[Poly]) -> Poly | None:
+    denominator = args[1].constant_value()
+    if denominator is None:
+        return None
+    return args[0].scale(1.0 / denominator)
+
+
+def _cast(node: OpNode, args: list[Poly]) -> Poly | None:
+    return args[0]
+
+
+def _sum(node: OpNode, args: list[Poly]) -> Poly:
+    total = args[0]
+    for arg in args[1:]:
+        total = total + arg
+    return total
+
+
+_SYMBOLIC: dict[str, Callable[[OpNode, list[Poly]], Poly | None]] = {
+    "Add": lambda node, a: a[0] + a[1],
+    "Sub": lambda node, a: a[0] - a[1],
+    "Mul": lambda node, a: a[0] * a[1],
+    "Neg": lambda node, a: -a[0],
+    "Div": _div,
+    "Sum": _sum,
+    "Cast": _cast,
+    "Unsqueeze": lambda node, a: a[0],
+    "Squeeze": lambda node, a: a[0],
+    "Reshape": lambda node, a: a[0],
+    "Flatten": lambda node, a: a[0],
+    "Expand": lambda node, a: a[0],
+}
+
+
+def _scalar(value: np.ndarray | None) -> float | None:
+    if value is None:
+        return None
+    flat = np.asarray(value).ravel()
+    if flat.size == 0 or not np.allclose(flat, flat[0]):
+        return None
+    return float(flat[0])
+
+
+def features_of(update: Poly, unreadable: list[str]) -> UpdateFeatures:
+    symbols = update.symbols()
+    monomials = update.monomials()
+    inputs = [m for m in monomials if len(m) == 1 and m[0].startswith("I:")]
+    gains = {_scalar(update.coefficient(m)) for m in inputs}
+    input_gain = gains.pop() if len(gains) == 1 else None
+    with_reset = [m for m in monomials if "R" in m]
+    reset: str | None
+    if not with_reset:
+        reset = "none"
+    elif ("R",) in with_reset and all(m == ("R",) for m in with_reset):
+        reset = "subtract"
+    elif ("R",) not in with_reset:
+        # zero: every term that R multiplies also stands without R, with the opposite coefficient: X(1 − R)
+        reset = "zero"
+        for monomial in with_reset:
+            rest = list(monomial)
+            rest.remove("R")
+            base = update.coefficient(rest)
+            if base is None or not np.allclose(base, -update.coefficient(monomial)):
+                reset = None
+                break
+    else:
+        reset = None
+    return UpdateFeatures(
+        carried_states=sum(1 for s in symbols if s.startswith("S:")),
+        membrane_feedback="U" in symbols,
+        recurrent=any(s.startswith("V:") for s in symbols),
+        input_gain=input_gain,
+        reset=reset,
+        unreadable_ops=tuple(sorted(set(unreadable))),
+    )
+
+
+# --- naming --------------------------------------------------------------------------------------------------------
+def _scope_name(graph: ModelGraph, nodes: list[OpNode], tensors: list[str]) -> str | None:
+    scopes: Counter[str] = Counter()
+    for node in nodes:
+        raw = node.metadata.get("pkg.torch.onnx.name_scopes")
+        if raw:
+            parts = [p.strip(" '\"") for p in raw.strip("[]").split(",")]
+            if len(parts) >= 2 and parts[-2]:
+                scopes[parts[-2].split(".")[-1]] += 1
+    if scopes:
+        return scopes.most_common(1)[0][0]
+    for text in list(tensors) + [node.name for node in nodes]:
+        match = re.match(r"^/([^/]+)/", text or "")
+        if match:
+            return match.group(1)
+    return None
+
+
+def _state_base(name: str) -> str:
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+# --- the matcher ---------------------------------------------------------------------------------------------------
+def match_layers(graph: ModelGraph) -> MatchResult:
+    compares = find_compares(graph)
+    compare_of_output = {c.output: c for c in compares}
+    for node in graph.nodes:  # Cast(H(·)) to float is the same flag
+        if node.op_type == "Cast" and node.inputs and node.inputs[0] in compare_of_output:
+            compare_of_output[node.outputs[0]] = compare_of_output[node.inputs[0]]
+    component_of = components(graph)
+    pairs = pair_states(graph, compares, component_of)
+    state_inputs = {p.input for p in pairs}
+    data_inputs = tuple(name for name in graph.graph_inputs if name not in state_inputs)
+    style = "stepwise" if pairs else "unrolled"
+    order = graph.topological_index()
+
+    spike_of: dict[str, str] = {}
+    for compare in compares:
+        spike_of.setdefault(compare.membrane, compare.output)
+    membranes = sorted(
+        {c.membrane for c in compares if c.membrane not in graph.graph_inputs}, key=lambda name: order[name]
+    )
+    membrane_set = set(membranes)
+    by_component: dict[int, list[str]] = {}
+    for membrane in membranes:
+        by_component.setdefault(component_of[graph.producer[membrane]], []).append(membrane)
+
+    def predecessor(membrane: str, component: int) -> str | None:
+        """The latest membrane upstream of `membrane` within its component."""
+        best: str | None = None
+        seen: set[str] = set()
+        stack = [membrane]
+        while stack:
+            node = graph.node_of(stack.pop())
+            if node is None or component_of[node.index] != component:
+                continue
+            for name in node.inputs:
+                if not name or name in seen or graph.is_constant(name):
+                    continue
+                seen.add(name)
+                if name in membrane_set:
+                    if best is None or order[name] > order[best]:
+                        best = name
+                    continue
+                if best is not None and name in order and order[name] < order[best]:
+                    continue  # older than the best found: cannot lead to a later membrane
+                stack.append(name)
+        return best
+
+    notes: list[str] = []
+    chains: list[tuple[int, list[str], str | None]] = []  # component, membranes, problem
+    for component, members in by_component.items():
+        successors: dict[str, list[str]] = {}
+        heads = []
+        for membrane in members:
+            pred = predecessor(membrane, component)
+            if pred is None:
+                heads.append(membrane)
+            else:
+                successors.setdefault(pred, []).append(membrane)
+        for head in heads:
+            chain, problem, current = [head], None, head
+            while current in successors:
+                nxt = successors[current]
+                if len(nxt) > 1:
+                    problem = f"membrane {current!r} feeds {len(nxt)} later membranes: layers not separable"
+                chain.append(nxt[0])
+                current = nxt[0]
+            chains.append((component, chain, problem))
+
+    layers: list[NeuronLayer] = []
+    state_by_output = {graph.canonical(p.output): p for p in pairs}
+    for component, chain, problem in sorted(chains, key=lambda item: order[item[1][0]]):
+        component_nodes = [node for node in graph.nodes if component_of[node.index] == component]
+        layers.append(
+            _build_layer(graph, component, component_of, component_nodes, chain, problem, compare_of_output,
+                         spike_of, state_by_output, pairs, style)
+        )
+
+    # names: unique, from scopes / state names, else kind + index
+    used: Counter[str] = Counter()
+    named = []
+    for index, layer in enumerate(layers):
+        base = layer.name or f"{layer.kind or 'layer'}{index + 1}"
+        used[base] += 1
+        named.append(base if used[base] == 1 else f"{base}_{used[base]}")
+    layers = [NeuronLayer(**{**layer.__dict__, "name": name}) for layer, name in zip(layers, named, strict=True)]
+
+    activations = Counter(n.op_type for n in graph.nodes if n.op_type in NON_SPIKING_ACTIVATIONS)
+    if activations:
+        listed = ", ".join(f"{op} ×{count}" for op, count in sorted(activations.items()))
+        notes.append(
+            f"the graph also holds non-spiking activations ({listed}): not neurons in this metric, not counted"
+        )
+    return MatchResult(tuple(layers), style if layers else "none", tuple(pairs), data_inputs, tuple(notes))
+
+
+def _build_layer(
+    graph: ModelGraph,
+    component: int,
+    component_of: list[int],
+    component_nodes: list[OpNode],
+    chain: list[str],
+    problem: str | None,
+    compare_of_output: dict[str, Compare],
+    spike_of: dict[str, str],
+    state_by_output: dict[str, StatePair],
+    pairs: list[StatePair],
+    style: str,
+) -> NeuronLayer:
+    stepwise_pair = state_by_output.get(chain[-1]) if len(chain) == 1 else None
+    in_component = lambda node: component_of[node.index] == component  # noqa: E731
+    notes: list[str] = []
+    if stepwise_pair is not None:
+        layer_style = "stepwise"
+        prev, target = stepwise_pair.input, chain[0]
+        own_state = {
+            p.input for p in pairs
+            if any(in_component(n) for n in graph.users(p.input))
+            or (graph.node_of(graph.canonical(p.output)) is not None
+                and in_component(graph.node_of(graph.canonical(p.output))))
+        }
+        previous_region: Callable[[str], bool] = lambda name: False  # noqa: E731
+        time_steps = None
+    else:
+        layer_style = "unrolled"
+        time_steps = len(chain)
+        if len(chain) < 2:
+            prev, target = "", chain[0]
+            problem = problem or (
+                "only one time step in the graph and no state input: the update cannot be read "
+                "(export more steps, or export stepwise with the membrane as a graph input)"
+            )
+        else:
+            prev, target = chain[-2], chain[-1]
+        ancestors_of_prev = graph.ancestors(prev) | {prev} if prev else set()
+        previous_region = ancestors_of_prev.__contains__
+        own_state = set(chain[:-1])
+    reader = _StepReader(graph, compare_of_output, in_component, prev, target, previous_region, own_state)
+    update = reader.read(target)
+    features = features_of(update, reader.unreadable)
+
+    kind_name: str | None = None
+    near_misses: dict[str, str] = {}
+    kind_source = "structure"
+    classes = Counter(
+        node.function.split(":", 1)[1].split(".")[0] for node in component_nodes if node.function
+    )
+    structural, near_misses = classify(features)
+    if classes:
+        class_name = classes.most_common(1)[0][0]
+        kind_source = f"function {class_name}"
+        declared = kind_for_class(class_name)
+        if declared is None:
+            problem = problem or f"function-node class {class_name!r} is not a registered neuron kind"
+        else:
+            kind_name = declared.name
+            if structural is not None and structural.name != declared.name:
+                notes.append(f"the update reads as {structural.name}, the function class says {declared.name}")
+    elif structural is not None:
+        kind_name = structural.name
+    else:
+        problem = problem or (
+            "update matches no registered kind: " + "; ".join(f"{k}: {r}" for k, r in near_misses.items())
+        )
+    if features.unreadable_ops and kind_name is None:
+        problem = f"update uses ops the matcher cannot read ({', '.join(features.unreadable_ops)})"
+    if features.reset is None:
+        problem = problem or f"reset term not recognised in U_t = {update}"
+    if "Snow" in update.symbols():
+        notes.append("the spike of this step resets the membrane in the same step (reset_delay=False)")
+
+    spikes = tuple(spike_of.get(m, "") for m in chain)
+    tensors = ([stepwise_pair.input] if stepwise_pair else []) + list(chain)
+    name = _state_base(stepwise_pair.input) if stepwise_pair else None
+    first_step_nodes = [n for n in component_nodes if n.index <= graph.producer[chain[0]]]
+    name = name or _scope_name(graph, first_step_nodes or component_nodes, tensors)
+    location = ", ".join(dict.fromkeys(n.name for n in first_step_nodes[:3] if n.name)) or f"tensor {chain[0]!r}"
+    return NeuronLayer(
+        name=name or "",
+        kind=kind_name,
+        reset=features.reset,
+        style=layer_style,
+        membranes=tuple(chain),
+        spikes=spikes,
+        neurons_shape=graph.shape(target) or (graph.shape(prev) if prev else None),
+        time_steps=time_steps,
+        state_input=stepwise_pair.input if stepwise_pair else None,
+        kind_source=kind_source,
+        update=str(update),
+        features=features,
+        near_misses=near_misses,
+        problem=problem,
+        location=location,
+        notes=tuple(notes),
+    )

@@ -1,0 +1,172 @@
+"""Stage 6 — report: frozen results, one row per layer, built from the match, the cost table and the replay counts.
+
+Nothing here formats text (see formats.py). Counts stay integers; per-sample figures are the run's integer totals
+divided once by the number of samples, never averages of averages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from .costs import CostTable
+from .dense import dense_ops, layer_cost
+from .match import MatchResult
+from .replay import ReplayCounts
+
+SCHEMA = "neuronops.report/1"
+CONVENTIONS = ("spikes", "neurobench")
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    name: str
+    kind: str | None
+    reset: str | None
+    style: str
+    neurons_per_sample: int | None
+    time_steps: int | None
+    cost_per_update: int | None
+    cost_source: str | None
+    dense_ops: int | None  # per sample
+    effective_ops: float | None  # per sample, in the report's convention
+    effective_ops_run: int | None  # whole run (all samples): counts × cost, an exact integer
+    spikes: int | None  # whole run
+    membrane_updates: int | None  # whole run (NeuroBench's count)
+    firing_rate: float | None  # spikes / (samples × neurons × steps)
+    spikes_per_step: tuple[int, ...] | None = None
+    cost_split: dict[str, int] = field(default_factory=dict)
+    location: str = ""
+
+
+@dataclass(frozen=True)
+class Uncosted:
+    name: str
+    location: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Totals:
+    neuron_dense_ops: int | None  # per sample
+    effective_neuron_ops: float | None  # per sample
+    effective_neuron_ops_run: int | None  # whole run
+    complete: bool  # False when some neuron-like layer is uncosted (the totals leave it out)
+
+
+@dataclass(frozen=True)
+class Report:
+    model: str
+    convention: str
+    style: str
+    samples: int | None
+    time_steps: int | None
+    totals: Totals
+    layers: tuple[LayerRow, ...]
+    uncosted: tuple[Uncosted, ...]
+    warnings: tuple[str, ...]
+    notes: tuple[str, ...]
+    cost_tables: tuple[str, ...]
+    per: str = "sample"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        ordered = {"schema": SCHEMA, **data}
+        for row in ordered["layers"]:
+            if row["spikes_per_step"] is not None:
+                row["spikes_per_step"] = list(row["spikes_per_step"])
+        return ordered
+
+
+def _per_sample(run_total: int, samples: int) -> float:
+    return float(Fraction(run_total, samples))
+
+
+def build_report(
+    model: str,
+    match: MatchResult,
+    table: CostTable,
+    convention: str,
+    counts: ReplayCounts | None = None,
+    steps: int | None = None,
+    warnings: tuple[str, ...] = (),
+) -> Report:
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    notes = list(match.notes)
+    warned = list(warnings)
+    rows: list[LayerRow] = []
+    uncosted: list[Uncosted] = []
+    samples = counts.samples if counts else None
+    time_steps = counts.time_steps if counts else steps
+    per_step_dense = False
+    for index, layer in enumerate(match.layers):
+        layer_counts = counts.layers[index] if counts else None
+        cost, reason = layer_cost(layer, table)
+        if reason is not None:
+            uncosted.append(Uncosted(layer.name, layer.location, reason))
+        layer_steps = layer.time_steps if layer.time_steps is not None else time_steps
+        per_step_dense |= layer_steps is None
+        neurons = layer.neurons_per_sample
+        if neurons is None and layer_counts is not None:
+            neurons = layer_counts.neurons_per_sample
+        effective: float | None = None
+        effective_run: int | None = None
+        firing: float | None = None
+        if layer_counts is not None and samples:
+            counted = layer_counts.spikes if convention == "spikes" else layer_counts.membrane_updates
+            if cost is not None:
+                effective_run = counted * cost.total
+                effective = _per_sample(effective_run, samples)
+            if neurons and layer_steps:
+                firing = layer_counts.spikes / (samples * neurons * layer_steps)
+        notes.extend(f"{layer.name}: {note}" for note in layer.notes)
+        rows.append(LayerRow(
+            name=layer.name,
+            kind=layer.kind,
+            reset=layer.reset,
+            style=layer.style,
+            neurons_per_sample=neurons,
+            time_steps=layer_steps,
+            cost_per_update=cost.total if cost else None,
+            cost_source=cost.source if cost else None,
+            dense_ops=dense_ops(neurons, layer_steps, cost),
+            effective_ops=effective,
+            effective_ops_run=effective_run,
+            spikes=layer_counts.spikes if layer_counts else None,
+            membrane_updates=layer_counts.membrane_updates if layer_counts else None,
+            firing_rate=firing,
+            spikes_per_step=layer_counts.spikes_per_step if layer_counts else None,
+            cost_split=dict(cost.split) if cost else {},
+            location=layer.location,
+        ))
+    costed = [row for row in rows if row.cost_per_update is not None]
+    dense_total = sum(row.dense_ops for row in costed if row.dense_ops is not None) if costed else None
+    effective_run_total = (
+        sum(row.effective_ops_run for row in costed if row.effective_ops_run is not None)
+        if counts and costed else None
+    )
+    effective_total = _per_sample(effective_run_total, samples) if effective_run_total is not None and samples else None
+    if uncosted:
+        warned.append(
+            f"{len(uncosted)} neuron-like layer(s) could not be costed and are left out of the totals (see uncosted)"
+        )
+    if per_step_dense:
+        warned.append("dense ops are per time step: pass --steps T or --inputs to cover a whole sequence")
+    if any(row.cost_source and row.cost_source != "neurobench" for row in costed):
+        used = sorted({row.cost_source for row in costed if row.cost_source and row.cost_source != "neurobench"})
+        notes.append(f"costs not in NeuroBench's table come from: {', '.join(used)}")
+    return Report(
+        model=model,
+        convention=convention,
+        style=match.style,
+        samples=samples,
+        time_steps=time_steps,
+        totals=Totals(dense_total, effective_total, effective_run_total, complete=not uncosted),
+        layers=tuple(rows),
+        uncosted=tuple(uncosted),
+        warnings=tuple(warned),
+        notes=tuple(notes),
+        cost_tables=table.sources,
+    )
