@@ -12,6 +12,7 @@ Two notions matter for matching and are computed once here:
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,7 +75,7 @@ class ModelGraph:
         self.nx = nx.DiGraph()
 
         seen_ops: dict[tuple, tuple[str, ...]] = {}
-        for raw in graph.node:
+        for raw in _topological(graph):
             inputs = tuple(self.canonical(name) for name in raw.input)
             if raw.op_type == "Identity" and raw.domain in ("", "ai.onnx") and inputs and inputs[0]:
                 self.alias[raw.output[0]] = inputs[0]
@@ -232,6 +233,33 @@ class ModelGraph:
         for node in self.nodes if indices is None else (self.nodes[i] for i in indices):
             counts[node.op_type] = counts.get(node.op_type, 0) + 1
         return counts
+
+
+def _topological(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """Nodes in dataflow order (Kahn), whatever order the file lists them in; the file's order breaks ties."""
+    produced_by = {name: i for i, node in enumerate(graph.node) for name in node.output if name}
+    waiting = [0] * len(graph.node)
+    users: dict[int, list[int]] = {}
+    for i, node in enumerate(graph.node):
+        for name in set(node.input):
+            j = produced_by.get(name)
+            if j is not None and j != i:
+                waiting[i] += 1
+                users.setdefault(j, []).append(i)
+    ready = [i for i, count in enumerate(waiting) if count == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(graph.node[i])
+        for k in users.get(i, ()):
+            waiting[k] -= 1
+            if waiting[k] == 0:
+                heapq.heappush(ready, k)
+    if len(order) != len(graph.node):  # a cycle: keep the file's order for the rest, matching will say what it can
+        placed = {id(n) for n in order}
+        order.extend(n for n in graph.node if id(n) not in placed)
+    return order
 
 
 _COMMUTATIVE = frozenset({"Add", "Mul", "Sum", "Max", "Min", "And", "Or", "Equal"})

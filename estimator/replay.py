@@ -35,12 +35,31 @@ class LayerCounts:
     spikes_per_step: tuple[int, ...]
 
 
+    def merge(self, other: LayerCounts) -> LayerCounts:
+        return LayerCounts(
+            self.spikes + other.spikes,
+            self.membrane_updates + other.membrane_updates,
+            self.neurons_per_sample or other.neurons_per_sample,
+            tuple(a + b for a, b in zip(self.spikes_per_step, other.spikes_per_step, strict=True)),
+        )
+
+
 @dataclass(frozen=True)
 class ReplayCounts:
+    """Counts over a set of samples. Counts of disjoint sample sets add up exactly (`merge`)."""
+
     samples: int
     time_steps: int
     batch_size: int
     layers: tuple[LayerCounts | None, ...]  # aligned with MatchResult.layers; None where a layer has no spike tensor
+
+    def merge(self, other: ReplayCounts) -> ReplayCounts:
+        if self.time_steps != other.time_steps or len(self.layers) != len(other.layers):
+            raise ValueError("cannot merge counts of different models or time lengths")
+        layers = tuple(
+            None if a is None or b is None else a.merge(b) for a, b in zip(self.layers, other.layers, strict=True)
+        )
+        return ReplayCounts(self.samples + other.samples, self.time_steps, self.batch_size, layers)
 
 
 Progress = Callable[[int, int], None]  # (samples done, samples total)
@@ -115,11 +134,16 @@ def replay(
     threads: int = 0,
     progress: Progress | None = None,
     check_finite: bool = True,
+    sample_range: tuple[int, int] | None = None,
 ) -> ReplayCounts:
-    """Count spikes and membrane updates per layer over all recorded samples."""
+    """Count spikes and membrane updates per layer over the recorded samples (or `sample_range` = [start, stop) of
+    them: shards of one dataset merge into exactly the counts of the whole)."""
     layers = [layer for layer in match.layers if layer.spikes and all(layer.spikes)]
     stepwise = match.style == "stepwise"
-    samples, steps = inputs.samples, inputs.time_steps
+    first, last = sample_range if sample_range is not None else (0, inputs.samples)
+    if not 0 <= first < last <= inputs.samples:
+        raise InputError(f"sample range [{first}, {last}) is outside the {inputs.samples} recorded samples")
+    samples, steps = last - first, inputs.time_steps
     for layer in layers:
         if layer.time_steps is not None and layer.time_steps != steps:
             raise InputError(
@@ -162,8 +186,8 @@ def replay(
             previous[i] = membrane
 
     done = 0
-    for start in range(0, samples, size):
-        real = min(size, samples - start)
+    for start in range(first, last, size):
+        real = min(size, last - start)
         batch = {}
         for name, array in inputs.arrays.items():
             chunk = np.asarray(array[start:start + real])

@@ -1,0 +1,166 @@
+"""Hand-built ONNX graphs of snnTorch-style Leaky networks, and a numpy reference of the same network.
+
+These let tests vary what real exports vary (op spelling, node order, names, shared constants, Identity nodes)
+without torch, and check the tool against an independent computation. Parity with NeuroBench itself comes from the
+committed exports in samples/.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+@dataclass
+class LeakyNet:
+    """fc layers, each followed by a Leaky neuron layer."""
+
+    weights: list[np.ndarray]  # (in, out) per layer
+    beta: float | np.ndarray = 0.9
+    threshold: float = 1.0
+    reset: str = "subtract"  # subtract | zero | none
+
+    def reference(self, data: np.ndarray) -> dict[str, list[int]]:
+        """Per layer: spikes and NeuroBench membrane updates over all samples of `data` (B, T, F)."""
+        samples, steps = data.shape[:2]
+        beta = np.clip(np.asarray(self.beta, dtype=np.float32), 0, 1)
+        theta = np.float32(self.threshold)
+        spikes, updates = [0] * len(self.weights), [0] * len(self.weights)
+        mems = [np.zeros((samples, w.shape[1]), np.float32) for w in self.weights]
+        for t in range(steps):
+            x = data[:, t].astype(np.float32)
+            for i, w in enumerate(self.weights):
+                current = x @ w
+                prev = mems[i]
+                reset = (prev - theta > 0).astype(np.float32)
+                if self.reset == "subtract":
+                    mem = beta * prev + current - reset * theta
+                elif self.reset == "zero":
+                    mem = beta * ((1 - reset) * prev) + current
+                else:
+                    mem = beta * prev + current
+                spk = (mem - theta > 0).astype(np.float32)
+                spikes[i] += int(spk.sum())
+                updates[i] += samples * mem.shape[1] if t == 0 else int(np.count_nonzero(mem != prev))
+                mems[i] = mem
+                x = spk
+        return {"spikes": spikes, "membrane_updates": updates}
+
+
+@dataclass
+class _Builder:
+    spelling: str
+    nodes: list[onnx.NodeProto] = field(default_factory=list)
+    inits: list[onnx.TensorProto] = field(default_factory=list)
+    counter: int = 0
+
+    def name(self, hint: str) -> str:
+        self.counter += 1
+        return f"{hint}_{self.counter}"
+
+    def const(self, value, hint: str = "c") -> str:
+        name = self.name(hint)
+        array = np.asarray(value, dtype=np.float32)
+        if self.spelling == "torchscript":
+            self.nodes.append(helper.make_node("Constant", [], [name], value=numpy_helper.from_array(array)))
+        else:
+            self.inits.append(numpy_helper.from_array(array, name))
+        return name
+
+    def init(self, value, hint: str) -> str:
+        name = self.name(hint)
+        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, **attrs) -> str:
+        out = self.name(hint or op_type.lower())
+        self.nodes.append(helper.make_node(op_type, inputs, [out], **attrs))
+        return out
+
+    def synapse(self, x: str, weight: np.ndarray) -> str:
+        if self.spelling == "torchscript":
+            return self.op("MatMul", [x, self.init(weight, "W")])
+        return self.op("Gemm", [x, self.init(weight.T.copy(), "W")], transB=1)
+
+    def flag(self, mem: str, theta: str) -> str:
+        shifted = self.op("Sub", [mem, theta])
+        return self.op("Cast", [self.op("Greater", [shifted, self.const(0.0, "zero")])], to=TensorProto.FLOAT)
+
+    def step(self, net: LeakyNet, mem: str, current: str, beta: str, theta: str) -> tuple[str, str]:
+        reset = self.flag(mem, theta)
+        if net.reset == "subtract":
+            base = self.op("Add", [self.op("Mul", [beta, mem]), current])
+            new = self.op("Sub", [base, self.op("Mul", [reset, theta])], "mem")
+        elif net.reset == "zero":
+            keep = self.op("Sub", [self.const(1.0, "one"), reset])
+            new = self.op("Add", [self.op("Mul", [beta, self.op("Mul", [keep, mem])]), current], "mem")
+        else:
+            new = self.op("Add", [self.op("Mul", [beta, mem]), current], "mem")
+        return new, self.flag(new, theta)
+
+    def beta(self, net: LeakyNet) -> str:
+        raw = self.init(net.beta, "beta")
+        if self.spelling == "torchscript":
+            return self.op("Clip", [raw, self.const(0.0), self.const(1.0)])
+        return raw
+
+
+def leaky_stepwise(net: LeakyNet, spelling: str = "torchscript", batch: int | str = "batch") -> onnx.ModelProto:
+    """One time step; membranes `lifK.mem` in, `lifK.mem.next` out."""
+    b = _Builder(spelling)
+    n_in = net.weights[0].shape[0]
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, n_in])]
+    outputs = []
+    x = "input"
+    for i, w in enumerate(net.weights, start=1):
+        state = f"lif{i}.mem"
+        inputs.append(helper.make_tensor_value_info(state, TensorProto.FLOAT, [batch, w.shape[1]]))
+        theta = b.init(net.threshold, "threshold")
+        new, spike = b.step(net, state, b.synapse(x, w), b.beta(net), theta)
+        b.nodes.append(helper.make_node("Identity", [new], [f"{state}.next"]))
+        outputs.append(helper.make_tensor_value_info(f"{state}.next", TensorProto.FLOAT, [batch, w.shape[1]]))
+        x = spike
+    b.nodes.append(helper.make_node("Identity", [x], ["output"]))
+    outputs.insert(0, helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, net.weights[-1].shape[1]]))
+    graph = helper.make_graph(b.nodes, "stepwise", inputs, outputs, b.inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def leaky_unrolled(net: LeakyNet, steps: int, spelling: str = "torchscript",
+                   batch: int | str = "batch") -> onnx.ModelProto:
+    """The time loop traced: input (batch, steps, features) → stacked output spikes (batch, steps, out)."""
+    b = _Builder(spelling)
+    n_in = net.weights[0].shape[0]
+    betas = [b.beta(net) for _ in net.weights]
+    thetas = [b.init(net.threshold, "threshold") for _ in net.weights]
+    mems: list[str | None] = [None] * len(net.weights)
+    stacked = []
+    for t in range(steps):
+        index = b.name("t")
+        b.inits.append(numpy_helper.from_array(np.asarray(t, dtype=np.int64), index))
+        x = b.op("Gather", ["input", index], axis=1)
+        for i, w in enumerate(net.weights):
+            current = b.synapse(x, w)
+            if mems[i] is None:
+                mems[i] = b.op("ConstantOfShape", [b.op("Shape", [current])],
+                               value=numpy_helper.from_array(np.zeros(1, np.float32)))
+            mems[i], x = b.step(net, mems[i], current, betas[i], thetas[i])
+        axes = b.name("axes")
+        b.inits.append(numpy_helper.from_array(np.asarray([1], dtype=np.int64), axes))
+        stacked.append(b.op("Unsqueeze", [x, axes]))
+    b.nodes.append(helper.make_node("Concat", stacked, ["output"], axis=1))
+    graph = helper.make_graph(
+        b.nodes, "unrolled",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, steps, n_in])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, steps, net.weights[-1].shape[1]])],
+        b.inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def random_net(rng: np.random.Generator, sizes: list[int], reset: str = "subtract", beta: float = 0.9) -> LeakyNet:
+    weights = [rng.normal(0.0, 1.2 / np.sqrt(a), size=(a, b)).astype(np.float32) for a, b in zip(sizes, sizes[1:])]
+    return LeakyNet(weights, beta=beta, reset=reset)
