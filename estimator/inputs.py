@@ -1,8 +1,8 @@
 """Recorded inputs: read `.npz` / `.npy` safely (never unpickled; `.npy` memory-mapped) and check them against the
 model before any replay starts.
 
-Layout is NeuroBench's: (batch, time, features…). `time_axis` says where time is in the file when it is elsewhere;
-arrays are viewed (not copied) with time moved to axis 1.
+Layout is NeuroBench's: (batch, time, features…). `time_axis` says where time is in the file when it is elsewhere
+(batch is then the first of the other axes); arrays are viewed (not copied) with time moved to axis 1.
 """
 
 from __future__ import annotations
@@ -79,11 +79,8 @@ def read_inputs(path: str | Path, data_inputs: tuple[str, ...], time_axis: int =
         if array.ndim < 2:
             raise InputError(f"input {name!r}: shape {array.shape} has no time axis; expected (batch, time, features…)")
         axis = time_axis if time_axis >= 0 else array.ndim + time_axis
-        if not 0 < axis < array.ndim:
-            raise InputError(
-                f"input {name!r}: --time-axis {time_axis} does not fit shape {array.shape} "
-                "(time must be after the batch axis 0)"
-            )
+        if not 0 <= axis < array.ndim:
+            raise InputError(f"input {name!r}: --time-axis {time_axis} does not exist in shape {array.shape}")
         if axis != 1:
             array = np.moveaxis(array, axis, 1)
         if array.shape[0] == 0 or array.shape[1] == 0:

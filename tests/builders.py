@@ -162,5 +162,6 @@ def leaky_unrolled(net: LeakyNet, steps: int, spelling: str = "torchscript",
 
 
 def random_net(rng: np.random.Generator, sizes: list[int], reset: str = "subtract", beta: float = 0.9) -> LeakyNet:
-    weights = [rng.normal(0.0, 1.2 / np.sqrt(a), size=(a, b)).astype(np.float32) for a, b in zip(sizes, sizes[1:])]
+    pairs = zip(sizes[:-1], sizes[1:], strict=True)
+    weights = [rng.normal(0.0, 1.2 / np.sqrt(a), size=(a, b)).astype(np.float32) for a, b in pairs]
     return LeakyNet(weights, beta=beta, reset=reset)

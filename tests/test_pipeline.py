@@ -1,0 +1,107 @@
+"""End to end on hand-built snnTorch-style graphs, against an independent numpy computation of the same network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from builders import LeakyNet, leaky_stepwise, leaky_unrolled, random_net
+
+from estimator import estimate
+from estimator.api import analyse
+from estimator.inputs import read_inputs
+from estimator.replay import replay
+
+COST = 4  # Leaky, NeuroBench's table (subtract and zero)
+
+
+def _data(rng: np.random.Generator, samples: int, steps: int, features: int) -> np.ndarray:
+    return (rng.random((samples, steps, features)) < 0.35).astype(np.float32)
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+@pytest.mark.parametrize("spelling", ["torchscript", "dynamo"])
+@pytest.mark.parametrize("style", ["stepwise", "unrolled"])
+def test_counts_equal_numpy_reference(write_model, tmp_path, reset, spelling, style):
+    rng = np.random.default_rng(7)
+    net = random_net(rng, [12, 16, 6], reset=reset)
+    data = _data(rng, 7, 9, 12)
+    model = leaky_stepwise(net, spelling) if style == "stepwise" else leaky_unrolled(net, 9, spelling)
+    path = write_model(model, inputs=data)
+    want = net.reference(data)
+    for convention in ("spikes", "neurobench"):
+        report = estimate(path, tmp_path / "inputs.npz", convention=convention, batch_size=3)
+        assert [row.kind for row in report.layers] == ["leaky", "leaky"]
+        assert [row.reset for row in report.layers] == [reset, reset]
+        assert [row.spikes for row in report.layers] == want["spikes"]
+        assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
+        assert [row.neurons_per_sample for row in report.layers] == [16, 6]
+        assert report.samples == 7 and report.time_steps == 9
+        counted = want["spikes"] if convention == "spikes" else want["membrane_updates"]
+        cost = 3 if reset == "none" else COST  # none: neuronops' extension table
+        assert report.totals.effective_neuron_ops_run == sum(counted) * cost
+        assert report.totals.effective_neuron_ops == pytest.approx(sum(counted) * cost / 7, rel=1e-12)
+        assert report.totals.neuron_dense_ops == (16 + 6) * 9 * cost
+
+
+@pytest.mark.parametrize("style", ["stepwise", "unrolled"])
+@pytest.mark.parametrize("data", ["ones", "zeros"])
+def test_neurobench_unit_test_figures(write_model, tmp_path, style, data):
+    """NeuroBench's own test: Linear(20, 5, bias=False) + Leaky(beta=0.9), input (5, 10, 20)."""
+    rng = np.random.default_rng(0)
+    weight = rng.uniform(-1 / np.sqrt(20), 1 / np.sqrt(20), size=(20, 5)).astype(np.float32)
+    weight[:, :] = np.abs(weight) + 0.01  # every neuron gets a non-zero current from an all-ones input
+    net = LeakyNet([weight], beta=0.9)
+    inputs = (np.ones if data == "ones" else np.zeros)((5, 10, 20), np.float32)
+    model = leaky_stepwise(net) if style == "stepwise" else leaky_unrolled(net, 10)
+    path = write_model(model, inputs=inputs)
+    report = estimate(path, tmp_path / "inputs.npz", convention="neurobench")
+    assert report.totals.neuron_dense_ops == 200
+    assert report.totals.effective_neuron_ops == (200.0 if data == "ones" else 20.0)
+
+
+def test_counts_do_not_depend_on_batch_size_or_sharding(write_model, tmp_path):
+    rng = np.random.default_rng(3)
+    net = random_net(rng, [10, 12, 4])
+    path = write_model(leaky_unrolled(net, 6), inputs=_data(rng, 11, 6, 10))
+    analysis = analyse(path)
+    recorded = read_inputs(tmp_path / "inputs.npz", analysis.match.data_inputs)
+    whole = replay(analysis.graph, analysis.match, recorded, batch_size=11)
+    for size in (1, 4, 5):
+        assert replay(analysis.graph, analysis.match, recorded, batch_size=size).layers == whole.layers
+    shards = [replay(analysis.graph, analysis.match, recorded, sample_range=r) for r in ((0, 4), (4, 5), (5, 11))]
+    merged = shards[0].merge(shards[1]).merge(shards[2])
+    assert merged.layers == whole.layers and merged.samples == 11
+
+
+def test_fixed_batch_graph_pads_the_last_batch(write_model, tmp_path):
+    rng = np.random.default_rng(4)
+    net = random_net(rng, [8, 5])
+    data = _data(rng, 7, 5, 8)
+    path = write_model(leaky_unrolled(net, 5, "dynamo", batch=3), inputs=data)
+    report = estimate(path, tmp_path / "inputs.npz", convention="neurobench")
+    want = net.reference(data)
+    assert report.samples == 7
+    assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
+    assert [row.spikes for row in report.layers] == want["spikes"]
+
+
+def test_dense_ops_without_inputs(write_model):
+    rng = np.random.default_rng(5)
+    net = random_net(rng, [8, 16, 4])
+    unrolled = estimate(write_model(leaky_unrolled(net, 12), "u.onnx"))
+    assert unrolled.totals.neuron_dense_ops == (16 + 4) * 12 * COST
+    assert unrolled.totals.effective_neuron_ops is None and unrolled.samples is None
+    stepwise = estimate(write_model(leaky_stepwise(net), "s.onnx"))
+    assert stepwise.totals.neuron_dense_ops == (16 + 4) * COST  # per step, and the report says so
+    assert any("per time step" in warning for warning in stepwise.warnings)
+    assert estimate(write_model(leaky_stepwise(net), "s2.onnx"), steps=25).totals.neuron_dense_ops == 20 * 25 * COST
+
+
+def test_time_axis_option(write_model, tmp_path):
+    rng = np.random.default_rng(6)
+    net = random_net(rng, [6, 7])
+    data = _data(rng, 4, 5, 6)
+    path = write_model(leaky_stepwise(net))
+    np.save(tmp_path / "time_first.npy", np.ascontiguousarray(np.moveaxis(data, 1, 0)))
+    report = estimate(path, tmp_path / "time_first.npy", time_axis=0)
+    assert [row.spikes for row in report.layers] == net.reference(data)["spikes"]
