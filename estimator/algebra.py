@@ -15,6 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 
 Monomial = tuple[str, ...]  # sorted symbol names, repeated for powers; () is the constant term
+FLAGS = frozenset({"R", "Rold", "Snow"})  # 0/1 spike and reset flags: R·R = R
+
+
+def _product(m1: Monomial, m2: Monomial) -> Monomial:
+    merged = list(m1)
+    for symbol in m2:
+        if symbol not in FLAGS or symbol not in merged:
+            merged.append(symbol)
+    return tuple(sorted(merged))
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,7 @@ class Poly:
         out: dict[Monomial, np.ndarray] = {}
         for m1, c1 in self.terms:
             for m2, c2 in other.terms:
-                monomial = tuple(sorted(m1 + m2))
+                monomial = _product(m1, m2)
                 coef = c1 * c2
                 out[monomial] = out[monomial] + coef if monomial in out else coef
         return Poly._build(out)

@@ -217,7 +217,9 @@ class _StepReader:
         target: str,
         previous_region: Callable[[str], bool],
         own_state: set[str],
+        current_step: set[str],
     ) -> None:
+        self.current_step = current_step
         self.graph = graph
         self.compare_of_output = compare_of_output
         self.in_component = in_component
@@ -269,7 +271,7 @@ class _StepReader:
             membrane = self.compare_of_output[tensor].membrane
             if membrane == self.prev:
                 return Poly.symbol("R")
-            if membrane == self.target:
+            if membrane == self.target or membrane in self.current_step:
                 return Poly.symbol("Snow")
             return Poly.symbol("Rold")
         node = graph.node_of(tensor)
@@ -343,18 +345,20 @@ def features_of(update: Poly, unreadable: list[str]) -> UpdateFeatures:
     inputs = [m for m in monomials if len(m) == 1 and m[0].startswith("I:")]
     gains = {_scalar(update.coefficient(m)) for m in inputs}
     input_gain = gains.pop() if len(gains) == 1 else None
-    with_reset = [m for m in monomials if "R" in m]
+    # the flag that resets: the previous step's compare, or this step's spike when the reset is not delayed
+    flag = "Snow" if "Snow" in symbols else "R"
+    with_reset = [m for m in monomials if flag in m]
     reset: str | None
     if not with_reset:
         reset = "none"
-    elif ("R",) in with_reset and all(m == ("R",) for m in with_reset):
+    elif (flag,) in with_reset and all(m == (flag,) for m in with_reset):
         reset = "subtract"
-    elif ("R",) not in with_reset:
-        # zero: every term that R multiplies also stands without R, with the opposite coefficient: X(1 − R)
+    elif (flag,) not in with_reset:
+        # zero: every term that the flag multiplies also stands without it, with the opposite coefficient: X(1 − R)
         reset = "zero"
         for monomial in with_reset:
             rest = list(monomial)
-            rest.remove("R")
+            rest.remove(flag)
             base = update.coefficient(rest)
             if base is None or not np.allclose(base, -update.coefficient(monomial)):
                 reset = None
@@ -418,14 +422,18 @@ def match_layers(graph: ModelGraph) -> MatchResult:
     for membrane in membranes:
         by_component.setdefault(component_of[graph.producer[membrane]], []).append(membrane)
 
-    def predecessor(membrane: str, component: int) -> str | None:
-        """The latest membrane upstream of `membrane` within its component."""
+    def predecessor(membrane: str, component: int) -> tuple[str | None, bool]:
+        """The latest membrane upstream of `membrane` within its component, and whether input from outside the
+        component (a synapse's current) enters on the way: without it, the link is a same-step reset
+        (reset_delay=False), not a time step."""
         best: str | None = None
+        external = False
         seen: set[str] = set()
         stack = [membrane]
         while stack:
             node = graph.node_of(stack.pop())
             if node is None or component_of[node.index] != component:
+                external = True
                 continue
             for name in node.inputs:
                 if not name or name in seen or graph.is_constant(name):
@@ -438,36 +446,49 @@ def match_layers(graph: ModelGraph) -> MatchResult:
                 if best is not None and name in order and order[name] < order[best]:
                     continue  # older than the best found: cannot lead to a later membrane
                 stack.append(name)
-        return best
+        return best, external
 
     notes: list[str] = []
-    chains: list[tuple[int, list[str], str | None]] = []  # component, membranes, problem
+    chains: list[tuple[int, list[list[str]], str | None]] = []  # component, steps (membranes per step), problem
     for component, members in by_component.items():
         successors: dict[str, list[str]] = {}
         heads = []
+        new_step: dict[str, bool] = {}
         for membrane in members:
-            pred = predecessor(membrane, component)
+            pred, external = predecessor(membrane, component)
+            new_step[membrane] = pred is None or external
             if pred is None:
                 heads.append(membrane)
             else:
                 successors.setdefault(pred, []).append(membrane)
         for head in heads:
-            chain, problem, current = [head], None, head
+            steps, problem, current = [[head]], None, head
             while current in successors:
                 nxt = successors[current]
                 if len(nxt) > 1:
                     problem = f"membrane {current!r} feeds {len(nxt)} later membranes: layers not separable"
-                chain.append(nxt[0])
                 current = nxt[0]
-            chains.append((component, chain, problem))
+                if new_step[current]:
+                    steps.append([current])
+                else:  # a reset applied within the same step: the step's membrane is the later tensor
+                    steps[-1].append(current)
+            if len(steps) > 1 and len(steps[-2]) > len(steps[-1]):
+                # the last step's post-reset membrane is compared by no later step: find it by analogy
+                steps[-1].extend(_same_step_tail(graph, steps[-2], steps[-1][-1], component_of))
+            chains.append((component, steps, problem))
 
     layers: list[NeuronLayer] = []
-    state_by_output = {graph.canonical(p.output): p for p in pairs}
-    for component, chain, problem in sorted(chains, key=lambda item: order[item[1][0]]):
+    compared = {c.membrane for c in compares}
+    membrane_pairs = {  # stepwise: the computed next membrane of each compared state input, by component
+        component_of[graph.producer[graph.canonical(p.input_target)]]: p
+        for p in (_MembranePair(pair, graph.canonical(pair.output)) for pair in pairs)
+        if (p.pair.input in compared or p.input_target in membrane_set) and p.input_target in graph.producer
+    }
+    for component, steps, problem in sorted(chains, key=lambda item: order[item[1][0][0]]):
         component_nodes = [node for node in graph.nodes if component_of[node.index] == component]
         layers.append(
-            _build_layer(graph, component, component_of, component_nodes, chain, problem, compare_of_output,
-                         spike_of, state_by_output, pairs, style)
+            _build_layer(graph, component, component_of, component_nodes, steps, problem, compare_of_output,
+                         spike_of, membrane_pairs.get(component), pairs)
         )
 
     # names: unique, from scopes / state names, else kind + index
@@ -488,24 +509,57 @@ def match_layers(graph: ModelGraph) -> MatchResult:
     return MatchResult(tuple(layers), style if layers else "none", tuple(pairs), data_inputs, tuple(notes))
 
 
+def _same_step_tail(graph: ModelGraph, earlier: list[str], last: str, component_of: list[int]) -> list[str]:
+    """Tensors that follow `last` the way earlier[1:] followed earlier[0] (same op, reading the step's membrane)."""
+    tail = []
+    for previous, following in zip(earlier, earlier[1:], strict=False):
+        op = graph.node_of(following)
+        slot = op.inputs.index(previous) if op is not None and previous in op.inputs else None
+        if slot is None:
+            return tail
+        shape = [graph.is_constant(name) for name in op.inputs]
+        match = [
+            user for user in graph.users(last)
+            if user.op_type == op.op_type and len(user.inputs) > slot and user.inputs[slot] == last
+            and component_of[user.index] == component_of[op.index]
+            and [graph.is_constant(name) for name in user.inputs] == shape
+        ]
+        if len(match) != 1:
+            return tail
+        last = match[0].outputs[0]
+        tail.append(last)
+    return tail
+
+
+@dataclass(frozen=True)
+class _MembranePair:
+    pair: StatePair
+    input_target: str  # the canonical tensor behind the pair's output
+
+
 def _build_layer(
     graph: ModelGraph,
     component: int,
     component_of: list[int],
     component_nodes: list[OpNode],
-    chain: list[str],
+    steps: list[list[str]],
     problem: str | None,
     compare_of_output: dict[str, Compare],
     spike_of: dict[str, str],
-    state_by_output: dict[str, StatePair],
+    membrane_pair: _MembranePair | None,
     pairs: list[StatePair],
-    style: str,
 ) -> NeuronLayer:
-    stepwise_pair = state_by_output.get(chain[-1]) if len(chain) == 1 else None
+    stepwise_pair = membrane_pair.pair if membrane_pair is not None and len(steps) == 1 else None
     in_component = lambda node: component_of[node.index] == component  # noqa: E731
     notes: list[str] = []
+    # per step: the membrane after the step (what NeuroBench records) and the tensor its spike compares
+    chain = [step[-1] for step in steps]
+    spike_sources = [step[0] for step in steps]
+    current_step: set[str] = set(steps[-1][:-1])
     if stepwise_pair is not None:
         layer_style = "stepwise"
+        chain = [membrane_pair.input_target]
+        current_step = set(steps[0]) - {chain[0]}
         prev, target = stepwise_pair.input, chain[0]
         own_state = {
             p.input for p in pairs
@@ -529,7 +583,8 @@ def _build_layer(
         ancestors_of_prev = graph.ancestors(prev) | {prev} if prev else set()
         previous_region = ancestors_of_prev.__contains__
         own_state = set(chain[:-1])
-    reader = _StepReader(graph, compare_of_output, in_component, prev, target, previous_region, own_state)
+    reader = _StepReader(graph, compare_of_output, in_component, prev, target, previous_region, own_state,
+                         current_step)
     update = reader.read(target)
     features = features_of(update, reader.unreadable)
 
@@ -563,7 +618,7 @@ def _build_layer(
     if "Snow" in update.symbols():
         notes.append("the spike of this step resets the membrane in the same step (reset_delay=False)")
 
-    spikes = tuple(spike_of.get(m, "") for m in chain)
+    spikes = tuple(spike_of.get(m, "") for m in spike_sources)
     tensors = ([stepwise_pair.input] if stepwise_pair else []) + list(chain)
     name = _state_base(stepwise_pair.input) if stepwise_pair else None
     first_step_nodes = [n for n in component_nodes if n.index <= graph.producer[chain[0]]]

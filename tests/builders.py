@@ -22,6 +22,7 @@ class LeakyNet:
     beta: float | np.ndarray = 0.9
     threshold: float = 1.0
     reset: str = "subtract"  # subtract | zero | none
+    reset_delay: bool = True  # False: snnTorch applies the reset of this step's spike within the same step
 
     def reference(self, data: np.ndarray) -> dict[str, list[int]]:
         """Per layer: spikes and NeuroBench membrane updates over all samples of `data` (B, T, F)."""
@@ -43,6 +44,9 @@ class LeakyNet:
                 else:
                     mem = beta * prev + current
                 spk = (mem - theta > 0).astype(np.float32)
+                if not self.reset_delay and self.reset != "none":
+                    do_reset = spk - reset  # snnTorch: avoid resetting twice
+                    mem = mem - do_reset * (theta if self.reset == "subtract" else mem)
                 spikes[i] += int(spk.sum())
                 updates[i] += samples * mem.shape[1] if t == 0 else int(np.count_nonzero(mem != prev))
                 mems[i] = mem
@@ -99,7 +103,12 @@ class _Builder:
             new = self.op("Add", [self.op("Mul", [beta, self.op("Mul", [keep, mem])]), current], "mem")
         else:
             new = self.op("Add", [self.op("Mul", [beta, mem]), current], "mem")
-        return new, self.flag(new, theta)
+        spike = self.flag(new, theta)
+        if not net.reset_delay and net.reset != "none":
+            do_reset = self.op("Sub", [spike, reset])
+            scale = theta if net.reset == "subtract" else new
+            new = self.op("Sub", [new, self.op("Mul", [do_reset, scale])], "mem_after")
+        return new, spike
 
     def beta(self, net: LeakyNet) -> str:
         raw = self.init(net.beta, "beta")

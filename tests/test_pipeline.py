@@ -105,3 +105,21 @@ def test_time_axis_option(write_model, tmp_path):
     np.save(tmp_path / "time_first.npy", np.ascontiguousarray(np.moveaxis(data, 1, 0)))
     report = estimate(path, tmp_path / "time_first.npy", time_axis=0)
     assert [row.spikes for row in report.layers] == net.reference(data)["spikes"]
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("style", ["stepwise", "unrolled"])
+def test_reset_without_delay(write_model, tmp_path, reset, style):
+    """snnTorch's reset_delay=False: the membrane NeuroBench records is the one after the same-step reset."""
+    rng = np.random.default_rng(11)
+    net = random_net(rng, [10, 14, 5], reset=reset)
+    net.reset_delay = False
+    data = _data(rng, 6, 8, 10)
+    model = leaky_stepwise(net) if style == "stepwise" else leaky_unrolled(net, 8)
+    path = write_model(model, inputs=data)
+    want = net.reference(data)
+    report = estimate(path, tmp_path / "inputs.npz", convention="neurobench")
+    assert [(row.kind, row.reset, row.time_steps) for row in report.layers] == [("leaky", reset, 8)] * 2
+    assert [row.spikes for row in report.layers] == want["spikes"]
+    assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
+    assert any("reset_delay=False" in note for note in report.notes)
