@@ -432,13 +432,14 @@ def match_layers(graph: ModelGraph) -> MatchResult:
         stack = [membrane]
         while stack:
             node = graph.node_of(stack.pop())
-            if node is None or component_of[node.index] != component:
-                external = True
-                continue
             for name in node.inputs:
                 if not name or name in seen or graph.is_constant(name):
                     continue
                 seen.add(name)
+                producer = graph.node_of(name)
+                if producer is None or component_of[producer.index] != component:
+                    external = True  # checked before any pruning: the answer must not depend on node order
+                    continue
                 if name in membrane_set:
                     if best is None or order[name] > order[best]:
                         best = name
