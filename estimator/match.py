@@ -228,30 +228,23 @@ class _StepReader:
         self.previous_region = previous_region
         self.own_state = own_state
         self.memo: dict[str, Poly] = {}
-        self.depends_memo: dict[str, bool] = {}
         self.unreadable: list[str] = []
 
-    def depends_on_own_state(self, tensor: str) -> bool:
-        stack, order = [tensor], []
-        while stack:  # iterative: unrolled graphs are deep
-            current = stack.pop()
-            if current in self.depends_memo:
+    def recurrent(self, tensor: str) -> bool:
+        """A current made by a weight op (outside the component) from this layer's own output or state: a
+        recurrent synapse (RLeaky's V(S_{t-1})), as opposed to the feed-forward input of an earlier layer."""
+        node = self.graph.node_of(tensor)
+        if node is None:
+            return False
+        for name in node.inputs:
+            if not name or self.graph.is_constant(name):
                 continue
-            if current in self.own_state:
-                self.depends_memo[current] = True
-                continue
-            node = self.graph.node_of(current)
-            if node is None or self.graph.is_constant(current):
-                self.depends_memo[current] = False
-                continue
-            pending = [n for n in node.inputs if n and n not in self.depends_memo]
-            if pending:
-                stack.append(current)
-                stack.extend(pending)
-                continue
-            self.depends_memo[current] = any(self.depends_memo.get(n, False) for n in node.inputs if n)
-            order.append(current)
-        return self.depends_memo[tensor]
+            if name in self.own_state:
+                return True
+            producer = self.graph.node_of(name)
+            if producer is not None and self.in_component(producer):
+                return True
+        return False
 
     def read(self, tensor: str, depth: int = 0) -> Poly:
         if tensor in self.memo:
@@ -278,7 +271,7 @@ class _StepReader:
         if node is None:  # a graph input
             return Poly.symbol(("S:" if tensor in self.own_state else "I:") + tensor)
         if not self.in_component(node):
-            return Poly.symbol(("V:" if self.depends_on_own_state(tensor) else "I:") + tensor)
+            return Poly.symbol(("V:" if self.recurrent(tensor) else "I:") + tensor)
         if tensor != self.target and self.previous_region(tensor):
             return Poly.symbol("S:" + tensor)
         if depth > 400:
@@ -420,7 +413,12 @@ def match_layers(graph: ModelGraph) -> MatchResult:
     membrane_set = set(membranes)
     by_component: dict[int, list[str]] = {}
     for membrane in membranes:
-        by_component.setdefault(component_of[graph.producer[membrane]], []).append(membrane)
+        producer = graph.nodes[graph.producer[membrane]]
+        if producer.op_type in WEIGHT_OPS:  # a simplifier folded the zero initial state: U_0 is the synapse output
+            users = [u for u in graph.users(membrane) if u.op_type not in WEIGHT_OPS]
+            if users:
+                component_of[producer.index] = component_of[users[0].index]
+        by_component.setdefault(component_of[producer.index], []).append(membrane)
 
     def predecessor(membrane: str, component: int) -> tuple[str | None, bool]:
         """The latest membrane upstream of `membrane` within its component, and whether input from outside the
@@ -436,17 +434,15 @@ def match_layers(graph: ModelGraph) -> MatchResult:
                 if not name or name in seen or graph.is_constant(name):
                     continue
                 seen.add(name)
-                producer = graph.node_of(name)
-                if producer is None or component_of[producer.index] != component:
-                    external = True  # checked before any pruning: the answer must not depend on node order
-                    continue
                 if name in membrane_set:
                     if best is None or order[name] > order[best]:
                         best = name
                     continue
-                if best is not None and name in order and order[name] < order[best]:
-                    continue  # older than the best found: cannot lead to a later membrane
-                stack.append(name)
+                producer = graph.node_of(name)
+                if producer is None or component_of[producer.index] != component:
+                    external = True
+                    continue
+                stack.append(name)  # no pruning by node order: simplifiers hoist ops, the walk must not care
         return best, external
 
     notes: list[str] = []
@@ -532,6 +528,11 @@ def _same_step_tail(graph: ModelGraph, earlier: list[str], last: str, component_
     return tail
 
 
+def _inside(graph: ModelGraph, name: str, in_component: Callable[[OpNode], bool]) -> bool:
+    producer = graph.node_of(name)
+    return producer is not None and in_component(producer)
+
+
 @dataclass(frozen=True)
 class _MembranePair:
     pair: StatePair
@@ -581,7 +582,9 @@ def _build_layer(
             )
         else:
             prev, target = chain[-2], chain[-1]
-        ancestors_of_prev = graph.ancestors(prev) | {prev} if prev else set()
+        # the previous steps: upstream of U_{t-1} within this layer (other layers only reach it through synapses)
+        ancestors_of_prev = graph.ancestors(prev, stop=lambda name: not _inside(graph, name, in_component)) | {
+            prev} if prev else set()
         previous_region = ancestors_of_prev.__contains__
         own_state = set(chain[:-1])
     reader = _StepReader(graph, compare_of_output, in_component, prev, target, previous_region, own_state,
