@@ -28,6 +28,7 @@ class UpdateFeatures:
     input_gain: float | None  # coefficient of the input current in U_t (1 for Leaky, Δt/C for Lapicque)
     reset: str | None  # "subtract", "zero", "none", or None when the reset term has an unknown form
     unreadable_ops: tuple[str, ...] = ()  # ops in the update the matcher could not read symbolically
+    nonlinear_terms: tuple[str, ...] = ()  # products of state/input terms (snnTorch updates are linear in them)
 
 
 Recogniser = Callable[[UpdateFeatures], str | None]  # None: it is this kind; otherwise the reason it is not
@@ -46,6 +47,10 @@ class NeuronKind:
 
 
 def _expect(features: UpdateFeatures, carried: int, feedback: bool, recurrent: bool) -> str | None:
+    if features.unreadable_ops:
+        return f"the update uses ops no snnTorch neuron uses ({', '.join(features.unreadable_ops)})"
+    if features.nonlinear_terms:
+        return f"the update is not linear in state and input (terms {', '.join(features.nonlinear_terms[:3])})"
     problems = []
     if features.carried_states != carried:
         problems.append(f"carries {features.carried_states} state tensor(s) besides the membrane, expected {carried}")
@@ -69,7 +74,9 @@ def _leaky(f: UpdateFeatures) -> str | None:
 
 def _lapicque(f: UpdateFeatures) -> str | None:
     reason = _expect(f, 0, True, False)
-    if reason is None and _gain_is_one(f):
+    if reason is None and f.input_gain is None:
+        reason = "input current has no single scalar gain"
+    elif reason is None and _gain_is_one(f):
         reason = "input current is added unscaled (that is Leaky)"
     return reason
 

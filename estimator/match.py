@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .algebra import Poly
+from .algebra import FLAGS, Poly
 from .graph import SHAPE_ONLY_OPS, Dim, ModelGraph, OpNode
 from .kinds import UpdateFeatures, classify, kind_for_class
 
@@ -358,7 +358,10 @@ def features_of(update: Poly, unreadable: list[str]) -> UpdateFeatures:
                 break
     else:
         reset = None
+    state_like = [[s for s in m if s not in FLAGS and not s.startswith("K:")] for m in monomials]
+    nonlinear = tuple("·".join(m) for m in state_like if len(m) > 1)
     return UpdateFeatures(
+        nonlinear_terms=nonlinear,
         carried_states=sum(1 for s in symbols if s.startswith("S:")),
         membrane_feedback="U" in symbols,
         recurrent=any(s.startswith("V:") for s in symbols),
@@ -612,9 +615,9 @@ def _build_layer(
     elif structural is not None:
         kind_name = structural.name
     else:
-        problem = problem or (
-            "update matches no registered kind: " + "; ".join(f"{k}: {r}" for k, r in near_misses.items())
-        )
+        nearest = min(near_misses.items(), key=lambda item: item[1].count(";")) if near_misses else None
+        problem = problem or "update matches no registered neuron kind" + (
+            f"; nearest is {nearest[0]}, but {nearest[1]}" if nearest else "")
     if features.unreadable_ops and kind_name is None:
         problem = f"update uses ops the matcher cannot read ({', '.join(features.unreadable_ops)})"
     if features.reset is None:

@@ -174,3 +174,58 @@ def random_net(rng: np.random.Generator, sizes: list[int], reset: str = "subtrac
     pairs = zip(sizes[:-1], sizes[1:], strict=True)
     weights = [rng.normal(0.0, 1.2 / np.sqrt(a), size=(a, b)).astype(np.float32) for a, b in pairs]
     return LeakyNet(weights, beta=beta, reset=reset)
+
+
+def quadratic_stepwise(weight: np.ndarray, beta: float = 0.5, threshold: float = 1.0) -> onnx.ModelProto:
+    """A neuron snnTorch does not have: U_t = U + β·U² + I − R·θ (a quadratic integrate-and-fire)."""
+    b = _Builder("torchscript")
+    n_in, n_out = weight.shape
+    theta = b.init(threshold, "threshold")
+    reset = b.flag("q1.mem", theta)
+    square = b.op("Mul", ["q1.mem", "q1.mem"])
+    grown = b.op("Add", ["q1.mem", b.op("Mul", [b.init(beta, "beta"), square])])
+    base = b.op("Add", [grown, b.synapse("input", weight)])
+    new = b.op("Sub", [base, b.op("Mul", [reset, theta])])
+    b.nodes.append(helper.make_node("Identity", [new], ["q1.mem.next"]))
+    b.nodes.append(helper.make_node("Identity", [b.flag(new, theta)], ["output"]))
+    graph = helper.make_graph(
+        b.nodes, "quadratic",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", n_in]),
+         helper.make_tensor_value_info("q1.mem", TensorProto.FLOAT, ["batch", n_out])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", n_out]),
+         helper.make_tensor_value_info("q1.mem.next", TensorProto.FLOAT, ["batch", n_out])],
+        b.inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def function_node_stepwise(net: LeakyNet, class_name: str, domain: str = "my.neurons") -> onnx.ModelProto:
+    """A stepwise single-layer Leaky net whose neuron is one function node `class_name` (as
+    export_modules_as_functions writes it): the tool must take the kind from the class name."""
+    body = _Builder("torchscript")
+    theta = "threshold"
+    new, spike = body.step(net, "mem", "current", "beta", theta)
+    body.nodes.append(helper.make_node("Identity", [new], ["mem_out"]))
+    body.nodes.append(helper.make_node("Identity", [spike], ["spk"]))
+    body.nodes[:0] = [helper.make_node("Constant", [], [n], value=i) for n, i in
+                      ((i.name, i) for i in body.inits)]
+    function = helper.make_function(domain, class_name, ["current", "mem", "beta", theta], ["spk", "mem_out"],
+                                    body.nodes, [helper.make_opsetid("", 17)])
+    outer = _Builder("torchscript")
+    weight = net.weights[0]
+    current = outer.synapse("input", weight)
+    beta = outer.init(net.beta, "beta")
+    threshold = outer.init(net.threshold, "threshold")
+    outer.nodes.append(helper.make_node(class_name, [current, "lif1.mem", beta, threshold],
+                                        ["output", "lif1.mem.next"], domain=domain, name=f"/lif1/{class_name}"))
+    n_in, n_out = weight.shape
+    graph = helper.make_graph(
+        outer.nodes, "functions",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", n_in]),
+         helper.make_tensor_value_info("lif1.mem", TensorProto.FLOAT, ["batch", n_out])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", n_out]),
+         helper.make_tensor_value_info("lif1.mem.next", TensorProto.FLOAT, ["batch", n_out])],
+        outer.inits,
+    )
+    return helper.make_model(graph, functions=[function],
+                             opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(domain, 1)])

@@ -1,0 +1,126 @@
+"""The command line: exact output (golden files), exit codes, and one-line errors.
+
+Regenerate the golden files after an intended change with NEURONOPS_UPDATE_GOLDEN=1 pytest tests/test_cli.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from builders import leaky_stepwise, leaky_unrolled, random_net
+from click.testing import CliRunner
+
+from estimator.cli import main
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("NEURONOPS_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A folder holding a 2-layer unrolled and stepwise model and inputs, with relative paths in the output."""
+    rng = np.random.default_rng(2024)
+    net = random_net(rng, [10, 12, 4])
+    onnx.save(leaky_unrolled(net, 6), tmp_path / "unrolled.onnx")
+    onnx.save(leaky_stepwise(net, "dynamo"), tmp_path / "stepwise.onnx")
+    np.savez(tmp_path / "inputs.npz", input=(rng.random((5, 6, 10)) < 0.4).astype(np.float32))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.mark.parametrize("convention", ["spikes", "neurobench"])
+def test_estimate_table_golden(workdir, convention):
+    result = run("estimate", "unrolled.onnx", "--inputs", "inputs.npz", "--convention", convention)
+    assert result.exit_code == 0, result.output
+    golden(f"cli_estimate_{convention}.txt", result.stdout)
+
+
+def test_estimate_json_golden_and_schema(workdir):
+    result = run("estimate", "stepwise.onnx", "-i", "inputs.npz", "-c", "neurobench", "-f", "json")
+    assert result.exit_code == 0, result.output
+    golden("cli_estimate_neurobench.json", result.stdout)
+    report = json.loads(result.stdout)
+    assert report["schema"] == "neuronops.report/1" and report["per"] == "sample"
+    for key in ("model", "convention", "samples", "time_steps", "totals", "layers", "uncosted", "warnings"):
+        assert key in report
+    for key in ("name", "kind", "reset", "neurons_per_sample", "time_steps", "cost_per_update", "dense_ops",
+                "effective_ops", "spikes", "membrane_updates"):
+        assert key in report["layers"][0]
+    assert isinstance(report["layers"][0]["spikes"], int)
+
+
+def test_same_numbers_from_both_styles(workdir):
+    reports = [json.loads(run("estimate", m, "-i", "inputs.npz", "-f", "json").stdout)
+               for m in ("unrolled.onnx", "stepwise.onnx")]
+    assert reports[0]["totals"] == reports[1]["totals"]
+
+
+def test_dense_only_golden(workdir):
+    result = run("estimate", "unrolled.onnx")
+    assert result.exit_code == 0
+    golden("cli_estimate_dense_only.txt", result.stdout)
+
+
+def test_layers_golden(workdir):
+    golden("cli_layers_stepwise.txt", run("layers", "stepwise.onnx").stdout)
+    listing = json.loads(run("layers", "unrolled.onnx", "--format", "json").stdout)
+    assert [(layer["kind"], layer["time_steps"]) for layer in listing["layers"]] == [("leaky", 6), ("leaky", 6)]
+
+
+def test_output_file_is_written_whole(workdir):
+    result = run("estimate", "unrolled.onnx", "-i", "inputs.npz", "-f", "json", "-o", "out/report.json")
+    assert result.exit_code == 0 and result.stdout == ""
+    assert json.loads((workdir / "out" / "report.json").read_text())["samples"] == 5
+    assert [p.name for p in (workdir / "out").iterdir()] == ["report.json"]  # no temp file left behind
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["estimate", "absent.onnx"], 1, "error: absent.onnx: no such file"),
+    (["estimate", "inputs.npz"], 1, "error: inputs.npz: not a readable ONNX model"),
+    (["estimate", "unrolled.onnx", "-i", "absent.npz"], 1, "error: absent.npz: no such inputs file"),
+    (["estimate", "unrolled.onnx", "--convention", "other"], 2, "Invalid value for '--convention'"),
+    (["estimate", "unrolled.onnx", "--batch-size", "0"], 2, "Invalid value for '--batch-size'"),
+    (["frobnicate"], 2, "No such command 'frobnicate'"),
+])
+def test_errors_are_one_line_with_exit_codes(workdir, args, code, message):
+    result = run(*args)
+    assert result.exit_code == code
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    if code == 1:
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_inputs_that_do_not_fit_name_the_input(workdir):
+    np.savez(workdir / "wrong.npz", input=np.zeros((2, 6, 11), np.float32))
+    result = run("estimate", "unrolled.onnx", "-i", "wrong.npz")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == ("error: input 'input': model expects shape (batch, 6, 10), "
+                                     "the inputs batch has shape (2, 6, 11)")
+    np.savez(workdir / "steps.npz", input=np.zeros((2, 4, 10), np.float32))
+    result = run("estimate", "unrolled.onnx", "-i", "steps.npz")
+    assert "is unrolled for 6 time steps in the graph, the inputs have 4" in result.stderr
+
+
+def test_help_teaches(workdir):
+    text = run("--help").stdout
+    assert "neuronops estimate model.onnx --inputs inputs.npz" in text and "Exit codes" in text
+    estimate_help = run("estimate", "--help").stdout
+    for option in ("--inputs", "--convention", "--format", "--batch-size", "--time-axis", "--steps", "--cost-table",
+                   "--strict"):
+        assert option in estimate_help
