@@ -123,3 +123,19 @@ def test_reset_without_delay(write_model, tmp_path, reset, style):
     assert [row.spikes for row in report.layers] == want["spikes"]
     assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
     assert any("reset_delay=False" in note for note in report.notes)
+
+
+@pytest.mark.parametrize("style", ["stepwise", "unrolled"])
+@pytest.mark.parametrize("spelling", ["torchscript", "dynamo"])
+def test_per_neuron_parameters(write_model, tmp_path, style, spelling):
+    """β as a vector (one per neuron, e.g. learn_beta with a per-neuron init) reads the same as a scalar."""
+    rng = np.random.default_rng(12)
+    net = random_net(rng, [9, 11], reset="zero")
+    net.beta = rng.uniform(0.5, 0.95, size=11).astype(np.float32)
+    data = _data(rng, 5, 7, 9)
+    model = leaky_stepwise(net, spelling) if style == "stepwise" else leaky_unrolled(net, 7, spelling)
+    report = estimate(write_model(model, inputs=data), tmp_path / "inputs.npz", convention="neurobench")
+    want = net.reference(data)
+    assert [(row.kind, row.reset) for row in report.layers] == [("leaky", "zero")]
+    assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
+    assert [row.spikes for row in report.layers] == want["spikes"]
