@@ -124,3 +124,17 @@ def test_help_teaches(workdir):
     for option in ("--inputs", "--convention", "--format", "--batch-size", "--time-axis", "--steps", "--cost-table",
                    "--strict"):
         assert option in estimate_help
+
+
+def test_model_without_neurons_says_what_was_looked_for(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((4, 3), np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Relu", ["h"], ["y"])], "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])], [weight])
+    onnx.save(helper.make_model(graph), tmp_path / "mlp.onnx")
+    result = run("layers", str(tmp_path / "mlp.onnx"))
+    assert result.exit_code == 1
+    assert "no spiking neuron layer found; looked for a threshold compare H(U − θ)" in result.stderr
