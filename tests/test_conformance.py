@@ -48,10 +48,10 @@ if CASES:
     def test_conformance_case(case, convention):
         assert check_case(case, convention) == []
 
-    def test_shared_checker_passes_on_the_cli():
-        proc = subprocess.run(
+    def test_shared_checker_passes_on_the_cli(tmp_path):
+        proc = subprocess.run(  # from outside the source tree: the installed package, as a user runs it
             [sys.executable, str(CONFORMANCE / "check.py"), "--cmd", f"{sys.executable} -m estimator"],
-            capture_output=True, text=True, timeout=1200,
+            capture_output=True, text=True, timeout=1200, cwd=tmp_path,
         )
         assert proc.returncode == 0, proc.stdout[-2000:]
         assert proc.stdout.strip().splitlines()[-1] == f"{len(CASES)} passed, 0 failed"
