@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import CONFORMANCE, conformance_cases
 
+import estimator
 from estimator import estimate
 
 CASES = conformance_cases()
@@ -49,9 +52,11 @@ if CASES:
         assert check_case(case, convention) == []
 
     def test_shared_checker_passes_on_the_cli(tmp_path):
-        proc = subprocess.run(  # from outside the source tree: the installed package, as a user runs it
+        # the same package this test imported (the installed one in CI), run from outside the source tree
+        env = {**os.environ, "PYTHONPATH": str(Path(estimator.__file__).resolve().parent.parent)}
+        proc = subprocess.run(
             [sys.executable, str(CONFORMANCE / "check.py"), "--cmd", f"{sys.executable} -m estimator"],
-            capture_output=True, text=True, timeout=1200, cwd=tmp_path,
+            capture_output=True, text=True, timeout=1200, cwd=tmp_path, env=env,
         )
         assert proc.returncode == 0, proc.stdout[-2000:]
         assert proc.stdout.strip().splitlines()[-1] == f"{len(CASES)} passed, 0 failed"
