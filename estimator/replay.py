@@ -70,11 +70,13 @@ def _value_info(graph: ModelGraph, name: str, fallback: int) -> onnx.ValueInfoPr
     return helper.make_tensor_value_info(name, elem, None)
 
 
-def _session(model: onnx.ModelProto, fetch: list[str], graph: ModelGraph, threads: int):
+def _session(model: onnx.ModelProto, fetch: list[str], graph: ModelGraph, threads: int,
+             extra_nodes: list[onnx.NodeProto]):
     import onnxruntime as ort  # imported here: keeps `neuronops layers` and --help fast
 
     exposed = onnx.ModelProto()
     exposed.CopyFrom(model)
+    exposed.graph.node.extend(extra_nodes)
     present = {o.name for o in exposed.graph.output}
     for name in fetch:
         if name not in present:
@@ -163,7 +165,8 @@ def replay(
     state_fetch = [pair.output for pair in match.state_pairs] if stepwise else []
     fetch_names = list(dict.fromkeys(fetch + state_fetch))
     position = {name: i for i, name in enumerate(fetch_names)}
-    session = _session(graph.model, fetch_names, graph, threads)
+    session = _session(graph.model, fetch_names, graph, threads,
+                       [node for layer in layers for node in layer.extra_nodes])
 
     spikes = [0] * len(layers)
     updates = [0] * len(layers)
