@@ -110,8 +110,8 @@ def main() -> None:
               help="Which ops/s the verdict compares with --budget: dense (every neuron every step: any input) or "
                    "effective (the replayed inputs' activity; needs --inputs).")
 @click.option("--energy-table", type=click.Path(path_type=Path), metavar="FILE",
-              help="TOML of picojoules per operation class, with its source (e.g. cost_tables/energy-45nm.toml): "
-                   "adds energy per sample and, with --step-rate, power.")
+              help="TOML of picojoules per operation class, with its source, or a bundled table's name "
+                   "(energy-45nm): adds energy per sample and, with --step-rate, power.")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1),
               help="Samples per onnxruntime run (default: the graph's fixed batch, else 64). Results do not "
                    "depend on it.")
@@ -137,12 +137,13 @@ def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output
     and membrane changes are counted exactly (integers), then divided once by the number of samples.
     """
     from .api import estimate as run_estimate
+    from .errors import FeasibilityError
     from .formats import REPORT_FORMATS
 
-    if budget is not None and step_rate is None:
-        raise click.UsageError("--budget needs --step-rate (time steps per second) to turn ops per sample into ops/s")
+    if budget is not None and step_rate is None:  # checked before a long replay, not after it
+        raise FeasibilityError("--budget needs --step-rate (time steps per second) to turn ops per sample into ops/s")
     if budget is not None and budget_basis == "effective" and inputs is None:
-        raise click.UsageError("--budget-basis effective needs --inputs (effective ops come from a replay)")
+        raise FeasibilityError("--budget-basis effective needs --inputs (effective ops come from a replay)")
     energy = None
     if energy_table is not None:
         from .feasibility import read_energy_table
@@ -186,7 +187,8 @@ def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output
 @click.option("--budget", type=click.FloatRange(min=0, min_open=True), metavar="OPS_PER_S",
               help="Neuron ops/s the hardware sustains: a verdict per model (default: each report's own).")
 @click.option("--budget-basis", type=click.Choice(["dense", "effective"]),
-              help="dense or effective ops/s against the budget (default: each report's own, else dense).")
+              help="dense or effective ops/s against the budget (default: dense for --budget; a saved budget "
+                   "keeps its saved basis).")
 @click.option("--energy-table", type=click.Path(path_type=Path), metavar="FILE",
               help="Energy table for every model (default: each report's own, if saved with one).")
 @handle_errors

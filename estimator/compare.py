@@ -43,6 +43,9 @@ def report_from_dict(data: dict[str, Any]) -> Report:
         steps = layer.spikes_per_step
         layers.append(replace(layer, spikes_per_step=tuple(steps) if steps is not None else None,
                               cost_split=dict(layer.cost_split or {})))
+    for key in ("totals", "layers"):
+        if key not in data:
+            raise ValueError(f"report lacks {key!r}")
     body = {k: v for k, v in data.items() if k not in ("schema", "feasibility")}
     body.update(
         totals=_build(Totals, data.get("totals"), "totals"),
@@ -110,6 +113,7 @@ class Comparison:
     basis: str | None  # the budget basis, when a budget was applied
     fits: tuple[str, ...]  # labels of models that fit their budget
     misses: tuple[str, ...]  # labels of models that do not
+    unknown: tuple[str, ...]  # labels of models with no verdict (no layer could be costed)
     best: str | None  # the feasible model with the most headroom
     warnings: tuple[str, ...]
 
@@ -138,7 +142,8 @@ def compare(
     for item in saved:
         rate = step_rate if step_rate is not None else item.step_rate
         limit = budget if budget is not None else item.budget
-        use_basis = basis or item.basis or "dense"
+        # a budget given here is judged on dense ops unless told otherwise; a saved budget keeps its saved basis
+        use_basis = basis or (item.basis if budget is None else None) or "dense"
         table = energy if energy is not None else item.energy
         if limit is not None and rate is None:
             raise FeasibilityError(f"{item.path}: a budget needs a step rate: pass --step-rate")
@@ -158,12 +163,11 @@ def compare(
         warnings.append(f"verdicts use different budget bases ({', '.join(bases)})")
     judged = [m for m in models if m.verdict is not None]
     fits = tuple(m.label for m in judged if m.verdict == "feasible")
-    misses = tuple(m.label for m in judged if m.verdict != "feasible")
+    misses = tuple(m.label for m in judged if m.verdict == "not feasible")
+    unknown = tuple(m.label for m in judged if m.verdict == "unknown")
     feasible = [m for m in judged if m.verdict == "feasible"]
     best = None
     if feasible:
         best = max(feasible, key=lambda m: m.feasibility.budget.headroom or float("inf")).label  # type: ignore
-    for m in judged:
-        if not m.report.totals.complete:
-            warnings.append(f"{m.label}: uncosted layers are not counted: its verdict is optimistic")
-    return Comparison(tuple(models), bases[0] if len(bases) == 1 else None, fits, misses, best, tuple(warnings))
+    return Comparison(tuple(models), bases[0] if len(bases) == 1 else None, fits, misses, unknown, best,
+                      tuple(warnings))

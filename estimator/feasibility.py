@@ -30,6 +30,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from .costs import bundled_tables_dir
 from .errors import EnergyTableError, FeasibilityError
 from .report import LayerRow, Report
 
@@ -101,10 +102,21 @@ def parse_energy_table(path: Path, text: str) -> EnergyTable:
                       unsplit.get("why", ""), meta.get("notes", []))
 
 
+def bundled_energy_tables() -> list[str]:
+    """Names of the energy tables shipped with neuronops (cost_tables/energy-*.toml)."""
+    return sorted(p.stem for p in bundled_tables_dir().glob("energy-*.toml"))
+
+
 def read_energy_table(path: str | Path) -> EnergyTable:
+    """A table file, or the name of a bundled one (`energy-45nm`)."""
     table_path = Path(path)
+    if not table_path.is_file() and table_path.name == str(path):  # a bare name: look among the bundled tables
+        bundled = bundled_tables_dir() / f"{table_path.name.removesuffix('.toml')}.toml"
+        if bundled.is_file() and bundled.stem.startswith("energy-"):
+            table_path = bundled
     if not table_path.is_file():
-        raise EnergyTableError(f"{table_path}: no such energy table file")
+        raise EnergyTableError(f"{table_path}: no such energy table file (bundled tables: "
+                               f"{', '.join(bundled_energy_tables()) or 'none'})")
     try:
         text = table_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
@@ -129,19 +141,20 @@ class LayerFeasibility:
 class Budget:
     ops_per_s: float
     basis: str  # "dense" or "effective": which needed figure the verdict compares with the budget
-    needed_ops_per_s: float
-    spare_ops_per_s: float  # budget − needed (negative: short by that much)
-    headroom: float | None  # budget / needed (None when nothing is needed)
-    utilisation: float  # needed / budget
-    feasible: bool
+    needed_ops_per_s: float | None  # None: no layer could be costed, so there is nothing to judge
+    spare_ops_per_s: float | None  # budget − needed (negative: short by that much)
+    headroom: float | None  # budget / needed (None when nothing is needed or known)
+    utilisation: float | None  # needed / budget
+    feasible: bool | None  # None: unknown (no layer could be costed)
     complete: bool  # False: some layer is uncosted and its ops are not in `needed` (an optimistic verdict)
     other_basis: str | None = None  # the basis the verdict is not on, when its figure exists …
     other_needed_ops_per_s: float | None = None
+    other_utilisation: float | None = None
     other_feasible: bool | None = None  # … and whether that figure would fit the budget
 
     @property
     def verdict(self) -> str:
-        return "feasible" if self.feasible else "not feasible"
+        return "unknown" if self.feasible is None else "feasible" if self.feasible else "not feasible"
 
 
 @dataclass(frozen=True)
@@ -149,7 +162,7 @@ class Energy:
     table: EnergyTable
     dense_pj_per_sample: float | None  # None when some layer's time steps are unknown
     effective_pj_per_sample: float | None  # None without a replay
-    dense_pj_per_step: float
+    dense_pj_per_step: float | None
     effective_pj_per_step: float | None
     dense_watts: float | None  # at the step rate (None without one)
     effective_watts: float | None
@@ -161,7 +174,7 @@ class Feasibility:
     step_rate_hz: float | None
     time_steps: int | None  # T: time steps per sample
     samples_per_s: float | None  # step rate / T: one sample stream in real time
-    dense_ops_per_step: int  # Σ over costed layers of neurons × cost
+    dense_ops_per_step: int | None  # Σ over costed layers of neurons × cost (None: no layer costed)
     dense_ops_per_s: float | None
     effective_ops_per_s: float | None
     complete: bool  # False: uncosted layers are missing from every figure here
@@ -215,6 +228,35 @@ def _float(value: Fraction | None) -> float | None:
     return None if value is None else float(value)
 
 
+def _sequence_steps(report: Report) -> int | None:
+    """T, time steps per sample: the replay's, or the graph's when every costed layer agrees on it."""
+    if report.time_steps is not None:
+        return report.time_steps
+    steps = {row.time_steps for row in report.layers if row.cost_per_update is not None}
+    return steps.pop() if len(steps) == 1 and None not in steps else None
+
+
+def _budget(budget: float, basis: str, figures: dict[str, float | None], complete: bool) -> Budget:
+    needed = figures[basis]
+    other = "effective" if basis == "dense" else "dense"
+    other_needed = figures[other]
+    exact_budget = Fraction(budget)
+    return Budget(
+        ops_per_s=float(budget),
+        basis=basis,
+        needed_ops_per_s=needed,
+        spare_ops_per_s=None if needed is None else float(exact_budget - Fraction(needed)),
+        headroom=float(exact_budget / Fraction(needed)) if needed else None,
+        utilisation=None if needed is None else float(Fraction(needed) / exact_budget),
+        feasible=None if needed is None else needed <= budget,
+        complete=complete,
+        other_basis=other if other_needed is not None else None,
+        other_needed_ops_per_s=other_needed,
+        other_utilisation=None if other_needed is None else float(Fraction(other_needed) / exact_budget),
+        other_feasible=None if other_needed is None else other_needed <= budget,
+    )
+
+
 def assess(
     report: Report,
     step_rate: float | None = None,
@@ -225,6 +267,7 @@ def assess(
     """Sustained ops/s at `step_rate`, the verdict against `budget`, and energy from `energy`, for one report.
 
     One sample stream is processed in real time: a sample's T time steps take T / step_rate seconds.
+    Figures are exact fractions until they are stored as floats.
     """
     _positive("step rate", step_rate)
     _positive("budget", budget)
@@ -232,71 +275,72 @@ def assess(
         raise FeasibilityError(f"budget basis must be one of {', '.join(BASES)}, got {basis!r}")
     if budget is not None and step_rate is None:
         raise FeasibilityError("a budget in ops/s needs a step rate (time steps per second)")
+    replayed = bool(report.samples) and report.time_steps is not None
+    if budget is not None and basis == "effective" and not replayed:
+        raise FeasibilityError("budget basis 'effective' needs a replay (--inputs)")
     rate = Fraction(step_rate) if step_rate is not None else None
-    steps = report.time_steps
-    replayed = report.samples is not None and report.samples > 0 and steps is not None
+    steps = _sequence_steps(report)
+    samples = report.samples or 0
+    replay_steps = report.time_steps or 0
     assumptions: list[str] = []
     warnings: list[str] = []
     if not report.totals.complete:
-        warnings.append(f"{len(report.uncosted)} uncosted layer(s) are left out of every figure below: "
+        warnings.append(f"{len(report.uncosted)} uncosted layer(s) are left out of every figure here: "
                         "the real need is higher")
     rows: list[LayerFeasibility] = []
     dense_step_total = 0
-    effective_step_total: Fraction | None = Fraction(0) if replayed else None
-    energy_dense_step = Fraction(0)
-    energy_effective_step: Fraction | None = Fraction(0) if replayed else None
+    effective_step_total = Fraction(0)
+    energy_dense_step = energy_effective_step = Fraction(0)
     energy_dense_sample: Fraction | None = Fraction(0)
-    priced_all = report.totals.complete
-    for row in report.layers:
-        if row.cost_per_update is None or row.neurons_per_sample is None:
-            continue
+    priced = 0
+    costed = [row for row in report.layers if row.cost_per_update is not None and row.neurons_per_sample is not None]
+    for row in costed:
+        assert row.cost_per_update is not None and row.neurons_per_sample is not None
         dense_step = row.neurons_per_sample * row.cost_per_update
         dense_step_total += dense_step
         effective_step: Fraction | None = None
         if replayed and row.effective_ops_run is not None:
-            effective_step = Fraction(row.effective_ops_run, report.samples * steps)  # type: ignore[operator]
-            effective_step_total += effective_step  # type: ignore[operator]
+            effective_step = Fraction(row.effective_ops_run, samples * replay_steps)
+            effective_step_total += effective_step
         pj = dense_pj = effective_pj = None
         classes: dict[str, int] = {}
         note = ""
         if energy is not None:
             classes, note = _classes(row, energy)
             if classes:
+                priced += 1
                 # exact arithmetic on the figures as written in the table (3.7 is 37/10, not the nearest binary
                 # float): 288 × 3.7 pJ comes out as 1065.6, and sums do not depend on the order of the layers
                 pj_fraction = sum((n * Fraction(repr(energy.pj_per_op[op])) for op, n in classes.items()),
                                   Fraction(0))
-                pj = float(pj_fraction)
+                pj = pj_fraction
                 energy_dense_step += row.neurons_per_sample * pj_fraction
                 if row.time_steps is not None and energy_dense_sample is not None:
                     dense_pj = row.neurons_per_sample * row.time_steps * pj_fraction
                     energy_dense_sample += dense_pj
                 else:
                     energy_dense_sample = None
-                if replayed and row.effective_ops_run is not None and energy_effective_step is not None:
+                if replayed and row.effective_ops_run is not None:
                     # counted updates over the whole run (a cost of 0 ops costs 0 pJ whatever was counted)
                     updates = Fraction(row.effective_ops_run, row.cost_per_update) if row.cost_per_update else 0
-                    effective_pj = updates * pj_fraction / report.samples  # type: ignore[operator]
-                    energy_effective_step += effective_pj / steps  # type: ignore[operator]
-            else:
-                priced_all = False
+                    effective_pj = updates * pj_fraction / samples
+                    energy_effective_step += effective_pj / replay_steps
         rows.append(LayerFeasibility(
             name=row.name,
             dense_ops_per_step=dense_step,
             dense_ops_per_s=_float(dense_step * rate) if rate is not None else None,
             effective_ops_per_s=_float(effective_step * rate) if rate is not None and effective_step is not None
             else None,
-            pj_per_update=pj,
+            pj_per_update=_float(pj),
             op_classes=classes,
             dense_pj_per_sample=_float(dense_pj),
             effective_pj_per_sample=_float(effective_pj),
             energy_note=note,
         ))
 
-    dense_per_s = _float(dense_step_total * rate) if rate is not None else None
-    effective_per_s = _float(effective_step_total * rate) if rate is not None and effective_step_total is not None \
-        else None
-    samples_per_s = _float(rate / steps) if rate is not None and steps else None
+    any_costed = bool(costed)
+    dense_per_s = _float(dense_step_total * rate) if rate is not None and any_costed else None
+    effective_per_s = _float(effective_step_total * rate) if rate is not None and any_costed and replayed else None
     if rate is not None:
         if steps:
             assumptions.append(
@@ -311,43 +355,33 @@ def assess(
         if effective_per_s is not None:
             assumptions.append(f"effective ops/s: the average over the {report.samples} replayed sample(s), in the "
                                f"{report.convention} convention; other inputs give other figures")
+    if not any_costed:
+        warnings.append("no layer could be costed: there are no ops to report")
     budget_result = None
     if budget is not None:
-        needed = dense_per_s if basis == "dense" else effective_per_s
-        other = "effective" if basis == "dense" else "dense"
-        other_needed = effective_per_s if basis == "dense" else dense_per_s
-        if needed is None:
-            raise FeasibilityError("budget basis 'effective' needs a replay (--inputs)")
-        budget_result = Budget(
-            ops_per_s=float(budget),
-            basis=basis,
-            needed_ops_per_s=needed,
-            spare_ops_per_s=float(Fraction(budget) - Fraction(needed)),
-            headroom=float(Fraction(budget) / Fraction(needed)) if needed else None,
-            utilisation=float(Fraction(needed) / Fraction(budget)),
-            feasible=needed <= budget,
-            complete=report.totals.complete,
-            other_basis=other if other_needed is not None else None,
-            other_needed_ops_per_s=other_needed,
-            other_feasible=other_needed <= budget if other_needed is not None else None,
-        )
+        budget_result = _budget(budget, basis, {"dense": dense_per_s, "effective": effective_per_s},
+                                report.totals.complete)
         assumptions.append(f"verdict: feasible when {basis} ops/s ≤ budget ({budget:.6g} ops/s); "
                            "headroom = budget / needed")
-        if not report.totals.complete:
+        if budget_result.feasible is None:
+            warnings.append("no verdict: no layer could be costed")
+        elif not report.totals.complete:
             warnings.append("the verdict is optimistic: uncosted layers are not counted against the budget")
     energy_result = None
     if energy is not None:
+        known = priced > 0  # with nothing priced, every energy figure is unknown rather than 0 J
+        effective_step_pj = energy_effective_step if known and replayed else None
         energy_result = Energy(
             table=energy,
-            dense_pj_per_sample=_float(energy_dense_sample),
-            effective_pj_per_sample=_float(energy_effective_step * steps)
-            if energy_effective_step is not None and steps else None,
-            dense_pj_per_step=float(energy_dense_step),
-            effective_pj_per_step=_float(energy_effective_step),
-            dense_watts=float(energy_dense_step * rate) * PJ if rate is not None else None,
-            effective_watts=float(energy_effective_step * rate) * PJ
-            if rate is not None and energy_effective_step is not None else None,
-            complete=priced_all,
+            dense_pj_per_sample=_float(energy_dense_sample) if known else None,
+            effective_pj_per_sample=_float(effective_step_pj * replay_steps) if effective_step_pj is not None
+            else None,
+            dense_pj_per_step=_float(energy_dense_step) if known else None,
+            effective_pj_per_step=_float(effective_step_pj),
+            dense_watts=float(energy_dense_step * rate) * PJ if rate is not None and known else None,
+            effective_watts=float(effective_step_pj * rate) * PJ
+            if rate is not None and effective_step_pj is not None else None,
+            complete=report.totals.complete and priced == len(costed),
         )
         assumptions.append(f"energy = neuron-update operations × picojoules per operation from {energy.name} "
                            f"(source: {energy.source}); synaptic (weight) operations, memory traffic and static "
@@ -355,13 +389,13 @@ def assess(
         assumptions.extend(f"{energy.name}: {n}" for n in energy.notes)
         assumptions.extend(_grouped((r.name, r.energy_note) for r in rows if r.energy_note and r.op_classes))
         warnings.extend(_grouped((r.name, r.energy_note) for r in rows if r.energy_note and not r.op_classes))
-        if not priced_all:
-            warnings.append("energy figures are incomplete: some layers are not priced (see above)")
+        if not energy_result.complete:
+            warnings.append("energy figures are incomplete: some layers are not priced")
     return Feasibility(
         step_rate_hz=float(step_rate) if step_rate is not None else None,
         time_steps=steps,
-        samples_per_s=samples_per_s,
-        dense_ops_per_step=dense_step_total,
+        samples_per_s=_float(rate / steps) if rate is not None and steps else None,
+        dense_ops_per_step=dense_step_total if any_costed else None,
         dense_ops_per_s=dense_per_s,
         effective_ops_per_s=effective_per_s,
         complete=report.totals.complete,

@@ -77,7 +77,8 @@ def metric_rows(comparison: Comparison) -> list[tuple[str, list[str]]]:
 
         rows += [
             row("budget", lambda m: budget(m, lambda b: f"{si(b.ops_per_s, 'ops/s')} on {b.basis} ops")),
-            row("share of budget", lambda m: budget(m, lambda b: f"{b.utilisation:.1%}")),
+            row("share of budget", lambda m: budget(m, lambda b: "-" if b.utilisation is None
+                                                    else f"{b.utilisation:.1%}")),
             row("headroom", lambda m: budget(m, lambda b: f"{b.headroom:.3g}×" if b.headroom is not None else "-")),
             row("verdict", lambda m: budget(m, lambda b: b.verdict.upper() + ("" if b.complete else " (optimistic)"))),
         ]
@@ -86,10 +87,12 @@ def metric_rows(comparison: Comparison) -> list[tuple[str, list[str]]]:
 
 def answer(comparison: Comparison) -> list[str]:
     """Which of these variants fits, in words."""
-    if not comparison.fits and not comparison.misses:
+    if not comparison.fits and not comparison.misses and not comparison.unknown:
         return ["no budget given: pass --step-rate and --budget for a verdict per model"]
     lines = [f"fit the budget: {', '.join(comparison.fits) if comparison.fits else 'none'}",
              f"do not fit: {', '.join(comparison.misses) if comparison.misses else 'none'}"]
+    if comparison.unknown:
+        lines.append(f"no verdict (nothing costed): {', '.join(comparison.unknown)}")
     if comparison.best is not None:
         lines.append(f"most headroom: {comparison.best}")
     return lines
@@ -103,10 +106,13 @@ def assumptions(comparison: Comparison) -> list[str]:
     for text in CONVENTIONS_COMMON:
         seen.setdefault(text, None)
     seen.setdefault("firing rate of a model = all its spikes / (samples × Σ neurons × time steps)", None)
+    holders: dict[str, list[str]] = {}  # assumption → the models it belongs to
     for m in comparison.models:
         if m.feasibility is not None:
             for text in m.feasibility.assumptions:
-                seen.setdefault(text, None)
+                holders.setdefault(text, []).append(m.label)
+    for text, labels in holders.items():
+        seen.setdefault(text if len(labels) == len(comparison.models) else f"{', '.join(labels)}: {text}", None)
     return list(seen)
 
 
@@ -160,7 +166,8 @@ def compare_json(comparison: Comparison) -> str:
     return json.dumps({
         "schema": COMPARE_SCHEMA,
         "models": [model_dict(m) for m in comparison.models],
-        "fits": list(comparison.fits), "misses": list(comparison.misses), "best": comparison.best,
+        "fits": list(comparison.fits), "misses": list(comparison.misses), "unknown": list(comparison.unknown),
+        "best": comparison.best,
         "warnings": warnings(comparison), "assumptions": assumptions(comparison),
     }, indent=2) + "\n"
 
@@ -210,7 +217,7 @@ def _ops_chart(comparison: Comparison) -> str:
     budget = budgets.pop() if len(budgets) == 1 else None
     labels = [m.label for m in comparison.models]
     chars = min(max(len(label) for label in labels), 30)
-    left, right, top, group = chars * 7 + 16, CHART_WIDTH - 70, 34, 34
+    left, right, top, group = chars * 7 + 16, CHART_WIDTH - 70, 50, 34
     bottom = top + group * len(labels) + 6
     top_value = max([v for m in comparison.models for v in values(m) if v is not None] + [budget or 0])
     ticks = _nice_ticks(top_value)
@@ -245,10 +252,10 @@ def _ops_chart(comparison: Comparison) -> str:
             out.append(f'<text class="tick" x="{left + width + 4:.1f}" y="{by + 10}">{compact(value)}</text>')
     if budget is not None:
         x = left + (right - left) * budget / span
-        out.append(f'<line class="budget" x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" y2="{bottom}" stroke="#c0392b" '
+        out.append(f'<line class="budget" x1="{x:.1f}" y1="{top - 2}" x2="{x:.1f}" y2="{bottom}" stroke="#c0392b" '
                    'stroke-width="2" stroke-dasharray="5 3"/>')
-        out.append(f'<text x="{x:.1f}" y="{top - 9}" text-anchor="middle" fill="#c0392b">budget '
-                   f"{compact(budget)}</text>")
+        out.append(f'<text x="{x:.1f}" y="{top - 6}" text-anchor="middle" style="fill: #c0392b">budget '
+                   f"{compact(budget)} ops/s</text>")
     out.append("</svg>")
     return "\n".join(out)
 
@@ -257,7 +264,7 @@ def compare_html(comparison: Comparison) -> str:
     labels = [m.label for m in comparison.models]
     rows = [[label, *cells] for label, cells in metric_rows(comparison)]
     body = []
-    if comparison.fits or comparison.misses:
+    if comparison.fits or comparison.misses or comparison.unknown:
         ok = bool(comparison.fits)
         body.append(f'<div class="verdict {"ok" if ok else "no"}">{_e("; ".join(answer(comparison)))}</div>')
     else:

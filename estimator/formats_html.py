@@ -43,6 +43,7 @@ h1 { font-size: 22px; margin: 0 0 2px; } h2 { font-size: 17px; margin: 28px 0 8p
 .verdict { display: inline-block; padding: 6px 12px; border-radius: 6px; font-weight: 600; margin: 6px 0; }
 .verdict.ok { background: #e3f4e8; color: #17603a; border: 1px solid #9fd4b1; }
 .verdict.no { background: #fbe5e3; color: #8f1d14; border: 1px solid #eba9a2; }
+.verdict.unknown { background: #fdf3dc; color: #7a5200; border: 1px solid #e9cf8f; }
 table { border-collapse: collapse; margin: 6px 0 10px; font-size: 13px; }
 th, td { padding: 4px 9px; border-bottom: 1px solid #e6e9ef; text-align: left; vertical-align: top; }
 th { background: #f2f4f7; font-weight: 600; } td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -300,9 +301,10 @@ def _cards(report: Report) -> str:
 
 def _feasibility_section(f: Feasibility) -> list[str]:
     out = ["<h2>Feasibility</h2>", _kv(feasibility_pairs(f))]
-    out.append("<h3>Per layer</h3>")
+    out.append("<h3>Per layer</h3>" if f.layers else '<p class="muted">No layer could be costed.</p>')
     headers, rows = layer_feasibility_table(f)
-    out.append(_table(headers, rows, set(range(1, len(headers)))))
+    if rows:
+        out.append(_table(headers, rows, set(range(1, len(headers)))))
     out.append("<h3>Assumptions</h3>")
     out.append(_list(f.assumptions))
     if f.warnings:
@@ -336,7 +338,8 @@ def format_html(report: Report) -> str:
     f = report.feasibility
     if f is not None and f.budget is not None:
         line = budget_line(f)
-        body.append(f'<div class="verdict {"ok" if f.budget.feasible else "no"}">{_e(line)}</div>')
+        mood = {True: "ok", False: "no", None: "unknown"}[f.budget.feasible]
+        body.append(f'<div class="verdict {mood}">{_e(line)}</div>')
     body.append("<h2>Summary</h2>")
     body.append(_kv(summary_pairs(report)))
     if report.uncosted or report.warnings:

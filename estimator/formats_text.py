@@ -69,6 +69,9 @@ def budget_line(feasibility: Feasibility) -> str | None:
     budget = feasibility.budget
     if budget is None:
         return None
+    if budget.feasible is None or budget.needed_ops_per_s is None or budget.spare_ops_per_s is None:
+        return (f"UNKNOWN: no layer could be costed, so nothing to compare with the "
+                f"{si(budget.ops_per_s, 'ops/s')} budget")
     verdict = "FEASIBLE" if budget.feasible else "NOT FEASIBLE"
     if budget.feasible:
         room = (f"headroom {budget.headroom:.3g}× ({si(budget.spare_ops_per_s, 'ops/s')} spare)"
@@ -79,10 +82,13 @@ def budget_line(feasibility: Feasibility) -> str | None:
     other = ""
     if budget.other_basis is not None and budget.other_needed_ops_per_s is not None:
         other = (f"; {budget.other_basis} ops would need {si(budget.other_needed_ops_per_s, 'ops/s')} "
-                 f"({budget.other_needed_ops_per_s / budget.ops_per_s:.1%}: "
-                 f"{'would fit' if budget.other_feasible else 'would not fit'})")
+                 f"({budget.other_utilisation:.1%}: {'would fit' if budget.other_feasible else 'would not fit'})")
     return (f"{verdict}: {budget.basis} ops need {si(budget.needed_ops_per_s, 'ops/s')} of a "
             f"{si(budget.ops_per_s, 'ops/s')} budget ({budget.utilisation:.1%}); {room}{caveat}{other}")
+
+
+def _ops_per_s(value: float | None) -> str:
+    return "-" if value is None else f"{si(value, 'ops/s')} ({_number(value)})"
 
 
 def feasibility_pairs(feasibility: Feasibility) -> list[tuple[str, str]]:
@@ -95,9 +101,8 @@ def feasibility_pairs(feasibility: Feasibility) -> list[tuple[str, str]]:
             rate += f" ({f.time_steps} steps per sample: {f.samples_per_s:.6g} samples/s)"
         pairs += [
             ("step rate", rate),
-            ("dense neuron ops/s", f"{si(f.dense_ops_per_s, 'ops/s')} ({_number(f.dense_ops_per_s)})"),
-            ("effective neuron ops/s", f"{si(f.effective_ops_per_s, 'ops/s')} ({_number(f.effective_ops_per_s)})"
-             if f.effective_ops_per_s is not None else "- (needs a replay: --inputs)"),
+            ("dense neuron ops/s", _ops_per_s(f.dense_ops_per_s)),
+            ("effective neuron ops/s", _ops_per_s(f.effective_ops_per_s)),
         ]
     line = budget_line(f)
     if line is not None:
@@ -147,7 +152,8 @@ def feasibility_text(feasibility: Feasibility) -> list[str]:
     out.extend(f"  {label.ljust(width)}  {value}" for label, value in pairs)
     out.append("")
     headers, rows = layer_feasibility_table(feasibility)
-    out.extend("  " + line for line in _table(headers, rows, right=set(range(1, len(headers)))))
+    if rows:
+        out.extend("  " + line for line in _table(headers, rows, right=set(range(1, len(headers)))))
     out.extend(f"  assumption: {a}" for a in feasibility.assumptions)
     out.extend(f"  warning: {w}" for w in feasibility.warnings)
     return out
@@ -258,7 +264,8 @@ def format_markdown(report: Report) -> str:
         out += _md_table(["", ""], [[label, value] for label, value in feasibility_pairs(f)], right=set())
         out += [""]
         headers, rows = layer_feasibility_table(f)
-        out += _md_table(headers, rows, right=set(range(1, len(headers))))
+        if rows:
+            out += _md_table(headers, rows, right=set(range(1, len(headers))))
         out += ["", "Assumptions:", ""] + [f"- {_md(a)}" for a in f.assumptions]
         if f.warnings:
             out += ["", "Feasibility warnings:", ""] + [f"- {_md(w)}" for w in f.warnings]
