@@ -35,7 +35,7 @@ from .errors import EnergyTableError, FeasibilityError
 from .report import LayerRow, Report
 
 BASES = ("dense", "effective")
-PJ = 1e-12  # joules per picojoule
+PJ = Fraction(1, 10**12)  # joules per picojoule, exactly
 
 
 @dataclass(frozen=True)
@@ -378,8 +378,8 @@ def assess(
             else None,
             dense_pj_per_step=_float(energy_dense_step) if known else None,
             effective_pj_per_step=_float(effective_step_pj),
-            dense_watts=float(energy_dense_step * rate) * PJ if rate is not None and known else None,
-            effective_watts=float(effective_step_pj * rate) * PJ
+            dense_watts=float(energy_dense_step * rate * PJ) if rate is not None and known else None,
+            effective_watts=float(effective_step_pj * rate * PJ)
             if rate is not None and effective_step_pj is not None else None,
             complete=report.totals.complete and priced == len(costed),
         )

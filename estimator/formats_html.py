@@ -28,7 +28,7 @@ DENSE_COLOUR = "#8d99ae"
 EFFECTIVE_COLOUR = "#e07a1f"
 RATE_COLOUR = "#2f6fbf"
 SERIES = ("#2f6fbf", "#e07a1f", "#2a9d8f", "#c0392b", "#8e44ad", "#7f8c8d", "#b7950b", "#d35400")
-CHART_WIDTH = 760
+CHART_WIDTH = 880
 CHAR_WIDTH = 7  # px per character of the 12 px labels, for the name column's width
 
 CSS = """
