@@ -13,7 +13,7 @@ from typing import Any
 
 from .compare import Compared, Comparison
 from .formats import CONVENTION_TEXT, _number, _table
-from .formats_html import CHART_WIDTH, DENSE_COLOUR, EFFECTIVE_COLOUR, _e, _kv, _list, _nice_ticks, page
+from .formats_html import CHART_WIDTH, DENSE_COLOUR, EFFECTIVE_COLOUR, _e, _kv, _list, _nice_ticks, _short, page
 from .formats_html import _compact as compact
 from .formats_html import _table as html_table
 from .formats_text import CONVENTIONS_COMMON, _cell, _md_table, joules, si
@@ -238,7 +238,7 @@ def _ops_chart(comparison: Comparison) -> str:
     out.append(f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{bottom}"/>')
     for index, m in enumerate(comparison.models):
         y = top + index * group + 4
-        name = m.label if len(m.label) <= chars else m.label[: chars - 1] + "…"
+        name = _short(m.label, chars)
         out.append(f'<text x="{left - 8}" y="{y + group / 2 + 1:.1f}" text-anchor="end">'
                    f"<title>{_e(m.label)}</title>{_e(name)}</text>")
         for offset, (kind, value, colour) in enumerate(zip(("dense", "effective"), values(m),

@@ -92,7 +92,11 @@ def _label_width(names: Sequence[str]) -> tuple[int, int]:
 
 
 def _short(name: str, chars: int) -> str:
-    return name if len(name) <= chars else name[: chars - 1] + "…"
+    """Cut in the middle: exported names differ at both ends (/block3/…/Leaky_output_0)."""
+    if len(name) <= chars:
+        return name
+    head = (chars - 1) // 2
+    return name[:head] + "…" + name[len(name) - (chars - 1 - head):]
 
 
 def _svg_open(height: int, title: str, chart_id: str) -> list[str]:
@@ -111,13 +115,17 @@ def _x_axis(left: int, right: int, top: int, bottom: int, ticks: list[float], fm
     return out
 
 
-def _legend(x: int, y: int, items: Sequence[tuple[str, str]]) -> list[str]:
-    out = []
+def _legend(x: int, y: int, items: Sequence[tuple[str, str]]) -> tuple[list[str], int]:
+    """Coloured keys in rows that wrap at the chart's width; returns the elements and the height they take."""
+    out, start, rows = [], x, 1
     for label, colour in items:
+        width = 17 + min(len(label), 40) * CHAR_WIDTH + 18
+        if x > start and x + width > CHART_WIDTH:
+            x, y, rows = start, y + 18, rows + 1
         out.append(f'<rect x="{x}" y="{y - 10}" width="12" height="12" fill="{colour}"/>')
-        out.append(f'<text x="{x + 17}" y="{y}">{_e(label)}</text>')
-        x += 17 + len(label) * CHAR_WIDTH + 18
-    return out
+        out.append(f'<text x="{x + 17}" y="{y}">{_e(_short(label, 40))}</text>')
+        x += width
+    return out, 18 * rows
 
 
 def ops_chart(report: Report) -> str:
@@ -136,7 +144,7 @@ def ops_chart(report: Report) -> str:
     legend = [("dense ops", DENSE_COLOUR)]
     if report.samples is not None:
         legend.append((f"effective ops ({report.convention} convention)", EFFECTIVE_COLOUR))
-    out += _legend(left, 16, legend)
+    out += _legend(left, 16, legend)[0]
     out += _x_axis(left, right, top, bottom, ticks, _compact)
     for index, row in enumerate(report.layers):
         y = top + index * group + 4
@@ -208,14 +216,16 @@ def step_chart(report: Report) -> str | None:
     series = step_series(report)
     if not series or max(len(values) for _, values in series) < 2:
         return None
-    left, right, top, bottom = 56, CHART_WIDTH - 20, 34, 244
+    legend, legend_height = _legend(56, 16, [(name, SERIES[i % len(SERIES)]) for i, (name, _) in enumerate(series)])
+    left, right, top = 56, CHART_WIDTH - 20, 16 + legend_height
+    bottom = top + 210
     steps = max(len(values) for _, values in series)
     y_ticks = _nice_ticks(max((v for _, values in series for v in values), default=0.0) or 0.1, 4)
     span = y_ticks[-1]
     title = "Firing rate per time step (spikes / (samples × neurons))"
     out = _svg_open(bottom + 40, title, "chart-steps")
     out.append(f"<title>{_e(title)}</title>")
-    out += _legend(left, 16, [(name, SERIES[i % len(SERIES)]) for i, (name, _) in enumerate(series)])
+    out += legend
     for tick in y_ticks:
         y = bottom - (bottom - top) * tick / span
         out.append(f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}"/>')

@@ -131,3 +131,13 @@ def test_a_json_that_is_not_a_report(workdir):
     del broken["totals"]
     (workdir / "broken.json").write_text(json.dumps(broken))
     assert "error: broken.json: report lacks 'totals'" in run("compare", "broken.json").stderr
+
+
+def test_help_names_the_new_options(workdir):
+    estimate_help = run("estimate", "--help").stdout
+    for option in ("--step-rate", "--budget", "--budget-basis", "--energy-table", "csv", "markdown", "html"):
+        assert option in estimate_help
+    assert "compare" in run("--help").stdout
+    compare_help = run("compare", "--help").stdout
+    for option in ("--step-rate", "--budget", "--budget-basis", "--energy-table", "--format", "--output"):
+        assert option in compare_help
