@@ -45,3 +45,17 @@ class UncostedLayersError(NeuronopsError):
     """Raised under --strict when some neuron-like layer has no kind or no cost."""
 
     exit_code = EXIT_UNCOSTED
+
+
+class EnergyTableError(NeuronopsError):
+    """An energy table file (picojoules per operation class) is malformed; the message names the file and key."""
+
+
+class ReportFileError(NeuronopsError):
+    """A saved JSON report (for `neuronops compare`) is missing, unreadable, or not a neuronops report."""
+
+
+class FeasibilityError(NeuronopsError, ValueError):
+    """Feasibility settings that do not fit: a budget without a step rate, an effective basis without a replay."""
+
+    exit_code = EXIT_USAGE
