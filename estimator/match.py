@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import onnx
@@ -224,6 +224,9 @@ class _StepReader:
         current_step: set[str],
     ) -> None:
         self.current_step = current_step
+        self.theta: np.ndarray | None = None  # the threshold of the reset compare, once seen
+        self.flags = FLAGS
+        self.spike_state: set[str] = set()  # stepwise state inputs fed from this layer's spike
         self.graph = graph
         self.compare_of_output = compare_of_output
         self.in_component = in_component
@@ -267,12 +270,15 @@ class _StepReader:
         if tensor in self.compare_of_output:
             membrane = self.compare_of_output[tensor].membrane
             if membrane == self.prev:
+                self.theta = self.graph.constant_value(self.compare_of_output[tensor].threshold)
                 return Poly.symbol("R")
             if membrane == self.target or membrane in self.current_step:
                 return Poly.symbol("Snow")
             return Poly.symbol("Rold")
         node = graph.node_of(tensor)
         if node is None:  # a graph input
+            if tensor in self.spike_state:
+                return Poly.symbol("V:" + tensor)  # the layer's own previous spike, fed back (RLeaky)
             return Poly.symbol(("S:" if tensor in self.own_state else "I:") + tensor)
         if not self.in_component(node):
             return Poly.symbol(("V:" if self.recurrent(tensor) else "I:") + tensor)
@@ -286,7 +292,7 @@ class _StepReader:
             self.unreadable.append(node.op_type)
             return Poly.symbol(f"X:{node.op_type}:{tensor}")
         args = [self.read(name, depth + 1) if name else Poly.constant(0.0) for name in node.inputs]
-        result = handler(node, args)
+        result = args[0].multiply(args[1], self.flags) if node.op_type == "Mul" else handler(node, args)
         if result is None:
             self.unreadable.append(node.op_type)
             return Poly.symbol(f"X:{node.op_type}:{tensor}")
@@ -336,26 +342,31 @@ def _scalar(value: np.ndarray | None) -> float | None:
     return float(flat[0])
 
 
-def _reset_form(update: Poly, flag: str) -> str | None:
-    """How `flag` enters one update: not at all, as a subtracted amount, or as X·(1 − flag)."""
+def _reset_form(update: Poly, flag: str, theta: np.ndarray | None) -> tuple[str | None, bool]:
+    """How `flag` enters one update — not at all, as a subtracted θ, or as X·(1 − flag) — and whether the flag also
+    adds a term of its own: the previous spike through an elementwise recurrent weight (RLeaky one-to-one:
+    V·S_{t-1}, where S_{t-1} is the same tensor as the reset flag)."""
     with_reset = [m for m in update.monomials() if flag in m]
     if not with_reset:
-        return "none"
-    if all(m == (flag,) for m in with_reset):
-        return "subtract"
-    if (flag,) in with_reset:
-        return None
-    # zero: every term that the flag multiplies also stands without it, with the opposite coefficient: X(1 − R)
-    for monomial in with_reset:
-        rest = list(monomial)
-        rest.remove(flag)
-        base = update.coefficient(rest)
-        if base is None or not np.allclose(base, -update.coefficient(monomial)):
-            return None
-    return "zero"
+        return "none", False
+    alone = update.coefficient([flag])
+    products = [m for m in with_reset if m != (flag,)]
+    if products:
+        # zero: every term that the flag multiplies also stands without it, with the opposite coefficient
+        for monomial in products:
+            rest = list(monomial)
+            rest.remove(flag)
+            base = update.coefficient(rest)
+            if base is None or not np.allclose(base, -update.coefficient(monomial)):
+                return None, False
+        return "zero", alone is not None
+    # subtract: the flag alone, times −θ; any other amount is θ plus a recurrent term (none + V·S reads the same
+    # as subtract + (V + θ)·S; subtract is the one snnTorch users export, so that is the reading taken)
+    return "subtract", theta is not None and not np.allclose(alone, -theta)
 
 
-def features_of(update: Poly, unreadable: list[str], state_updates: tuple[Poly, ...] = ()) -> UpdateFeatures:
+def features_of(update: Poly, unreadable: list[str], state_updates: tuple[Poly, ...] = (),
+                theta: np.ndarray | None = None) -> UpdateFeatures:
     """`state_updates`: the step's updates of other carried state (stepwise exports), read the same way; they
     decide the reset when the membrane's own update is not a clean subtract or zero (Alpha subtracts θ from its
     synaptic currents)."""
@@ -366,7 +377,7 @@ def features_of(update: Poly, unreadable: list[str], state_updates: tuple[Poly, 
     input_gain = gains.pop() if len(gains) == 1 else None
     # the flag that resets: the previous step's compare, or this step's spike when the reset is not delayed
     flag = "Snow" if "Snow" in symbols else "R"
-    reset = _reset_form(update, flag)
+    reset, elementwise_recurrent = _reset_form(update, flag, theta)
     if reset is None:
         alone = [p for p in (update, *state_updates) for f in (flag, "Rold") if p.coefficient([f]) is not None]
         reset = "subtract" if alone else None
@@ -376,7 +387,7 @@ def features_of(update: Poly, unreadable: list[str], state_updates: tuple[Poly, 
         nonlinear_terms=nonlinear,
         carried_states=sum(1 for s in symbols if s.startswith("S:")),
         membrane_feedback="U" in symbols,
-        recurrent=any(s.startswith("V:") for s in symbols),
+        recurrent=elementwise_recurrent or any(s.startswith("V:") for s in symbols),
         input_gain=input_gain,
         reset=reset,
         unreadable_ops=tuple(sorted(set(unreadable))),
@@ -629,15 +640,25 @@ def _build_layer(
         own_state = {step[-1] for step in read_steps[:-1]}
     reader = _StepReader(graph, compare_of_output, in_component, prev, target, previous_region, own_state,
                          current_step)
+    if stepwise_pair is not None:  # state fed back from this step's spike (graded or not): c·H(U_t − θ)
+        reader.spike_state = {p.input for p in pairs if p.input in own_state and p is not stepwise_pair
+                              and reader.read(graph.canonical(p.output)).symbols() == {"Snow"}}
     update = reader.read(target)
     state_updates: tuple[Poly, ...] = ()
     if stepwise_pair is not None:  # the other state this layer carries, e.g. Alpha's synaptic currents
         state_updates = tuple(
             reader.read(graph.canonical(p.output)) for p in pairs
-            if p.input in own_state and p is not stepwise_pair
-            and graph.canonical(p.output) not in compare_of_output
+            if p.input in own_state and p is not stepwise_pair and p.input not in reader.spike_state
         )
-    features = features_of(update, reader.unreadable, state_updates)
+    features = features_of(update, reader.unreadable, state_updates, reader.theta)
+    if features.reset == "zero" and not features.recurrent and "Snow" not in update.symbols():
+        # RLeaky one-to-one with a zero reset: V·S_{t-1}·(1 − R) vanishes because S_{t-1} is R; read again with
+        # R·R kept apart, and an R² term shows the elementwise recurrent weight
+        raw = _StepReader(graph, compare_of_output, in_component, prev, target, previous_region, own_state,
+                          current_step)
+        raw.flags = frozenset()
+        if any(m.count("R") > 1 for m in raw.read(target).monomials()):
+            features = replace(features, recurrent=True)
 
     kind_name: str | None = None
     near_misses: dict[str, str] = {}
