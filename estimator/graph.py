@@ -15,14 +15,17 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 from .load import FUNCTION_TAG
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 Dim = int | str | None
 
@@ -72,47 +75,70 @@ class ModelGraph:
         self.nodes: list[OpNode] = []
         self.producer: dict[str, int] = {}
         self.consumers: dict[str, list[int]] = {}
-        self.nx = nx.DiGraph()
 
+        # Hot loop (tens of thousands of nodes in unrolled exports): protobuf fields are read once per node.
+        alias, nodes, producer, consumers = self.alias, self.nodes, self.producer, self.consumers
         seen_ops: dict[tuple, tuple[str, ...]] = {}
         for raw in _topological(graph):
-            inputs = tuple(self.canonical(name) for name in raw.input)
-            if raw.op_type == "Identity" and raw.domain in ("", "ai.onnx") and inputs and inputs[0]:
-                self.alias[raw.output[0]] = inputs[0]
+            inputs = tuple(self.canonical(name) if name in alias else name for name in raw.input)
+            outputs = tuple(raw.output)
+            op_type, domain = raw.op_type, raw.domain
+            if op_type == "Identity" and domain in ("", "ai.onnx") and inputs and inputs[0]:
+                alias[outputs[0]] = inputs[0]
                 continue
+            attributes = raw.attribute
             # Common subexpressions: exporters recompute the same value (TorchScript's Synaptic/Alpha zero reset
             # computes the base update twice); one tensor per value keeps state counting honest.
-            key = _cse_key(raw, inputs)
+            key = _cse_key(op_type, domain, attributes, inputs)
             if key is not None:
-                if key in seen_ops and len(seen_ops[key]) == len(raw.output):
-                    for mine, theirs in zip(raw.output, seen_ops[key], strict=True):
+                if key in seen_ops and len(seen_ops[key]) == len(outputs):
+                    for mine, theirs in zip(outputs, seen_ops[key], strict=True):
                         if mine:
-                            self.alias[mine] = theirs
+                            alias[mine] = theirs
                     continue
-                seen_ops[key] = tuple(raw.output)
+                seen_ops[key] = outputs
+            index = len(nodes)
+            metadata = raw.metadata_props
             node = OpNode(
-                index=len(self.nodes),
-                op_type=raw.op_type,
-                domain=raw.domain,
+                index=index,
+                op_type=op_type,
+                domain=domain,
                 name=raw.name,
                 inputs=inputs,
-                outputs=tuple(raw.output),
-                attributes={a.name: _attribute_value(a) for a in raw.attribute},
-                metadata={p.key: p.value for p in raw.metadata_props},
+                outputs=outputs,
+                attributes={a.name: _attribute_value(a) for a in attributes} if attributes else {},
+                metadata={p.key: p.value for p in metadata} if metadata else {},
             )
-            self.nodes.append(node)
-            self.nx.add_node(node.index)
+            nodes.append(node)
             for name in inputs:
                 if name:
-                    self.consumers.setdefault(name, []).append(node.index)
-                    self.nx.add_edge(name, node.index)
-            for name in node.outputs:
+                    if name in consumers:
+                        consumers[name].append(index)
+                    else:
+                        consumers[name] = [index]
+            for name in outputs:
                 if name:
-                    self.producer[name] = node.index
-                    self.nx.add_edge(node.index, name)
+                    producer[name] = index
         self._constant: dict[str, bool] = {}
         self._values: dict[str, np.ndarray | None] = {}
         self._classify_constants()
+
+    @cached_property
+    def nx(self) -> nx.DiGraph:
+        """The graph as a networkx DiGraph (built on first use: importing and filling it costs more than the whole
+        static analysis of a small model, and the pipeline itself does not need it)."""
+        import networkx
+
+        graph = networkx.DiGraph()
+        for node in self.nodes:
+            graph.add_node(node.index)
+            for name in node.inputs:
+                if name:
+                    graph.add_edge(name, node.index)
+            for name in node.outputs:
+                if name:
+                    graph.add_edge(node.index, name)
+        return graph
 
     # --- names -------------------------------------------------------------------------------------------------
     def canonical(self, name: str) -> str:
@@ -237,11 +263,17 @@ class ModelGraph:
 
 def _topological(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
     """Nodes in dataflow order (Kahn), whatever order the file lists them in; the file's order breaks ties."""
-    produced_by = {name: i for i, node in enumerate(graph.node) for name in node.output if name}
-    waiting = [0] * len(graph.node)
+    listed = list(graph.node)
+    produced_by = {name: i for i, node in enumerate(listed) for name in node.output if name}
+    inputs = [set(node.input) for node in listed]
+    # Exporters write nodes in dataflow order: then Kahn's order with the file's order breaking ties *is* the file's
+    # order (the smallest unplaced index is always ready), and one pass proves it.
+    if all(produced_by.get(name, -1) < i or produced_by[name] == i for i, names in enumerate(inputs) for name in names):
+        return listed
+    waiting = [0] * len(listed)
     users: dict[int, list[int]] = {}
-    for i, node in enumerate(graph.node):
-        for name in set(node.input):
+    for i, names in enumerate(inputs):
+        for name in names:
             j = produced_by.get(name)
             if j is not None and j != i:
                 waiting[i] += 1
@@ -251,14 +283,14 @@ def _topological(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
     order = []
     while ready:
         i = heapq.heappop(ready)
-        order.append(graph.node[i])
+        order.append(listed[i])
         for k in users.get(i, ()):
             waiting[k] -= 1
             if waiting[k] == 0:
                 heapq.heappush(ready, k)
-    if len(order) != len(graph.node):  # a cycle: keep the file's order for the rest, matching will say what it can
+    if len(order) != len(listed):  # a cycle: keep the file's order for the rest, matching will say what it can
         placed = {id(n) for n in order}
-        order.extend(n for n in graph.node if id(n) not in placed)
+        order.extend(n for n in listed if id(n) not in placed)
     return order
 
 
@@ -267,14 +299,20 @@ _NOT_PURE = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "Ran
                        "Bernoulli", "Dropout", "Constant"})
 
 
-def _cse_key(raw: onnx.NodeProto, inputs: tuple[str, ...]) -> tuple | None:
+_SUBGRAPHS = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+
+
+def _cse_key(op_type: str, domain: str, attributes: Any, inputs: tuple[str, ...]) -> tuple | None:
     """A key equal for two nodes that compute the same value, or None when the node must stay as it is."""
-    if raw.op_type in _NOT_PURE or not inputs or any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-                                                      for a in raw.attribute):
+    if op_type in _NOT_PURE or not inputs:
         return None
-    ordered = tuple(sorted(inputs)) if raw.op_type in _COMMUTATIVE else inputs
-    attrs = tuple(sorted((a.name, a.SerializeToString()) for a in raw.attribute))
-    return (raw.domain, raw.op_type, ordered, attrs)
+    ordered = tuple(sorted(inputs)) if op_type in _COMMUTATIVE else inputs
+    if not attributes:
+        return (domain, op_type, ordered, ())
+    if any(a.type in _SUBGRAPHS for a in attributes):
+        return None
+    attrs = tuple(sorted((a.name, a.SerializeToString()) for a in attributes))
+    return (domain, op_type, ordered, attrs)
 
 
 def _unary(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[OpNode, list], np.ndarray]:

@@ -484,8 +484,11 @@ def match_layers(graph: ModelGraph) -> MatchResult:
         for p in (_MembranePair(pair, graph.canonical(pair.output)) for pair in pairs)
         if (p.pair.input in compared or p.input_target in membrane_set) and p.input_target in graph.producer
     }
+    nodes_of: dict[int, list[OpNode]] = {}  # grouped once: a pass over all nodes per layer is quadratic
+    for node in graph.nodes:
+        nodes_of.setdefault(component_of[node.index], []).append(node)
     for component, steps, problem in sorted(chains, key=lambda item: order[item[1][0][0]]):
-        component_nodes = [node for node in graph.nodes if component_of[node.index] == component]
+        component_nodes = nodes_of.get(component, [])
         layers.append(
             _build_layer(graph, component, component_of, component_nodes, steps, problem, compare_of_output,
                          spike_of, membrane_pairs.get(component), pairs)
