@@ -55,23 +55,23 @@ TARGETS = {
 
 # --- running a process ------------------------------------------------------------------------------------------------
 def measure(cmd: list[str], cwd: Path = ROOT) -> dict[str, Any]:
-    """Run `cmd` to completion; wall, CPU (user + system) and peak RSS of that process (and its children)."""
+    """Run `cmd` to completion through launch.py: wall, CPU (user + system) and peak RSS of that process."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+        proc = subprocess.run([sys.executable, "-S", str(HERE / "launch.py"), *cmd], cwd=cwd, stdout=out, stderr=err)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(), err.read().decode()
+    lines = stderr.rstrip().splitlines()
+    if proc.returncode != 0 or not lines:
+        return {"rc": proc.returncode or 1, "stderr": stderr[-2000:], "stdout": stdout}
+    usage = json.loads(lines[-1])
     return {
-        "wall": round(wall, 4),
-        "cpu": round(usage.ru_utime + usage.ru_stime, 4),
-        "peak_mb": round(usage.ru_maxrss / 1024, 1),  # Linux: kilobytes
-        "rc": proc.returncode,
+        "wall": round(usage["wall"], 4),
+        "cpu": round(usage["cpu"], 4),
+        "peak_mb": round(usage["peak_kb"] / 1024, 1),
+        "rc": usage["rc"],
         "stdout": stdout,
-        "stderr": stderr[-2000:],
+        "stderr": "\n".join(lines[:-1])[-2000:],
     }
 
 
@@ -440,6 +440,9 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=100)
     args = parser.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
+    # Byte-compile the tree as an installed package would be (PYTHONDONTWRITEBYTECODE would otherwise make every
+    # measured process compile the estimator's sources again).
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "estimator"), str(HERE)], check=True)
     torch_python = None if args.builders else find_torch_python(args.torch_python)
     source = (f"snnTorch exports (torch via {torch_python})" if torch_python
               else "hand-built graphs (tests/builders.py); torch/snntorch/neurobench not found, NeuroBench skipped")
