@@ -27,13 +27,14 @@ imported = time.perf_counter()
 
 def analyse(path: str) -> dict:
     stages: dict[str, float] = {}
-    mark = time.perf_counter()
+    cpu: dict[str, float] = {}
+    mark, cpu_mark = time.perf_counter(), time.process_time()
 
     def lap(name: str) -> None:
-        nonlocal mark
-        now = time.perf_counter()
-        stages[name] = round(now - mark, 4)
-        mark = now
+        nonlocal mark, cpu_mark
+        now, cpu_now = time.perf_counter(), time.process_time()
+        stages[name], cpu[name] = round(now - mark, 4), round(cpu_now - cpu_mark, 4)
+        mark, cpu_mark = now, cpu_now
 
     loaded = load_model(path)
     lap("load")
@@ -50,6 +51,7 @@ def analyse(path: str) -> dict:
         "dense_ops": report.totals.neuron_dense_ops,
         "stages": stages,
         "static_seconds": round(sum(stages.values()), 4),
+        "static_cpu_seconds": round(sum(cpu.values()), 4),
     }
 
 
@@ -61,7 +63,7 @@ def main() -> None:
     if args.profile:
         import cProfile
 
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.process_time)
         result = profiler.runcall(analyse, args.model)
         profiler.dump_stats(args.profile)
     else:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .algebra import FLAGS, Poly
-from .graph import SHAPE_ONLY_OPS, Dim, ModelGraph, OpNode
+from .graph import SHAPE_ONLY_OPS, Dim, ModelGraph, OpNode, no_gc
 from .kinds import UpdateFeatures, classify, kind_for_class
 
 COMPARE_OPS = frozenset({"Greater", "GreaterOrEqual", "Less", "LessOrEqual"})
@@ -140,15 +140,16 @@ class _UnionFind:
 def components(graph: ModelGraph) -> list[int]:
     """Component id per op index: ops joined by non-constant tensors, cut at weight ops and shape-only ops."""
     uf = _UnionFind(len(graph.nodes))
+    is_constant, node_of, union = graph.is_constant, graph.node_of, uf.union  # bound once: this loop sees every op
     for node in graph.nodes:
         if node.op_type in WEIGHT_OPS or node.op_type in SHAPE_ONLY_OPS:
             continue
         for name in node.inputs:
-            if not name or graph.is_constant(name):
+            if not name or is_constant(name):
                 continue
-            producer = graph.node_of(name)
+            producer = node_of(name)
             if producer is not None and producer.op_type not in WEIGHT_OPS:
-                uf.union(node.index, producer.index)
+                union(node.index, producer.index)
     return [uf.find(i) for i in range(len(graph.nodes))]
 
 
@@ -395,6 +396,11 @@ def _state_base(name: str) -> str:
 
 # --- the matcher ---------------------------------------------------------------------------------------------------
 def match_layers(graph: ModelGraph) -> MatchResult:
+    with no_gc():  # see graph.no_gc
+        return _match_layers(graph)
+
+
+def _match_layers(graph: ModelGraph) -> MatchResult:
     compares = find_compares(graph)
     compare_of_output = {c.output: c for c in compares}
     for node in graph.nodes:  # Cast(H(·)) to float is the same flag
@@ -431,17 +437,18 @@ def match_layers(graph: ModelGraph) -> MatchResult:
         external = False
         seen: set[str] = set()
         stack = [membrane]
+        node_of, is_constant = graph.node_of, graph.is_constant
         while stack:
-            node = graph.node_of(stack.pop())
+            node = node_of(stack.pop())
             for name in node.inputs:
-                if not name or name in seen or graph.is_constant(name):
+                if not name or name in seen or is_constant(name):
                     continue
                 seen.add(name)
                 if name in membrane_set:
                     if best is None or order[name] > order[best]:
                         best = name
                     continue
-                producer = graph.node_of(name)
+                producer = node_of(name)
                 if producer is None or component_of[producer.index] != component:
                     external = True
                     continue
