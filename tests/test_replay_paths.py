@@ -97,3 +97,27 @@ def test_networkx_view_built_on_demand(write_model):
         assert all(view.has_edge(node.index, name) for name in node.outputs if name)
     assert view.number_of_nodes() == len(graph.nodes) + len({n for node in graph.nodes
                                                              for n in node.inputs + node.outputs if n})
+
+
+def _modules_after(args: list[str], cwd) -> set[str]:
+    """The top-level modules a CLI invocation leaves imported, in a fresh interpreter."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import sys, json\nfrom estimator.cli import main\n"
+            "try:\n    main(sys.argv[1:], prog_name='neuronops')\nexcept SystemExit:\n    pass\n"
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd, check=True)
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_light_commands_import_no_runtime(write_model):
+    from conftest import ROOT
+
+    model = write_model(leaky_stepwise(random_net(np.random.default_rng(25), [4, 3])))
+    help_modules = _modules_after(["--help"], ROOT)
+    assert not {"onnxruntime", "onnx", "numpy", "networkx"} & help_modules
+    layers_modules = _modules_after(["layers", str(model)], ROOT)
+    assert "onnx" in layers_modules  # the model was read…
+    assert not {"onnxruntime", "networkx"} & layers_modules  # …without the runtime or networkx
