@@ -23,6 +23,7 @@ from .inputs import RecordedInputs, release
 from .match import MatchResult
 
 DEFAULT_BATCH_SIZE = 64
+STEP_BLOCK = 16  # stepwise: steps whose outputs are held and then counted together
 
 
 @dataclass(frozen=True)
@@ -178,38 +179,28 @@ def replay(
     membrane_at = [[position[name] for name in layer.membranes] for layer in layers]
     spike_at = [[position[name] for name in layer.spikes] for layer in layers]
 
-    def count_sequence(outputs: list[np.ndarray], real: int) -> None:
-        """An unrolled batch: all steps at once. map() keeps the thousands of small counts out of Python loops."""
-        for i in range(len(layers)):
-            membranes = [outputs[k] for k in membrane_at[i]]
-            fired = [outputs[k] for k in spike_at[i]]
-            if real < len(membranes[0]):  # a zero-padded batch: only the real rows count
-                membranes = [m[:real] for m in membranes]
-                fired = [f[:real] for f in fired]
-            counts = [int(n) for n in map(np.count_nonzero, fired)]
-            spikes[i] += sum(counts)
-            per_step[i] = list(map(int.__add__, per_step[i], counts))
+    def count_block(i: int, membranes: list[np.ndarray], fired: list[np.ndarray], t0: int, real: int,
+                    previous: np.ndarray | None) -> None:
+        """Layer i over consecutive steps t0, t0+1, … of a batch; `previous` is the membrane of step t0 − 1 (None
+        at t0 = 0). map() keeps thousands of small counts out of Python-level loops."""
+        if real < len(membranes[0]):  # a zero-padded batch: only the real rows count
+            membranes = [m[:real] for m in membranes]
+            fired = [f[:real] for f in fired]
+        counts = [int(n) for n in map(np.count_nonzero, fired)]
+        spikes[i] += sum(counts)
+        per_step[i][t0:t0 + len(counts)] = list(map(int.__add__, per_step[i][t0:t0 + len(counts)], counts))
+        if previous is None:  # NeuroBench counts every neuron at the first step, then the membranes that changed
             neurons[i] = int(np.prod(membranes[0].shape[1:]))
-            # NeuroBench counts every neuron at the first step, then the membranes that changed
-            changed = map(np.count_nonzero, map(np.not_equal, membranes[1:], membranes[:-1]))
-            updates[i] += real * neurons[i] + int(sum(changed))
+            updates[i] += real * neurons[i]
+            before, after = membranes[:-1], membranes[1:]
+        else:
+            before, after = [previous[:real]] + membranes[:-1], membranes
+        updates[i] += int(sum(map(np.count_nonzero, map(np.not_equal, after, before))))
 
-    def count_step(outputs: list[np.ndarray], t: int, real: int, previous: list[np.ndarray | None]) -> None:
-        """One step of a stepwise batch, against the previous step's membranes."""
+    def count_sequence(outputs: list[np.ndarray], real: int) -> None:
+        """An unrolled batch: all its steps at once."""
         for i in range(len(layers)):
-            membrane = outputs[membrane_at[i][0]]
-            spike = outputs[spike_at[i][0]]
-            if real < len(membrane):
-                membrane, spike = membrane[:real], spike[:real]
-            fired = int(np.count_nonzero(spike))
-            spikes[i] += fired
-            per_step[i][t] += fired
-            if t == 0:
-                neurons[i] = int(np.prod(membrane.shape[1:]))
-                updates[i] += real * neurons[i]  # NeuroBench counts every neuron at the first step
-            else:
-                updates[i] += int(np.count_nonzero(np.not_equal(membrane, previous[i])))
-            previous[i] = membrane
+            count_block(i, [outputs[k] for k in membrane_at[i]], [outputs[k] for k in spike_at[i]], 0, real, None)
 
     state_at = [(pair.input, position[pair.output]) for pair in match.state_pairs] if stepwise else []
     done = 0
@@ -244,14 +235,24 @@ def replay(
             for name, chunk in batch.items():
                 _check_shape(graph, name, chunk[:, 0].shape, "one time step of the inputs")
                 by_step[name] = _cast_for(graph, name, np.moveaxis(chunk, 1, 0))
+            # steps are counted in blocks (memory bounded by the block, not by the number of steps)
+            held: list[list[np.ndarray]] = []
+            first_held = 0
             for t in range(steps):
                 feeds = dict(state)
                 for name, chunk in by_step.items():
                     feeds[name] = chunk[t]
                 outputs = _run(session, fetch_names, feeds)
-                count_step(outputs, t, real, previous)
+                held.append(outputs)
                 for name, k in state_at:
                     state[name] = outputs[k]
+                if len(held) == STEP_BLOCK or t == steps - 1:
+                    for i in range(len(layers)):
+                        membranes = [out[membrane_at[i][0]] for out in held]
+                        count_block(i, membranes, [out[spike_at[i][0]] for out in held], first_held, real,
+                                    previous[i])
+                        previous[i] = membranes[-1]
+                    held, first_held = [], t + 1
         for array in inputs.arrays.values():
             release(array)
         done += real
