@@ -4,18 +4,34 @@
     report = estimate("model.onnx", inputs="inputs.npz", convention="neurobench")
 """
 
-from .api import analyse, estimate
-from .errors import (
-    CostTableError,
-    InputError,
-    ModelLoadError,
-    NeuronopsError,
-    NoNeuronLayersError,
-    ReplayError,
-    UncostedLayersError,
-)
-from .kinds import NeuronKind, UpdateFeatures, register_kind, registered_kinds
-from .report import LayerRow, Report, Totals, Uncosted
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .api import analyse, estimate
+    from .errors import (
+        CostTableError,
+        InputError,
+        ModelLoadError,
+        NeuronopsError,
+        NoNeuronLayersError,
+        ReplayError,
+        UncostedLayersError,
+    )
+    from .kinds import NeuronKind, UpdateFeatures, register_kind, registered_kinds
+    from .report import LayerRow, Report, Totals, Uncosted
+
+# Names are imported on first use (PEP 562): `python -m estimator --help` runs this file, and should not pay for
+# numpy and onnx before click has even parsed the command line.
+_LAZY = {
+    "analyse": "api", "estimate": "api",
+    "CostTableError": "errors", "InputError": "errors", "ModelLoadError": "errors", "NeuronopsError": "errors",
+    "NoNeuronLayersError": "errors", "ReplayError": "errors", "UncostedLayersError": "errors",
+    "NeuronKind": "kinds", "UpdateFeatures": "kinds", "register_kind": "kinds", "registered_kinds": "kinds",
+    "LayerRow": "report", "Report": "report", "Totals": "report", "Uncosted": "report",
+}
 
 __all__ = [
     "CostTableError",
@@ -36,3 +52,16 @@ __all__ = [
     "register_kind",
     "registered_kinds",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'estimator' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

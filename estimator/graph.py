@@ -12,17 +12,23 @@ Two notions matter for matching and are computed once here:
 
 from __future__ import annotations
 
+import gc
 import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from itertools import chain
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 from .load import FUNCTION_TAG
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 Dim = int | str | None
 
@@ -55,64 +61,112 @@ def _attribute_value(attr: onnx.AttributeProto) -> Any:
     return helper.get_attribute_value(attr)
 
 
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector: building a graph of tens of thousands of nodes allocates hundreds of
+    thousands of containers, none of them garbage, and each collection re-walks all of them (time superlinear in
+    the graph's size); reference counting still frees everything as usual."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class ModelGraph:
     """The flat graph of a loaded model, with lookups the matcher needs."""
 
     def __init__(self, model: onnx.ModelProto) -> None:
+        with no_gc():
+            self._build(model)
+
+    def _build(self, model: onnx.ModelProto) -> None:
         graph = model.graph
         self.model = model
         self.initializers: dict[str, onnx.TensorProto] = {init.name: init for init in graph.initializer}
         self.graph_inputs: tuple[str, ...] = tuple(i.name for i in graph.input if i.name not in self.initializers)
         self.graph_outputs: tuple[str, ...] = tuple(o.name for o in graph.output)
         self._types: dict[str, onnx.TypeProto] = {}
-        for info in list(graph.value_info) + list(graph.input) + list(graph.output):
-            if info.type.HasField("tensor_type"):
-                self._types[info.name] = info.type
+        for info in chain(graph.value_info, graph.input, graph.output):
+            type_proto = info.type
+            if type_proto.HasField("tensor_type"):
+                self._types[info.name] = type_proto
         self.alias: dict[str, str] = {}
         self.nodes: list[OpNode] = []
         self.producer: dict[str, int] = {}
         self.consumers: dict[str, list[int]] = {}
-        self.nx = nx.DiGraph()
+        self._producer_node: dict[str, OpNode] = {}
 
+        # Hot loop (tens of thousands of nodes in unrolled exports): each protobuf field is read once per node.
+        alias, nodes, producer, consumers = self.alias, self.nodes, self.producer, self.consumers
+        producer_node = self._producer_node
+        canonical = self.canonical
         seen_ops: dict[tuple, tuple[str, ...]] = {}
-        for raw in _topological(graph):
-            inputs = tuple(self.canonical(name) for name in raw.input)
-            if raw.op_type == "Identity" and raw.domain in ("", "ai.onnx") and inputs and inputs[0]:
-                self.alias[raw.output[0]] = inputs[0]
+        listed = list(graph.node)
+        fields = [(node.op_type, node.domain, list(node.input), tuple(node.output)) for node in listed]
+        for position in _topological_order(fields):
+            raw = listed[position]
+            op_type, domain, raw_inputs, outputs = fields[position]
+            inputs = tuple([canonical(name) if name in alias else name for name in raw_inputs])
+            if op_type == "Identity" and domain in ("", "ai.onnx") and inputs and inputs[0]:
+                alias[outputs[0]] = inputs[0]
                 continue
+            attributes = raw.attribute
             # Common subexpressions: exporters recompute the same value (TorchScript's Synaptic/Alpha zero reset
             # computes the base update twice); one tensor per value keeps state counting honest.
-            key = _cse_key(raw, inputs)
+            key = _cse_key(op_type, domain, attributes, inputs)
             if key is not None:
-                if key in seen_ops and len(seen_ops[key]) == len(raw.output):
-                    for mine, theirs in zip(raw.output, seen_ops[key], strict=True):
+                if key in seen_ops and len(seen_ops[key]) == len(outputs):
+                    for mine, theirs in zip(outputs, seen_ops[key], strict=True):
                         if mine:
-                            self.alias[mine] = theirs
+                            alias[mine] = theirs
                     continue
-                seen_ops[key] = tuple(raw.output)
+                seen_ops[key] = outputs
+            index = len(nodes)
+            metadata = raw.metadata_props
             node = OpNode(
-                index=len(self.nodes),
-                op_type=raw.op_type,
-                domain=raw.domain,
+                index=index,
+                op_type=op_type,
+                domain=domain,
                 name=raw.name,
                 inputs=inputs,
-                outputs=tuple(raw.output),
-                attributes={a.name: _attribute_value(a) for a in raw.attribute},
-                metadata={p.key: p.value for p in raw.metadata_props},
+                outputs=outputs,
+                attributes={a.name: _attribute_value(a) for a in attributes} if attributes else {},
+                metadata={p.key: p.value for p in metadata} if metadata else {},
             )
-            self.nodes.append(node)
-            self.nx.add_node(node.index)
+            nodes.append(node)
             for name in inputs:
                 if name:
-                    self.consumers.setdefault(name, []).append(node.index)
-                    self.nx.add_edge(name, node.index)
-            for name in node.outputs:
+                    if name in consumers:
+                        consumers[name].append(index)
+                    else:
+                        consumers[name] = [index]
+            for name in outputs:
                 if name:
-                    self.producer[name] = node.index
-                    self.nx.add_edge(node.index, name)
+                    producer[name] = index
+                    producer_node[name] = node
         self._constant: dict[str, bool] = {}
         self._values: dict[str, np.ndarray | None] = {}
         self._classify_constants()
+
+    @cached_property
+    def nx(self) -> nx.DiGraph:
+        """The graph as a networkx DiGraph (built on first use: importing and filling it costs more than the whole
+        static analysis of a small model, and the pipeline itself does not need it)."""
+        import networkx
+
+        graph = networkx.DiGraph()
+        for node in self.nodes:
+            graph.add_node(node.index)
+            for name in node.inputs:
+                if name:
+                    graph.add_edge(name, node.index)
+            for name in node.outputs:
+                if name:
+                    graph.add_edge(node.index, name)
+        return graph
 
     # --- names -------------------------------------------------------------------------------------------------
     def canonical(self, name: str) -> str:
@@ -124,29 +178,34 @@ class ModelGraph:
         return name
 
     def node_of(self, tensor: str) -> OpNode | None:
-        index = self.producer.get(tensor)
-        return None if index is None else self.nodes[index]
+        return self._producer_node.get(tensor)
 
     def users(self, tensor: str) -> list[OpNode]:
         return [self.nodes[i] for i in self.consumers.get(tensor, ())]
 
     # --- constants ----------------------------------------------------------------------------------------------
     def _classify_constants(self) -> None:
+        flags = self._constant
         for name in self.initializers:
-            self._constant[name] = True
+            flags[name] = True
         for name in self.graph_inputs:
-            self._constant[name] = False
-        for node in self.nodes:  # ONNX nodes are topologically sorted
+            flags[name] = False
+        for node in self.nodes:  # in dataflow order
             if node.op_type == "Constant" or node.op_type in SHAPE_ONLY_OPS:
                 constant = True
             else:
-                constant = all(self._constant.get(name, True) for name in node.inputs if name)
+                constant = True
+                for name in node.inputs:
+                    if name and not flags.get(name, True):
+                        constant = False
+                        break
             for name in node.outputs:
-                self._constant[name] = constant
+                flags[name] = constant
 
     def is_constant(self, tensor: str) -> bool:
         """True when the tensor's value does not depend on any graph input's values."""
-        return self._constant.get(tensor, tensor not in self.graph_inputs)
+        # Every graph input has a flag (_classify_constants), so a name without one is not a graph input.
+        return self._constant.get(tensor, True)
 
     def constant_value(self, tensor: str) -> np.ndarray | None:
         """The numeric value of a constant tensor, or None when it cannot be computed statically."""
@@ -216,9 +275,9 @@ class ModelGraph:
         """Tensors upstream of `tensor` (not including it), not walking past tensors where `stop` is true."""
         seen: set[str] = set()
         stack = [tensor]
+        node_of = self._producer_node.get
         while stack:
-            current = stack.pop()
-            node = self.node_of(current)
+            node = node_of(stack.pop())
             if node is None:
                 continue
             for name in node.inputs:
@@ -237,12 +296,24 @@ class ModelGraph:
 
 def _topological(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
     """Nodes in dataflow order (Kahn), whatever order the file lists them in; the file's order breaks ties."""
-    produced_by = {name: i for i, node in enumerate(graph.node) for name in node.output if name}
-    waiting = [0] * len(graph.node)
+    listed = list(graph.node)
+    order = _topological_order([(n.op_type, n.domain, list(n.input), tuple(n.output)) for n in listed])
+    return [listed[i] for i in order]
+
+
+def _topological_order(fields: list[tuple[str, str, list[str], tuple[str, ...]]]) -> list[int]:
+    """Positions of the nodes (op_type, domain, inputs, outputs) in dataflow order (Kahn); ties by file order."""
+    produced_by = {name: i for i, (_, _, _, outputs) in enumerate(fields) for name in outputs if name}
+    get = produced_by.get
+    # Exporters write nodes in dataflow order: then Kahn's order with the file's order breaking ties *is* the file's
+    # order (the smallest unplaced index is always ready), and one pass proves it.
+    if all(get(name, -1) < i or get(name) == i for i, (_, _, inputs, _) in enumerate(fields) for name in inputs):
+        return list(range(len(fields)))
+    waiting = [0] * len(fields)
     users: dict[int, list[int]] = {}
-    for i, node in enumerate(graph.node):
-        for name in set(node.input):
-            j = produced_by.get(name)
+    for i, (_, _, inputs, _) in enumerate(fields):
+        for name in set(inputs):
+            j = get(name)
             if j is not None and j != i:
                 waiting[i] += 1
                 users.setdefault(j, []).append(i)
@@ -251,14 +322,14 @@ def _topological(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
     order = []
     while ready:
         i = heapq.heappop(ready)
-        order.append(graph.node[i])
+        order.append(i)
         for k in users.get(i, ()):
             waiting[k] -= 1
             if waiting[k] == 0:
                 heapq.heappush(ready, k)
-    if len(order) != len(graph.node):  # a cycle: keep the file's order for the rest, matching will say what it can
-        placed = {id(n) for n in order}
-        order.extend(n for n in graph.node if id(n) not in placed)
+    if len(order) != len(fields):  # a cycle: keep the file's order for the rest, matching will say what it can
+        placed = set(order)
+        order.extend(i for i in range(len(fields)) if i not in placed)
     return order
 
 
@@ -267,14 +338,25 @@ _NOT_PURE = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "Ran
                        "Bernoulli", "Dropout", "Constant"})
 
 
-def _cse_key(raw: onnx.NodeProto, inputs: tuple[str, ...]) -> tuple | None:
+_SUBGRAPHS = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+
+
+def _cse_key(op_type: str, domain: str, attributes: Any, inputs: tuple[str, ...]) -> tuple | None:
     """A key equal for two nodes that compute the same value, or None when the node must stay as it is."""
-    if raw.op_type in _NOT_PURE or not inputs or any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-                                                      for a in raw.attribute):
+    if op_type in _NOT_PURE or not inputs:
         return None
-    ordered = tuple(sorted(inputs)) if raw.op_type in _COMMUTATIVE else inputs
-    attrs = tuple(sorted((a.name, a.SerializeToString()) for a in raw.attribute))
-    return (raw.domain, raw.op_type, ordered, attrs)
+    ordered = tuple(sorted(inputs)) if op_type in _COMMUTATIVE else inputs
+    if not attributes:
+        return (domain, op_type, ordered, ())
+    if len(attributes) == 1:
+        attribute = attributes[0]
+        if attribute.type in _SUBGRAPHS:
+            return None
+        return (domain, op_type, ordered, ((attribute.name, attribute.SerializeToString()),))
+    if any(a.type in _SUBGRAPHS for a in attributes):
+        return None
+    attrs = tuple(sorted((a.name, a.SerializeToString()) for a in attributes))
+    return (domain, op_type, ordered, attrs)
 
 
 def _unary(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[OpNode, list], np.ndarray]:

@@ -7,6 +7,7 @@ Layout is NeuroBench's: (batch, time, features…). `time_axis` says where time 
 
 from __future__ import annotations
 
+import mmap
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,18 @@ class RecordedInputs:
     @property
     def time_steps(self) -> int:
         return next(iter(self.arrays.values())).shape[1]
+
+
+def release(array: np.ndarray) -> None:
+    """Unmap the pages of a memory-mapped array that reading it brought in (they stay in the page cache): resident
+    file pages count in the process's memory, so without this a replay's peak would grow with the file's size."""
+    base = array
+    while base is not None and not isinstance(base, mmap.mmap):
+        if isinstance(base, np.memmap) and base.mode != "r":
+            return  # writable or copy-on-write: dropping its pages could drop changes
+        base = getattr(base, "base", None)
+    if base is not None and hasattr(mmap, "MADV_DONTNEED"):
+        base.madvise(mmap.MADV_DONTNEED)
 
 
 def _open(path: Path) -> dict[str, np.ndarray]:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
-import onnx.inliner
 from google.protobuf.message import DecodeError
 
 from .errors import ModelLoadError
@@ -56,6 +55,30 @@ def _check_external_data(model: onnx.ModelProto, folder: Path) -> None:
             )
 
 
+def _tensors(graph: onnx.GraphProto | onnx.FunctionProto, initializers: bool):
+    """Every tensor of a graph that onnx.external_data_helper._get_all_tensors visits (initializers, node attribute
+    tensors, subgraphs'), in one flat pass: that helper's nested generators cost more than the rest of loading on a
+    long unrolled graph, and are run only when some tensor does live outside the file."""
+    if initializers:
+        yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("g"):
+                yield from _tensors(attribute.g, True)
+            for subgraph in attribute.graphs:
+                yield from _tensors(subgraph, True)
+
+
+def _uses_external_data(model: onnx.ModelProto) -> bool:
+    uses = onnx.external_data_helper.uses_external_data
+    return any(uses(tensor) for tensor in _tensors(model.graph, True)) or any(
+        uses(tensor) for function in model.functions for tensor in _tensors(function, False)
+    )
+
+
 def _tag_functions(model: onnx.ModelProto) -> None:
     for function in model.functions:
         for node in function.node:
@@ -74,30 +97,40 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     if model_path.stat().st_size == 0:
         raise ModelLoadError(f"{model_path}: file is empty")
     try:
-        original = onnx.load(str(model_path), load_external_data=False)
+        raw = model_path.read_bytes()
+        original = onnx.ModelProto.FromString(raw)  # what onnx.load does, keeping the bytes for shape inference
     except (DecodeError, ValueError, RuntimeError, OSError) as err:
         raise ModelLoadError(f"{model_path}: not a readable ONNX model ({type(err).__name__})") from None
     if not original.HasField("graph") or len(original.graph.node) == 0:
         raise ModelLoadError(f"{model_path}: not an ONNX model (no graph or no nodes)")
     if not original.opset_import:
         raise ModelLoadError(f"{model_path}: not an ONNX model (no opset_import)")
-    _check_external_data(original, model_path.parent)
-    try:
-        onnx.external_data_helper.load_external_data_for_model(original, str(model_path.parent))
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(f"{model_path}: cannot read external data ({err})") from None
+    external = _uses_external_data(original)
+    if external:
+        _check_external_data(original, model_path.parent)
+        try:
+            onnx.external_data_helper.load_external_data_for_model(original, str(model_path.parent))
+        except (OSError, ValueError) as err:
+            raise ModelLoadError(f"{model_path}: cannot read external data ({err})") from None
 
-    working = onnx.ModelProto()
-    working.CopyFrom(original)
-    had_functions = len(working.functions) > 0
+    had_functions = len(original.functions) > 0
     if had_functions:
+        from onnx import inliner  # only function-node exports need it
+
+        working = onnx.ModelProto()
+        working.CopyFrom(original)
         _tag_functions(working)
         try:
-            working = onnx.inliner.inline_local_functions(working)
+            working = inliner.inline_local_functions(working)
         except Exception as err:  # the inliner raises plain C++ errors
             raise ModelLoadError(f"{model_path}: cannot inline model-local functions ({err})") from None
     try:
-        working = onnx.shape_inference.infer_shapes(working, data_prop=True)
+        # From the file's bytes when they hold the whole model: spares serialising it again for the C++ side
+        # (infer_shapes never modifies the model it is given).
+        source = working if had_functions else original if external else raw
+        working = onnx.shape_inference.infer_shapes(source, data_prop=True)
     except Exception:  # shape inference is a help, not a requirement: shapes are re-checked at replay
-        pass
+        if not had_functions:
+            working = onnx.ModelProto()
+            working.CopyFrom(original)
     return LoadedModel(path=model_path, model=working, original=original, had_functions=had_functions)

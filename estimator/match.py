@@ -27,7 +27,7 @@ import onnx
 from onnx import helper
 
 from .algebra import FLAGS, Poly
-from .graph import SHAPE_ONLY_OPS, Dim, ModelGraph, OpNode
+from .graph import SHAPE_ONLY_OPS, Dim, ModelGraph, OpNode, no_gc
 from .kinds import UpdateFeatures, classify, kind_for_class
 
 COMPARE_OPS = frozenset({"Greater", "GreaterOrEqual", "Less", "LessOrEqual"})
@@ -144,15 +144,16 @@ class _UnionFind:
 def components(graph: ModelGraph) -> list[int]:
     """Component id per op index: ops joined by non-constant tensors, cut at weight ops and shape-only ops."""
     uf = _UnionFind(len(graph.nodes))
+    is_constant, node_of, union = graph.is_constant, graph.node_of, uf.union  # bound once: this loop sees every op
     for node in graph.nodes:
         if node.op_type in WEIGHT_OPS or node.op_type in SHAPE_ONLY_OPS:
             continue
         for name in node.inputs:
-            if not name or graph.is_constant(name):
+            if not name or is_constant(name):
                 continue
-            producer = graph.node_of(name)
+            producer = node_of(name)
             if producer is not None and producer.op_type not in WEIGHT_OPS:
-                uf.union(node.index, producer.index)
+                union(node.index, producer.index)
     return [uf.find(i) for i in range(len(graph.nodes))]
 
 
@@ -418,6 +419,11 @@ def _state_base(name: str) -> str:
 
 # --- the matcher ---------------------------------------------------------------------------------------------------
 def match_layers(graph: ModelGraph) -> MatchResult:
+    with no_gc():  # see graph.no_gc
+        return _match_layers(graph)
+
+
+def _match_layers(graph: ModelGraph) -> MatchResult:
     compares = find_compares(graph)
     compare_of_output = {c.output: c for c in compares}
     for node in graph.nodes:  # Cast(H(·)) to float is the same flag
@@ -454,17 +460,18 @@ def match_layers(graph: ModelGraph) -> MatchResult:
         external = False
         seen: set[str] = set()
         stack = [membrane]
+        node_of, is_constant = graph.node_of, graph.is_constant
         while stack:
-            node = graph.node_of(stack.pop())
+            node = node_of(stack.pop())
             for name in node.inputs:
-                if not name or name in seen or graph.is_constant(name):
+                if not name or name in seen or is_constant(name):
                     continue
                 seen.add(name)
                 if name in membrane_set:
                     if best is None or order[name] > order[best]:
                         best = name
                     continue
-                producer = graph.node_of(name)
+                producer = node_of(name)
                 if producer is None or component_of[producer.index] != component:
                     external = True
                     continue
@@ -507,8 +514,11 @@ def match_layers(graph: ModelGraph) -> MatchResult:
         for p in (_MembranePair(pair, graph.canonical(pair.output)) for pair in pairs)
         if (p.pair.input in compared or p.input_target in membrane_set) and p.input_target in graph.producer
     }
+    nodes_of: dict[int, list[OpNode]] = {}  # grouped once: a pass over all nodes per layer is quadratic
+    for node in graph.nodes:
+        nodes_of.setdefault(component_of[node.index], []).append(node)
     for component, steps, problem in sorted(chains, key=lambda item: order[item[1][0][0]]):
-        component_nodes = [node for node in graph.nodes if component_of[node.index] == component]
+        component_nodes = nodes_of.get(component, [])
         layers.append(
             _build_layer(graph, component, component_of, component_nodes, steps, problem, compare_of_output,
                          spike_of, membrane_pairs.get(component), pairs)

@@ -19,10 +19,11 @@ from onnx import helper
 
 from .errors import InputError, ReplayError
 from .graph import ModelGraph
-from .inputs import RecordedInputs
+from .inputs import RecordedInputs, release
 from .match import MatchResult
 
 DEFAULT_BATCH_SIZE = 64
+STEP_BLOCK = 16  # stepwise: steps whose outputs are held and then counted together
 
 
 @dataclass(frozen=True)
@@ -74,21 +75,25 @@ def _session(model: onnx.ModelProto, fetch: list[str], graph: ModelGraph, thread
              extra_nodes: list[onnx.NodeProto]):
     import onnxruntime as ort  # imported here: keeps `neuronops layers` and --help fast
 
-    exposed = onnx.ModelProto()
-    exposed.CopyFrom(model)
-    exposed.graph.node.extend(extra_nodes)
-    present = {o.name for o in exposed.graph.output}
-    for name in fetch:
+    present = {o.name for o in model.graph.output}
+    extra = onnx.ModelProto()
+    extra.graph.node.extend(extra_nodes)  # appended after the model's own nodes: they read its tensors
+    for name in dict.fromkeys(fetch):
         if name not in present:
-            exposed.graph.output.append(_value_info(graph, name, onnx.TensorProto.FLOAT))
-            present.add(name)
+            extra.graph.output.append(_value_info(graph, name, onnx.TensorProto.FLOAT))
+    # Two serialised messages one after the other parse as one merged message (repeated fields appended): the model
+    # with the extra outputs, without copying the model.
+    exposed = model.SerializeToString() + extra.SerializeToString()
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    # The graph runs as exported: onnxruntime's rewrites (fusions, constant folding) cost more time on a long
+    # unrolled graph than they save over a replay, and the exported ops are what PyTorch computed.
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     try:
-        return ort.InferenceSession(exposed.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(exposed, options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ReplayError(f"onnxruntime cannot run this model: {message[:300]}") from None
@@ -120,11 +125,12 @@ def _show(shape: tuple) -> str:
 
 
 def _cast_for(graph: ModelGraph, name: str, array: np.ndarray) -> np.ndarray:
+    """The array in the input's dtype, C-contiguous (what onnxruntime takes without copying)."""
     elem = graph.elem_type(name)
     if elem:
         dtype = helper.tensor_dtype_to_np_dtype(elem)
         if array.dtype != dtype:
-            return array.astype(dtype)
+            return np.ascontiguousarray(array, dtype=dtype)
     return np.ascontiguousarray(array)
 
 
@@ -172,22 +178,34 @@ def replay(
     updates = [0] * len(layers)
     per_step = [[0] * steps for _ in layers]
     neurons = [0] * len(layers)
+    # output positions per layer: every step's (unrolled) or the one computed (stepwise) membrane and spike
+    membrane_at = [[position[name] for name in layer.membranes] for layer in layers]
+    spike_at = [[position[name] for name in layer.spikes] for layer in layers]
 
-    def count_step(outputs: list[np.ndarray], t: int, real: int, previous: list[np.ndarray | None]) -> None:
-        for i, layer in enumerate(layers):
-            index = t if not stepwise else 0
-            membrane = outputs[position[layer.membranes[index]]][:real]
-            spike = outputs[position[layer.spikes[index]]][:real]
-            fired = int(np.count_nonzero(spike))
-            spikes[i] += fired
-            per_step[i][t] += fired
-            if t == 0:
-                neurons[i] = int(np.prod(membrane.shape[1:]))
-                updates[i] += real * neurons[i]  # NeuroBench counts every neuron at the first step
-            else:
-                updates[i] += int(np.count_nonzero(membrane != previous[i]))
-            previous[i] = membrane
+    def count_block(i: int, membranes: list[np.ndarray], fired: list[np.ndarray], t0: int, real: int,
+                    previous: np.ndarray | None) -> None:
+        """Layer i over consecutive steps t0, t0+1, … of a batch; `previous` is the membrane of step t0 − 1 (None
+        at t0 = 0). map() keeps thousands of small counts out of Python-level loops."""
+        if real < len(membranes[0]):  # a zero-padded batch: only the real rows count
+            membranes = [m[:real] for m in membranes]
+            fired = [f[:real] for f in fired]
+        counts = [int(n) for n in map(np.count_nonzero, fired)]
+        spikes[i] += sum(counts)
+        per_step[i][t0:t0 + len(counts)] = list(map(int.__add__, per_step[i][t0:t0 + len(counts)], counts))
+        if previous is None:  # NeuroBench counts every neuron at the first step, then the membranes that changed
+            neurons[i] = int(np.prod(membranes[0].shape[1:]))
+            updates[i] += real * neurons[i]
+            before, after = membranes[:-1], membranes[1:]
+        else:
+            before, after = [previous[:real]] + membranes[:-1], membranes
+        updates[i] += int(sum(map(np.count_nonzero, map(np.not_equal, after, before))))
 
+    def count_sequence(outputs: list[np.ndarray], real: int) -> None:
+        """An unrolled batch: all its steps at once."""
+        for i in range(len(layers)):
+            count_block(i, [outputs[k] for k in membrane_at[i]], [outputs[k] for k in spike_at[i]], 0, real, None)
+
+    state_at = [(pair.input, position[pair.output]) for pair in match.state_pairs] if stepwise else []
     done = 0
     for start in range(first, last, size):
         real = min(size, last - start)
@@ -201,15 +219,13 @@ def replay(
                 pad = np.zeros((size - real,) + chunk.shape[1:], dtype=chunk.dtype)
                 chunk = np.concatenate([chunk, pad])
             batch[name] = chunk
-        previous: list[np.ndarray | None] = [None] * len(layers)
         if not stepwise:
             for name, chunk in batch.items():
                 _check_shape(graph, name, chunk.shape, "the inputs batch")
             feeds = {name: _cast_for(graph, name, chunk) for name, chunk in batch.items()}
-            outputs = _run(session, fetch_names, feeds)
-            for t in range(steps):
-                count_step(outputs, t, real, previous)
+            count_sequence(_run(session, fetch_names, feeds), real)
         else:
+            previous: list[np.ndarray | None] = [None] * len(layers)
             state = {}
             for pair in match.state_pairs:
                 shape = graph.shape(pair.input) or graph.shape(pair.output)
@@ -218,17 +234,30 @@ def replay(
                 elem = graph.elem_type(pair.input) or onnx.TensorProto.FLOAT
                 state[pair.input] = np.zeros((len(next(iter(batch.values()))),) + tuple(shape[1:]),
                                              dtype=helper.tensor_dtype_to_np_dtype(elem))
+            by_step = {}  # time-major, cast once per batch: each step's feed is then a contiguous view
+            for name, chunk in batch.items():
+                _check_shape(graph, name, chunk[:, 0].shape, "one time step of the inputs")
+                by_step[name] = _cast_for(graph, name, np.moveaxis(chunk, 1, 0))
+            # steps are counted in blocks (memory bounded by the block, not by the number of steps)
+            held: list[list[np.ndarray]] = []
+            first_held = 0
             for t in range(steps):
                 feeds = dict(state)
-                for name, chunk in batch.items():
-                    step = chunk[:, t]
-                    if t == 0:
-                        _check_shape(graph, name, step.shape, "one time step of the inputs")
-                    feeds[name] = _cast_for(graph, name, step)
+                for name, chunk in by_step.items():
+                    feeds[name] = chunk[t]
                 outputs = _run(session, fetch_names, feeds)
-                count_step(outputs, t, real, previous)
-                for pair in match.state_pairs:
-                    state[pair.input] = outputs[position[pair.output]]
+                held.append(outputs)
+                for name, k in state_at:
+                    state[name] = outputs[k]
+                if len(held) == STEP_BLOCK or t == steps - 1:
+                    for i in range(len(layers)):
+                        membranes = [out[membrane_at[i][0]] for out in held]
+                        count_block(i, membranes, [out[spike_at[i][0]] for out in held], first_held, real,
+                                    previous[i])
+                        previous[i] = membranes[-1]
+                    held, first_held = [], t + 1
+        for array in inputs.arrays.values():
+            release(array)
         done += real
         if progress is not None:
             progress(done, samples)

@@ -1,0 +1,123 @@
+"""The replay's fast paths against independent computations: per-step spike counts, padded fixed batches in both
+styles, cast and time-moved memory-mapped inputs, and releasing a memory map's pages without losing data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from builders import LeakyNet, leaky_stepwise, leaky_unrolled, random_net
+
+from estimator import estimate
+from estimator.api import analyse
+from estimator.inputs import release
+
+
+def _per_step_reference(net: LeakyNet, data: np.ndarray) -> list[list[int]]:
+    """Spikes per layer per time step, by a plain numpy loop over the same equations (subtract reset)."""
+    samples, steps = data.shape[:2]
+    beta, theta = np.float32(net.beta), np.float32(net.threshold)
+    mems = [np.zeros((samples, w.shape[1]), np.float32) for w in net.weights]
+    counts = [[0] * steps for _ in net.weights]
+    for t in range(steps):
+        x = data[:, t].astype(np.float32)
+        for i, w in enumerate(net.weights):
+            reset = (mems[i] - theta > 0).astype(np.float32)
+            mems[i] = beta * mems[i] + x @ w - reset * theta
+            x = (mems[i] - theta > 0).astype(np.float32)
+            counts[i][t] = int(x.sum())
+    return counts
+
+
+def _data(rng: np.random.Generator, samples: int, steps: int, features: int) -> np.ndarray:
+    return (rng.random((samples, steps, features)) < 0.4).astype(np.float32)
+
+
+@pytest.mark.parametrize("style", ["unrolled", "stepwise"])
+def test_spikes_per_step_equal_reference(write_model, tmp_path, style):
+    rng = np.random.default_rng(21)
+    net = random_net(rng, [9, 11, 5])
+    data = _data(rng, 6, 7, 9)
+    model = leaky_unrolled(net, 7) if style == "unrolled" else leaky_stepwise(net)
+    report = estimate(write_model(model, inputs=data), tmp_path / "inputs.npz", batch_size=4)
+    want = _per_step_reference(net, data)
+    assert [list(row.spikes_per_step) for row in report.layers] == want
+    assert [row.spikes for row in report.layers] == [sum(steps) for steps in want]
+
+
+@pytest.mark.parametrize("style", ["unrolled", "stepwise"])
+def test_fixed_batch_padding_counts_only_real_rows(write_model, tmp_path, style):
+    rng = np.random.default_rng(22)
+    net = random_net(rng, [8, 6, 3])
+    data = _data(rng, 7, 5, 8)  # batch fixed at 3 in the graph: the last batch holds 1 real row and 2 zero rows
+    model = leaky_unrolled(net, 5, "dynamo", batch=3) if style == "unrolled" else leaky_stepwise(net, batch=3)
+    report = estimate(write_model(model, inputs=data), tmp_path / "inputs.npz", convention="neurobench")
+    want = net.reference(data)
+    assert [row.spikes for row in report.layers] == want["spikes"]
+    assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
+    assert [list(row.spikes_per_step) for row in report.layers] == _per_step_reference(net, data)
+
+
+@pytest.mark.parametrize("style", ["unrolled", "stepwise"])
+def test_memory_mapped_inputs_cast_and_time_moved(write_model, tmp_path, style):
+    """A float64 .npy with time on axis 0 (a non-contiguous, cast view of a memory map) counts like float32 data."""
+    rng = np.random.default_rng(23)
+    net = random_net(rng, [7, 9])
+    data = _data(rng, 5, 6, 7)
+    path = write_model(leaky_unrolled(net, 6) if style == "unrolled" else leaky_stepwise(net))
+    np.save(tmp_path / "time_first.npy", np.moveaxis(data, 1, 0).astype(np.float64))
+    report = estimate(path, tmp_path / "time_first.npy", time_axis=0, batch_size=2)
+    want = net.reference(data)
+    assert [row.spikes for row in report.layers] == want["spikes"]
+    assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
+
+
+def test_release_keeps_data_and_leaves_writable_maps_alone(tmp_path):
+    values = np.arange(4096 * 8, dtype=np.float32).reshape(8, 4096)
+    np.save(tmp_path / "a.npy", values)
+    read_only = np.load(tmp_path / "a.npy", mmap_mode="r")
+    view = np.moveaxis(read_only, 1, 0)
+    assert float(view.sum()) == float(values.sum())
+    release(view)  # pages dropped from the process; reading again faults them back in from the file
+    assert np.array_equal(read_only, values)
+    private = np.load(tmp_path / "a.npy", mmap_mode="c")  # copy-on-write: changes live only in this process
+    private[0, 0] = -1.0
+    release(private[2:])
+    assert private[0, 0] == -1.0
+    release(values)  # an ordinary array: nothing to do
+    assert values[0, 0] == 0.0
+
+
+def test_networkx_view_built_on_demand(write_model):
+    rng = np.random.default_rng(24)
+    graph = analyse(write_model(leaky_stepwise(random_net(rng, [4, 3])))).graph
+    assert "nx" not in graph.__dict__
+    view = graph.nx
+    for node in graph.nodes:
+        assert all(view.has_edge(name, node.index) for name in node.inputs if name)
+        assert all(view.has_edge(node.index, name) for name in node.outputs if name)
+    assert view.number_of_nodes() == len(graph.nodes) + len({n for node in graph.nodes
+                                                             for n in node.inputs + node.outputs if n})
+
+
+def _modules_after(args: list[str], cwd) -> set[str]:
+    """The top-level modules a CLI invocation leaves imported, in a fresh interpreter."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import sys, json\nfrom estimator.cli import main\n"
+            "try:\n    main(sys.argv[1:], prog_name='neuronops')\nexcept SystemExit:\n    pass\n"
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd, check=True)
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_light_commands_import_no_runtime(write_model):
+    from conftest import ROOT
+
+    model = write_model(leaky_stepwise(random_net(np.random.default_rng(25), [4, 3])))
+    help_modules = _modules_after(["--help"], ROOT)
+    assert not {"onnxruntime", "onnx", "numpy", "networkx"} & help_modules
+    layers_modules = _modules_after(["layers", str(model)], ROOT)
+    assert "onnx" in layers_modules  # the model was read…
+    assert not {"onnxruntime", "networkx"} & layers_modules  # …without the runtime or networkx
