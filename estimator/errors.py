@@ -45,3 +45,19 @@ class UncostedLayersError(NeuronopsError):
     """Raised under --strict when some neuron-like layer has no kind or no cost."""
 
     exit_code = EXIT_UNCOSTED
+
+
+class ManifestError(NeuronopsError):
+    """A batch manifest or model list is malformed (the message names the file and line): a usage error."""
+
+    exit_code = EXIT_USAGE
+
+
+class MissingExtraError(NeuronopsError):
+    """An option needs an optional dependency that is not installed (e.g. --scheduler without neuronops[dask])."""
+
+    exit_code = EXIT_USAGE
+
+
+class ClusterError(NeuronopsError):
+    """The Dask scheduler cannot be reached, or shards cannot be shipped to its workers."""
