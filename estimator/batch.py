@@ -195,7 +195,7 @@ def collect(sources: Sequence[str], defaults: ModelJob, inputs_pattern: str | No
 def _name(found: list[tuple[str | None, ModelJob]]) -> list[BatchEntry]:
     """Result names: a manifest's name, else the model's path below the models' common folder, '/' → '__'.
     Repeats get -2, -3… in order, so the same list always gives the same names (what --resume relies on)."""
-    paths = [os.path.abspath(job.model) for name, job in found if name is None]
+    paths = [os.path.abspath(job.model) for _, job in found]
     common = os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else ""
     entries, used = [], set()
     for name, job in found:

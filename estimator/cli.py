@@ -244,7 +244,10 @@ def batch(sources: tuple[str, ...], out: Path, inputs_pattern: str | None, conve
             click.echo(f"{'' if bar is None else chr(10)}failed: {entry.name}: {error}", err=True)
         if bar is not None:
             bar.label = f"{done_models}/{len(entries)} models"
-            bar.update(0 if total else 1)
+            if total:
+                bar.render_progress()  # the label changed; the position moves with on_samples
+            else:
+                bar.update(1)
 
     with backend:
         if bar is not None:

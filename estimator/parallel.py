@@ -436,7 +436,7 @@ def _plan(index: int, job: ModelJob, backend: Backend, shard_size: int | None, t
         if model_size + per_sample > limit:
             raise ClusterError(
                 f"{job.model}: one shard would ship {_mib(model_size + per_sample)} (model {_mib(model_size)}), "
-                f"above the {_mib(limit)} limit (--max-shard-bytes); use --ship paths on a shared filesystem"
+                f"above the {_mib(limit)} limit (--max-shard-mb); use --ship paths on a shared filesystem"
             )
         if shard_size is None:  # the default cut, shrunk until a shard fits the limit
             fit = (limit - model_size) // max(1, per_sample)
@@ -452,7 +452,7 @@ def _plan(index: int, job: ModelJob, backend: Backend, shard_size: int | None, t
             if size > limit:
                 raise ClusterError(
                     f"{job.model}: shard [{start}, {stop}) would ship {_mib(size)}, above the {_mib(limit)} limit "
-                    "(--max-shard-bytes); use a smaller --shard-size, or --ship paths on a shared filesystem"
+                    "(--max-shard-mb); use a smaller --shard-size, or --ship paths on a shared filesystem"
                 )
         plan.shards.append(Shard(index, model_ref, "" if backend.ships_bytes else os.path.abspath(job.inputs),
                                  job.time_axis, job.batch_size, start, stop, threads))
