@@ -218,8 +218,11 @@ def batch(sources: tuple[str, ...], out: Path, inputs_pattern: str | None, conve
     1 when any failed (3 when all failures are uncosted layers under --strict), 2 for a bad command or manifest.
     """
     from .batch import collect, run_batch, total_samples
+    from .errors import UsageError
     from .parallel import ModelJob, open_backend
 
+    if scheduler is not None and scheduler_file is not None:
+        raise UsageError("give --scheduler or --scheduler-file, not both")
     defaults = ModelJob(model="", convention=convention, batch_size=batch_size, time_axis=time_axis, steps=steps,
                         cost_tables=tuple(map(str, cost_tables)), strict=strict)
     entries = collect(sources, defaults, inputs_pattern)

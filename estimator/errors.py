@@ -47,16 +47,18 @@ class UncostedLayersError(NeuronopsError):
     exit_code = EXIT_UNCOSTED
 
 
-class ManifestError(NeuronopsError):
-    """A batch manifest or model list is malformed (the message names the file and line): a usage error."""
+class UsageError(NeuronopsError):
+    """The command line asks for something contradictory or unavailable (exit 2, like click's own usage errors)."""
 
     exit_code = EXIT_USAGE
 
 
-class MissingExtraError(NeuronopsError):
+class ManifestError(UsageError):
+    """A batch manifest or model list is malformed (the message names the file and line)."""
+
+
+class MissingExtraError(UsageError):
     """An option needs an optional dependency that is not installed (e.g. --scheduler without neuronops[dask])."""
-
-    exit_code = EXIT_USAGE
 
 
 class ClusterError(NeuronopsError):

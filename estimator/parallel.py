@@ -310,6 +310,9 @@ class DaskBackend(Backend):
                 **options: Any) -> DaskBackend:
         """`scheduler` is an address (tcp://host:8786) or "local" (start a LocalCluster of worker processes)."""
         distributed = _import_distributed()
+        if scheduler_file is not None and not os.path.isfile(scheduler_file):
+            # Dask would wait for the file to appear, forever
+            raise ClusterError(f"{scheduler_file}: no such scheduler file (dask scheduler --scheduler-file writes it)")
         cluster = None
         try:
             if scheduler == "local":

@@ -146,3 +146,14 @@ def test_killing_a_worker_mid_run_still_gives_complete_exact_results(tmp_path, c
     assert killed[0] not in client.run(os.getpid).values()
     with open(tmp_path / "out" / "summary.csv", newline="") as handle:
         assert [row["status"] for row in csv.DictReader(handle)] == ["ok", "ok"]
+
+
+def test_scheduler_options_fail_in_one_line(tmp_path):
+    build_models(tmp_path / "models", count=1, broken=None)
+    models, out = str(tmp_path / "models"), str(tmp_path / "out")
+    missing = run("batch", models, "--out", out, "--scheduler-file", str(tmp_path / "absent.json"))
+    assert missing.exit_code == 1
+    assert missing.stderr.strip() == (f"error: {tmp_path / 'absent.json'}: no such scheduler file "
+                                      "(dask scheduler --scheduler-file writes it)")
+    both = run("batch", models, "--out", out, "--scheduler", "local", "--scheduler-file", str(tmp_path / "x.json"))
+    assert both.exit_code == 2 and "give --scheduler or --scheduler-file, not both" in both.stderr
