@@ -82,6 +82,7 @@ def main() -> None:
       neuronops estimate model.onnx --inputs inputs.npz --convention neurobench --format json
       neuronops layers model.onnx                            # the neuron layers found, and how
       neuronops explain model.onnx                           # why each layer matched (or did not)
+      neuronops batch 'runs/*/model.onnx' --out results --jobs 2   # many models: results/, summary.csv
     """
 
 
@@ -244,7 +245,8 @@ def batch(sources: tuple[str, ...], out: Path, inputs_pattern: str | None, conve
         nonlocal done_models
         done_models += 1
         if error is not None:
-            click.echo(f"{'' if bar is None else chr(10)}failed: {entry.name}: {error}", err=True)
+            prefix = "" if bar is None else "\n"  # below the bar's line, not on it
+            click.echo(f"{prefix}failed: {entry.name}: {error}", err=True)
         if bar is not None:
             bar.label = f"{done_models}/{len(entries)} models"
             if total:
