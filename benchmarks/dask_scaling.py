@@ -65,7 +65,7 @@ def main() -> None:
         for workers in (1, 2):
             start = time.perf_counter()
             with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                          dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+                                          dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
                 client.wait_for_workers(workers)
                 boot = time.perf_counter() - start
                 backend = DaskBackend(client)

@@ -317,7 +317,7 @@ class DaskBackend(Backend):
         try:
             if scheduler == "local":
                 cluster = distributed.LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                                                   processes=True, dashboard_address=None)
+                                                   processes=True, dashboard_address=":0")
                 client = distributed.Client(cluster)
             elif scheduler_file is not None:
                 client = distributed.Client(scheduler_file=scheduler_file, timeout="20s")

@@ -8,9 +8,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
+import dask
 import distributed  # in the `test` extra: these tests always run in CI, never skipped
 import numpy as np
 import onnx
@@ -28,7 +30,7 @@ from estimator.parallel import DaskBackend, ModelJob, estimate_sharded
 @pytest.fixture(scope="module")
 def cluster():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as local:
+                                  dashboard_address=":0") as local:
         yield local
 
 
@@ -157,3 +159,48 @@ def test_scheduler_options_fail_in_one_line(tmp_path):
                                       "(dask scheduler --scheduler-file writes it)")
     both = run("batch", models, "--out", out, "--scheduler", "local", "--scheduler-file", str(tmp_path / "x.json"))
     assert both.exit_code == 2 and "give --scheduler or --scheduler-file, not both" in both.stderr
+
+
+def test_a_failing_shard_on_a_worker_names_its_samples_and_keeps_the_others(tmp_path, client):
+    built = build_models(tmp_path / "models", count=3, broken=None, samples=200)
+    data = np.load(built[1].inputs)["input"].copy()
+    data[77, 0, 0] = np.inf  # the worker holding samples [64, 96) finds it
+    np.savez(built[1].inputs, input=data)
+    entries = collect([str(tmp_path / "models")], ModelJob(model=""))
+    summary = run_batch(entries, tmp_path / "out", DaskBackend(client), shard_size=32)
+    rows = {row["name"]: row for row in summary.rows}
+    assert rows["net1__model"]["error"] == ("samples [64, 96): input 'input': sample 77 holds NaN or ±Inf; "
+                                            "clean the data first")
+    for b in (built[0], built[2]):
+        assert rows[b.name]["effective_neuron_ops_run"] == b.expected_run("spikes")
+
+
+def test_a_shard_whose_worker_keeps_dying_fails_its_model_only(tmp_path):
+    """With no second chance (allowed-failures 0), the shard a killed worker held fails: its model is reported with
+    the sample range, and every other model is still complete and exact."""
+    built = build_models(tmp_path / "models", count=4, broken=None, samples=600, steps=40, features=32, hidden=48)
+    entries = collect([str(tmp_path / "models")], ModelJob(model="", batch_size=8))
+    killed: list[int] = []
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                     dashboard_address=":0") as local, distributed.Client(local) as connected:
+        connected.wait_for_workers(2, timeout=60)
+        pids = connected.run(os.getpid)
+
+        def kill_a_busy_worker(_: int) -> None:
+            busy = [address for address, tasks in connected.processing().items() if tasks and address in pids]
+            if busy and not killed:
+                os.kill(pids[busy[0]], signal.SIGKILL)
+                killed.append(pids[busy[0]])
+
+        summary = run_batch(entries, tmp_path / "out", DaskBackend(connected, retries=0), shard_size=100,
+                            on_samples=kill_a_busy_worker)
+    assert killed
+    failed = [row for row in summary.rows if row["status"] == "error"]
+    assert 1 <= len(failed) < len(built)
+    for row in failed:
+        assert re.fullmatch(r"samples \[\d+, \d+\): KilledWorker: .+", row["error"]), row["error"]
+    for b, row in zip(built, summary.rows, strict=True):
+        if row["status"] == "ok":
+            assert row["effective_neuron_ops_run"] == b.expected_run("spikes")
+    assert summary.exit_code == 1
