@@ -18,10 +18,10 @@ Monomial = tuple[str, ...]  # sorted symbol names, repeated for powers; () is th
 FLAGS = frozenset({"R", "Rold", "Snow"})  # 0/1 spike and reset flags: R·R = R
 
 
-def _product(m1: Monomial, m2: Monomial) -> Monomial:
+def _product(m1: Monomial, m2: Monomial, flags: frozenset[str] = FLAGS) -> Monomial:
     merged = list(m1)
     for symbol in m2:
-        if symbol not in FLAGS or symbol not in merged:
+        if symbol not in flags or symbol not in merged:
             merged.append(symbol)
     return tuple(sorted(merged))
 
@@ -61,10 +61,15 @@ class Poly:
         return self + (-other)
 
     def __mul__(self, other: Poly) -> Poly:
+        return self.multiply(other)
+
+    def multiply(self, other: Poly, flags: frozenset[str] = FLAGS) -> Poly:
+        """The product; symbols in `flags` are 0/1 valued (R·R = R). With no flags, R·R stays R² — which shows
+        a term that R·(1 − R) would otherwise cancel."""
         out: dict[Monomial, np.ndarray] = {}
         for m1, c1 in self.terms:
             for m2, c2 in other.terms:
-                monomial = _product(m1, m2)
+                monomial = _product(m1, m2, flags)
                 coef = c1 * c2
                 out[monomial] = out[monomial] + coef if monomial in out else coef
         return Poly._build(out)

@@ -14,6 +14,7 @@ import click
 
 from .errors import EXIT_ERROR, NeuronopsError
 
+REPORT_FORMAT_NAMES = ["table", "json", "csv", "markdown", "html"]  # = formats.REPORT_FORMATS (imported lazily)
 EXIT_CODES_HELP = "Exit codes: 0 ok, 1 estimation error (bad model, inputs or cost table), 2 usage error, " \
                   "3 uncosted layers under --strict."
 
@@ -82,6 +83,8 @@ def main() -> None:
       neuronops estimate model.onnx --inputs inputs.npz --convention neurobench --format json
       neuronops layers model.onnx                            # the neuron layers found, and how
       neuronops explain model.onnx                           # why each layer matched (or did not)
+      neuronops estimate model.onnx -i inputs.npz --step-rate 1000 --budget 1e6 --format html -o report.html
+      neuronops compare a.json b.json --step-rate 1000 --budget 1e6   # which variant fits
       neuronops batch 'runs/*/model.onnx' --out results --jobs 2   # many models: results/, summary.csv
     """
 
@@ -94,9 +97,22 @@ def main() -> None:
 @click.option("--convention", "-c", type=click.Choice(["spikes", "neurobench"]), default="spikes", show_default=True,
               help="spikes: spikes emitted × cost (NeuroBench's written definition). neurobench: cost × membranes "
                    "that changed, every neuron counted at the first step (what NeuroBench's code computes).")
-@click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "-f", "fmt", type=click.Choice(REPORT_FORMAT_NAMES), default="table", show_default=True,
+              help="html: one self-contained file (inline SVG charts, no network); csv: one row per layer + totals.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the report to this file (atomically) instead of stdout.")
+@click.option("--step-rate", type=click.FloatRange(min=0, min_open=True), metavar="HZ",
+              help="Time steps per second of real time: adds the sustained neuron ops/s needed (one sample stream "
+                   "in real time: ops/s = ops per sample / T × HZ).")
+@click.option("--budget", type=click.FloatRange(min=0, min_open=True), metavar="OPS_PER_S",
+              help="Neuron ops/s the hardware sustains (needs --step-rate): headroom and a feasible / not feasible "
+                   "verdict.")
+@click.option("--budget-basis", type=click.Choice(["dense", "effective"]), default="dense", show_default=True,
+              help="Which ops/s the verdict compares with --budget: dense (every neuron every step: any input) or "
+                   "effective (the replayed inputs' activity; needs --inputs).")
+@click.option("--energy-table", type=click.Path(path_type=Path), metavar="FILE",
+              help="TOML of picojoules per operation class, with its source, or a bundled table's name "
+                   "(energy-45nm): adds energy per sample and, with --step-rate, power.")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1),
               help="Samples per onnxruntime run (default: the graph's fixed batch, else 64). Results do not "
                    "depend on it.")
@@ -113,6 +129,7 @@ def main() -> None:
               help="Progress bar on stderr (default: only when stderr is a terminal).")
 @handle_errors
 def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output: Path | None,
+             step_rate: float | None, budget: float | None, budget_basis: str, energy_table: Path | None,
              batch_size: int | None, time_axis: int, steps: int | None, cost_tables: tuple[Path, ...],
              strict: bool, threads: int, progress: bool | None) -> None:
     """Estimate Neuron Dense Ops and Effective Neuron Ops for MODEL (.onnx).
@@ -121,8 +138,18 @@ def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output
     and membrane changes are counted exactly (integers), then divided once by the number of samples.
     """
     from .api import estimate as run_estimate
+    from .errors import FeasibilityError
     from .formats import REPORT_FORMATS
 
+    if budget is not None and step_rate is None:  # checked before a long replay, not after it
+        raise FeasibilityError("--budget needs --step-rate (time steps per second) to turn ops per sample into ops/s")
+    if budget is not None and budget_basis == "effective" and inputs is None:
+        raise FeasibilityError("--budget-basis effective needs --inputs (effective ops come from a replay)")
+    energy = None
+    if energy_table is not None:
+        from .feasibility import read_energy_table
+
+        energy = read_energy_table(energy_table)  # read first: a typo in it fails before a long replay
     show = sys.stderr.isatty() if progress is None else progress
     bar = None
 
@@ -142,7 +169,40 @@ def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
+    if step_rate is not None or energy is not None:
+        from dataclasses import replace
+
+        from .feasibility import assess
+
+        report = replace(report, feasibility=assess(report, step_rate, budget, budget_basis, energy))
     emit(REPORT_FORMATS[fmt](report), output)
+
+
+@main.command()
+@click.argument("reports", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--format", "-f", "fmt", type=click.Choice(REPORT_FORMAT_NAMES), default="table", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the comparison to this file (atomically) instead of stdout.")
+@click.option("--step-rate", type=click.FloatRange(min=0, min_open=True), metavar="HZ",
+              help="Time steps per second for every model (default: each report's own, if saved with one).")
+@click.option("--budget", type=click.FloatRange(min=0, min_open=True), metavar="OPS_PER_S",
+              help="Neuron ops/s the hardware sustains: a verdict per model (default: each report's own).")
+@click.option("--budget-basis", type=click.Choice(["dense", "effective"]),
+              help="dense or effective ops/s against the budget (default: dense for --budget; a saved budget "
+                   "keeps its saved basis).")
+@click.option("--energy-table", type=click.Path(path_type=Path), metavar="FILE",
+              help="Energy table for every model (default: each report's own, if saved with one).")
+@handle_errors
+def compare(reports: tuple[Path, ...], fmt: str, output: Path | None, step_rate: float | None, budget: float | None,
+            budget_basis: str | None, energy_table: Path | None) -> None:
+    """Show saved JSON reports (from `estimate --format json`) side by side: which variant fits the budget?"""
+    from .compare import compare as run_compare
+    from .feasibility import read_energy_table
+    from .formats_compare import COMPARE_FORMATS
+
+    energy = read_energy_table(energy_table) if energy_table is not None else None
+    comparison = run_compare(reports, step_rate, budget, budget_basis, energy)
+    emit(COMPARE_FORMATS[fmt](comparison), output)
 
 
 @main.command()

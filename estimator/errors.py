@@ -63,3 +63,17 @@ class MissingExtraError(UsageError):
 
 class ClusterError(NeuronopsError):
     """The Dask scheduler cannot be reached, or shards cannot be shipped to its workers."""
+
+
+class EnergyTableError(NeuronopsError):
+    """An energy table file (picojoules per operation class) is malformed; the message names the file and key."""
+
+
+class ReportFileError(NeuronopsError):
+    """A saved JSON report (for `neuronops compare`) is missing, unreadable, or not a neuronops report."""
+
+
+class FeasibilityError(NeuronopsError, ValueError):
+    """Feasibility settings that do not fit: a budget without a step rate, an effective basis without a replay."""
+
+    exit_code = EXIT_USAGE

@@ -63,6 +63,10 @@ def format_table(report: Report) -> str:
         out.append("")
         out.append("uncosted (not in the totals):")
         out.extend(f"  {u.name}: {u.reason} [{u.location}]" for u in report.uncosted)
+    if report.feasibility is not None:
+        from .formats_text import feasibility_text
+
+        out.extend(feasibility_text(report.feasibility))
     for warning in report.warnings:
         out.append(f"warning: {warning}")
     for note in report.notes:
@@ -74,7 +78,27 @@ def format_json(report: Report) -> str:
     return json.dumps(report.to_dict(), indent=2) + "\n"
 
 
-REPORT_FORMATS: dict[str, Callable[[Report], str]] = {"table": format_table, "json": format_json}
+def format_csv(report: Report) -> str:
+    from .formats_text import format_csv as csv_report  # imported when used: keeps `neuronops layers` fast
+
+    return csv_report(report)
+
+
+def format_markdown(report: Report) -> str:
+    from .formats_text import format_markdown as markdown_report
+
+    return markdown_report(report)
+
+
+def format_html(report: Report) -> str:
+    from .formats_html import format_html as html_report
+
+    return html_report(report)
+
+
+REPORT_FORMATS: dict[str, Callable[[Report], str]] = {
+    "table": format_table, "json": format_json, "csv": format_csv, "markdown": format_markdown, "html": format_html,
+}
 
 
 def format_layers(path: str, match: MatchResult) -> str:

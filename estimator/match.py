@@ -20,9 +20,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+import onnx
+from onnx import helper
 
 from .algebra import FLAGS, Poly
 from .graph import SHAPE_ONLY_OPS, Dim, ModelGraph, OpNode
@@ -47,6 +49,7 @@ class Compare:
     node: int
     output: str
     membrane: str
+    threshold: str  # the constant θ the membrane is compared with
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class NeuronLayer:
     problem: str | None = None  # why the layer has no kind (or no readable update)
     location: str = ""  # where in the graph (first node names)
     notes: tuple[str, ...] = ()
+    extra_nodes: tuple[onnx.NodeProto, ...] = field(default=(), compare=False)  # replay-only nodes (see _rebuild)
 
     @property
     def neurons_per_sample(self) -> int | None:
@@ -108,15 +112,15 @@ def find_compares(graph: ModelGraph) -> list[Compare]:
         upper, lower = node.inputs if node.op_type.startswith("Greater") else node.inputs[::-1]
         if graph.is_constant(upper) or not graph.is_constant(lower):
             continue  # both sides data, or the data on the wrong side: not a threshold
-        membrane = upper
+        membrane, threshold = upper, lower
         producer = graph.node_of(upper)
         if producer is not None and producer.op_type == "Sub" and len(producer.inputs) == 2:
             left, right = producer.inputs
             if graph.is_constant(right) and not graph.is_constant(left):
-                membrane = left
+                membrane, threshold = left, right
         if graph.is_constant(membrane):
             continue
-        compares.append(Compare(node.index, node.outputs[0], membrane))
+        compares.append(Compare(node.index, node.outputs[0], membrane, threshold))
     return compares
 
 
@@ -220,6 +224,9 @@ class _StepReader:
         current_step: set[str],
     ) -> None:
         self.current_step = current_step
+        self.theta: np.ndarray | None = None  # the threshold of the reset compare, once seen
+        self.flags = FLAGS
+        self.spike_state: set[str] = set()  # stepwise state inputs fed from this layer's spike
         self.graph = graph
         self.compare_of_output = compare_of_output
         self.in_component = in_component
@@ -263,12 +270,15 @@ class _StepReader:
         if tensor in self.compare_of_output:
             membrane = self.compare_of_output[tensor].membrane
             if membrane == self.prev:
+                self.theta = self.graph.constant_value(self.compare_of_output[tensor].threshold)
                 return Poly.symbol("R")
             if membrane == self.target or membrane in self.current_step:
                 return Poly.symbol("Snow")
             return Poly.symbol("Rold")
         node = graph.node_of(tensor)
         if node is None:  # a graph input
+            if tensor in self.spike_state:
+                return Poly.symbol("V:" + tensor)  # the layer's own previous spike, fed back (RLeaky)
             return Poly.symbol(("S:" if tensor in self.own_state else "I:") + tensor)
         if not self.in_component(node):
             return Poly.symbol(("V:" if self.recurrent(tensor) else "I:") + tensor)
@@ -282,7 +292,7 @@ class _StepReader:
             self.unreadable.append(node.op_type)
             return Poly.symbol(f"X:{node.op_type}:{tensor}")
         args = [self.read(name, depth + 1) if name else Poly.constant(0.0) for name in node.inputs]
-        result = handler(node, args)
+        result = args[0].multiply(args[1], self.flags) if node.op_type == "Mul" else handler(node, args)
         if result is None:
             self.unreadable.append(node.op_type)
             return Poly.symbol(f"X:{node.op_type}:{tensor}")
@@ -332,7 +342,34 @@ def _scalar(value: np.ndarray | None) -> float | None:
     return float(flat[0])
 
 
-def features_of(update: Poly, unreadable: list[str]) -> UpdateFeatures:
+def _reset_form(update: Poly, flag: str, theta: np.ndarray | None) -> tuple[str | None, bool]:
+    """How `flag` enters one update — not at all, as a subtracted θ, or as X·(1 − flag) — and whether the flag also
+    adds a term of its own: the previous spike through an elementwise recurrent weight (RLeaky one-to-one:
+    V·S_{t-1}, where S_{t-1} is the same tensor as the reset flag)."""
+    with_reset = [m for m in update.monomials() if flag in m]
+    if not with_reset:
+        return "none", False
+    alone = update.coefficient([flag])
+    products = [m for m in with_reset if m != (flag,)]
+    if products:
+        # zero: every term that the flag multiplies also stands without it, with the opposite coefficient
+        for monomial in products:
+            rest = list(monomial)
+            rest.remove(flag)
+            base = update.coefficient(rest)
+            if base is None or not np.allclose(base, -update.coefficient(monomial)):
+                return None, False
+        return "zero", alone is not None
+    # subtract: the flag alone, times −θ; any other amount is θ plus a recurrent term (none + V·S reads the same
+    # as subtract + (V + θ)·S; subtract is the one snnTorch users export, so that is the reading taken)
+    return "subtract", theta is not None and not np.allclose(alone, -theta)
+
+
+def features_of(update: Poly, unreadable: list[str], state_updates: tuple[Poly, ...] = (),
+                theta: np.ndarray | None = None) -> UpdateFeatures:
+    """`state_updates`: the step's updates of other carried state (stepwise exports), read the same way; they
+    decide the reset when the membrane's own update is not a clean subtract or zero (Alpha subtracts θ from its
+    synaptic currents)."""
     symbols = update.symbols()
     monomials = update.monomials()
     inputs = [m for m in monomials if len(m) == 1 and m[0].startswith("I:")]
@@ -340,31 +377,17 @@ def features_of(update: Poly, unreadable: list[str]) -> UpdateFeatures:
     input_gain = gains.pop() if len(gains) == 1 else None
     # the flag that resets: the previous step's compare, or this step's spike when the reset is not delayed
     flag = "Snow" if "Snow" in symbols else "R"
-    with_reset = [m for m in monomials if flag in m]
-    reset: str | None
-    if not with_reset:
-        reset = "none"
-    elif (flag,) in with_reset and all(m == (flag,) for m in with_reset):
-        reset = "subtract"
-    elif (flag,) not in with_reset:
-        # zero: every term that the flag multiplies also stands without it, with the opposite coefficient: X(1 − R)
-        reset = "zero"
-        for monomial in with_reset:
-            rest = list(monomial)
-            rest.remove(flag)
-            base = update.coefficient(rest)
-            if base is None or not np.allclose(base, -update.coefficient(monomial)):
-                reset = None
-                break
-    else:
-        reset = None
+    reset, elementwise_recurrent = _reset_form(update, flag, theta)
+    if reset is None:
+        alone = [p for p in (update, *state_updates) for f in (flag, "Rold") if p.coefficient([f]) is not None]
+        reset = "subtract" if alone else None
     state_like = [[s for s in m if s not in FLAGS and not s.startswith("K:")] for m in monomials]
     nonlinear = tuple("·".join(m) for m in state_like if len(m) > 1)
     return UpdateFeatures(
         nonlinear_terms=nonlinear,
         carried_states=sum(1 for s in symbols if s.startswith("S:")),
         membrane_feedback="U" in symbols,
-        recurrent=any(s.startswith("V:") for s in symbols),
+        recurrent=elementwise_recurrent or any(s.startswith("V:") for s in symbols),
         input_gain=input_gain,
         reset=reset,
         unreadable_ops=tuple(sorted(set(unreadable))),
@@ -531,6 +554,26 @@ def _same_step_tail(graph: ModelGraph, earlier: list[str], last: str, component_
     return tail
 
 
+def _rebuild(graph: ModelGraph, steps: list[list[str]], spike_of: dict[str, str],
+             compare_of_output: dict[str, Compare], reset: str) -> tuple[onnx.NodeProto, ...]:
+    """snnTorch's same-step reset on the last step: U = base − (S − R)·θ (subtract) or base − (S − R)·base (zero)."""
+    base = steps[-1][0]
+    spike = compare_of_output[spike_of[base]]
+    flag = spike_of.get(steps[-2][-1])  # the reset flag: the compare on the previous step's membrane
+    if flag is None:
+        return ()
+    prefix = f"neuronops/rebuilt/{base}"
+    elem = graph.elem_type(base) or onnx.TensorProto.FLOAT
+    scale = spike.threshold if reset == "subtract" else base
+    return (
+        helper.make_node("Cast", [spike.output], [f"{prefix}/S"], to=elem),
+        helper.make_node("Cast", [flag], [f"{prefix}/R"], to=elem),
+        helper.make_node("Sub", [f"{prefix}/S", f"{prefix}/R"], [f"{prefix}/do_reset"]),
+        helper.make_node("Mul", [f"{prefix}/do_reset", scale], [f"{prefix}/reset_term"]),
+        helper.make_node("Sub", [base, f"{prefix}/reset_term"], [f"{prefix}/membrane"]),
+    )
+
+
 def _inside(graph: ModelGraph, name: str, in_component: Callable[[OpNode], bool]) -> bool:
     producer = graph.node_of(name)
     return producer is not None and in_component(producer)
@@ -561,6 +604,10 @@ def _build_layer(
     chain = [step[-1] for step in steps]
     spike_sources = [step[0] for step in steps]
     current_step: set[str] = set(steps[-1][:-1])
+    # reset_delay=False in an unrolled export: the last step's post-reset membrane is dead code the exporter
+    # removed. Read the update one step earlier, and rebuild that membrane for the replay (see _rebuild).
+    rebuild = len(steps) > 2 and len(steps[-2]) > len(steps[-1])
+    read_steps = steps[:-1] if rebuild else steps
     if stepwise_pair is not None:
         layer_style = "stepwise"
         chain = [membrane_pair.input_target]
@@ -584,16 +631,34 @@ def _build_layer(
                 "(export more steps, or export stepwise with the membrane as a graph input)"
             )
         else:
-            prev, target = chain[-2], chain[-1]
+            prev, target = read_steps[-2][-1], read_steps[-1][-1]
+            current_step = set(read_steps[-1][:-1])
         # the previous steps: upstream of U_{t-1} within this layer (other layers only reach it through synapses)
         ancestors_of_prev = graph.ancestors(prev, stop=lambda name: not _inside(graph, name, in_component)) | {
             prev} if prev else set()
         previous_region = ancestors_of_prev.__contains__
-        own_state = set(chain[:-1])
+        own_state = {step[-1] for step in read_steps[:-1]}
     reader = _StepReader(graph, compare_of_output, in_component, prev, target, previous_region, own_state,
                          current_step)
+    if stepwise_pair is not None:  # state fed back from this step's spike (graded or not): c·H(U_t − θ)
+        reader.spike_state = {p.input for p in pairs if p.input in own_state and p is not stepwise_pair
+                              and reader.read(graph.canonical(p.output)).symbols() == {"Snow"}}
     update = reader.read(target)
-    features = features_of(update, reader.unreadable)
+    state_updates: tuple[Poly, ...] = ()
+    if stepwise_pair is not None:  # the other state this layer carries, e.g. Alpha's synaptic currents
+        state_updates = tuple(
+            reader.read(graph.canonical(p.output)) for p in pairs
+            if p.input in own_state and p is not stepwise_pair and p.input not in reader.spike_state
+        )
+    features = features_of(update, reader.unreadable, state_updates, reader.theta)
+    if features.reset == "zero" and not features.recurrent and "Snow" not in update.symbols():
+        # RLeaky one-to-one with a zero reset: V·S_{t-1}·(1 − R) vanishes because S_{t-1} is R; read again with
+        # R·R kept apart, and an R² term shows the elementwise recurrent weight
+        raw = _StepReader(graph, compare_of_output, in_component, prev, target, previous_region, own_state,
+                          current_step)
+        raw.flags = frozenset()
+        if any(m.count("R") > 1 for m in raw.read(target).monomials()):
+            features = replace(features, recurrent=True)
 
     kind_name: str | None = None
     near_misses: dict[str, str] = {}
@@ -626,6 +691,12 @@ def _build_layer(
         notes.append("the spike of this step resets the membrane in the same step (reset_delay=False)")
 
     spikes = tuple(spike_of.get(m, "") for m in spike_sources)
+    extra_nodes: tuple[onnx.NodeProto, ...] = ()
+    if rebuild and features.reset in ("subtract", "zero") and "Snow" in update.symbols():
+        extra_nodes = _rebuild(graph, steps, spike_of, compare_of_output, features.reset)
+        chain[-1] = extra_nodes[-1].output[0]
+        notes.append("the last step's post-reset membrane is not in the graph (the exporter dropped it as unused); "
+                     "the replay rebuilds it from that step's spike and reset flag")
     tensors = ([stepwise_pair.input] if stepwise_pair else []) + list(chain)
     name = _state_base(stepwise_pair.input) if stepwise_pair else None
     first_step_nodes = [n for n in component_nodes if n.index <= graph.producer[chain[0]]]
@@ -648,4 +719,5 @@ def _build_layer(
         problem=problem,
         location=location,
         notes=tuple(notes),
+        extra_nodes=extra_nodes,
     )

@@ -71,11 +71,13 @@ def _value_info(graph: ModelGraph, name: str, fallback: int) -> onnx.ValueInfoPr
     return helper.make_tensor_value_info(name, elem, None)
 
 
-def _session(model: onnx.ModelProto, fetch: list[str], graph: ModelGraph, threads: int):
+def _session(model: onnx.ModelProto, fetch: list[str], graph: ModelGraph, threads: int,
+             extra_nodes: list[onnx.NodeProto]):
     import onnxruntime as ort  # imported here: keeps `neuronops layers` and --help fast
 
     exposed = onnx.ModelProto()
     exposed.CopyFrom(model)
+    exposed.graph.node.extend(extra_nodes)
     present = {o.name for o in exposed.graph.output}
     for name in fetch:
         if name not in present:
@@ -110,7 +112,8 @@ def _fetch_names(match: MatchResult) -> list[str]:
 
 def open_session(graph: ModelGraph, match: MatchResult, threads: int = 0) -> Any:
     """An onnxruntime session exposing what `replay` reads; reusable across replays of the same model."""
-    return _session(graph.model, _fetch_names(match), graph, threads)
+    extra_nodes = [node for layer in _counted_layers(match) for node in layer.extra_nodes]
+    return _session(graph.model, _fetch_names(match), graph, threads, extra_nodes)
 
 
 def _fixed_batch(graph: ModelGraph, names: tuple[str, ...]) -> int | None:
@@ -182,7 +185,7 @@ def replay(
     fetch_names = _fetch_names(match)
     position = {name: i for i, name in enumerate(fetch_names)}
     if session is None:
-        session = _session(graph.model, fetch_names, graph, threads)
+        session = open_session(graph, match, threads)
 
     spikes = [0] * len(layers)
     updates = [0] * len(layers)

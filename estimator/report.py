@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .costs import CostTable
 from .dense import dense_ops, layer_cost
 from .match import MatchResult
 from .replay import ReplayCounts
+
+if TYPE_CHECKING:  # feasibility.py imports this module
+    from .feasibility import Feasibility
 
 SCHEMA = "neuronops.report/1"
 CONVENTIONS = ("spikes", "neurobench")
@@ -69,9 +72,14 @@ class Report:
     notes: tuple[str, ...]
     cost_tables: tuple[str, ...]
     per: str = "sample"
+    feasibility: Feasibility | None = None  # step rate, budget and energy (estimator/feasibility.py), when asked
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        # the "feasibility" key appears only when one was assessed: reports without it keep their exact old form
+        data.pop("feasibility")
+        if self.feasibility is not None:
+            data["feasibility"] = self.feasibility.to_dict()
         ordered = {"schema": SCHEMA, **data}
         for row in ordered["layers"]:
             if row["spikes_per_step"] is not None:

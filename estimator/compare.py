@@ -1,0 +1,173 @@
+"""Comparing saved reports side by side: which of these model variants fits the hardware?
+
+Reads JSON reports (schema neuronops.report/1) written by `neuronops estimate --format json`, rebuilds each `Report`
+and assesses its feasibility again (from the saved numbers, with the step rate, budget and energy table given here
+or, failing that, those saved in the report). Computing only; formats_compare.py formats the result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import MISSING, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import FeasibilityError, ReportFileError
+from .feasibility import EnergyTable, Feasibility, assess
+from .report import SCHEMA, LayerRow, Report, Totals, Uncosted
+
+PathLike = str | os.PathLike[str]
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} is not an object")
+    names = {f.name for f in fields(cls)}
+    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    absent = [name for name in required if name not in data]
+    if absent:
+        raise ValueError(f"{where} lacks {absent[0]!r}")
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def report_from_dict(data: dict[str, Any]) -> Report:
+    """A Report from its `to_dict()` form (without its feasibility section: that is recomputed)."""
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"not a neuronops report (schema {found!r}, expected {SCHEMA!r})")
+    layers = []
+    for index, row in enumerate(data.get("layers", [])):
+        layer: LayerRow = _build(LayerRow, row, f"layers[{index}]")
+        steps = layer.spikes_per_step
+        layers.append(replace(layer, spikes_per_step=tuple(steps) if steps is not None else None,
+                              cost_split=dict(layer.cost_split or {})))
+    for key in ("totals", "layers"):
+        if key not in data:
+            raise ValueError(f"report lacks {key!r}")
+    body = {k: v for k, v in data.items() if k not in ("schema", "feasibility")}
+    body.update(
+        totals=_build(Totals, data.get("totals"), "totals"),
+        layers=tuple(layers),
+        uncosted=tuple(_build(Uncosted, u, f"uncosted[{i}]") for i, u in enumerate(data.get("uncosted", []))),
+        warnings=tuple(data.get("warnings", [])),
+        notes=tuple(data.get("notes", [])),
+        cost_tables=tuple(data.get("cost_tables", [])),
+    )
+    return _build(Report, body, "report")
+
+
+@dataclass(frozen=True)
+class SavedReport:
+    """One JSON report file, and the feasibility settings it was saved with (if any)."""
+
+    path: str
+    report: Report
+    step_rate: float | None = None
+    budget: float | None = None
+    basis: str | None = None
+    energy: EnergyTable | None = None
+
+
+def load_report(path: PathLike) -> SavedReport:
+    file = Path(path)
+    if not file.is_file():
+        raise ReportFileError(f"{file}: no such report file")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ReportFileError(f"{file}: not a readable JSON report ({err})") from None
+    try:
+        report = report_from_dict(data)
+        saved = data.get("feasibility") or {}
+        budget = saved.get("budget") or {}
+        energy = saved.get("energy") or {}
+        return SavedReport(
+            str(path), report, saved.get("step_rate_hz"), budget.get("ops_per_s"), budget.get("basis"),
+            EnergyTable.from_dict(energy["table"]) if energy.get("table") else None,
+        )
+    except (TypeError, ValueError, AttributeError, KeyError) as err:
+        raise ReportFileError(f"{file}: {err}") from None
+
+
+@dataclass(frozen=True)
+class Compared:
+    """One model of a comparison: its saved report, reassessed."""
+
+    label: str  # the report file as given
+    report: Report
+    feasibility: Feasibility | None
+    neurons: int  # neurons per sample over all layers
+    firing_rate: float | None  # all spikes / (samples × Σ neurons × steps) over layers with a known size
+
+    @property
+    def verdict(self) -> str | None:
+        budget = self.feasibility.budget if self.feasibility else None
+        return budget.verdict if budget else None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    models: tuple[Compared, ...]
+    basis: str | None  # the budget basis, when a budget was applied
+    fits: tuple[str, ...]  # labels of models that fit their budget
+    misses: tuple[str, ...]  # labels of models that do not
+    unknown: tuple[str, ...]  # labels of models with no verdict (no layer could be costed)
+    best: str | None  # the feasible model with the most headroom
+    warnings: tuple[str, ...]
+
+
+def _overall_firing(report: Report) -> float | None:
+    spikes = slots = 0
+    for row in report.layers:
+        if row.spikes is None or not row.neurons_per_sample or not row.time_steps or not report.samples:
+            continue
+        spikes += row.spikes
+        slots += report.samples * row.neurons_per_sample * row.time_steps
+    return spikes / slots if slots else None
+
+
+def compare(
+    paths: Sequence[PathLike],
+    step_rate: float | None = None,
+    budget: float | None = None,
+    basis: str | None = None,
+    energy: EnergyTable | None = None,
+) -> Comparison:
+    """Load each saved report and assess it with these settings (each falls back to the report's own)."""
+    saved = [load_report(p) for p in paths]
+    models = []
+    warnings: list[str] = []
+    for item in saved:
+        rate = step_rate if step_rate is not None else item.step_rate
+        limit = budget if budget is not None else item.budget
+        # a budget given here is judged on dense ops unless told otherwise; a saved budget keeps its saved basis
+        use_basis = basis or (item.basis if budget is None else None) or "dense"
+        table = energy if energy is not None else item.energy
+        if limit is not None and rate is None:
+            raise FeasibilityError(f"{item.path}: a budget needs a step rate: pass --step-rate")
+        feasibility = None
+        if rate is not None or table is not None:
+            try:
+                feasibility = assess(item.report, rate, limit, use_basis, table)
+            except FeasibilityError as err:
+                raise FeasibilityError(f"{item.path}: {err}") from None
+        neurons = sum(row.neurons_per_sample or 0 for row in item.report.layers)
+        models.append(Compared(item.path, item.report, feasibility, neurons, _overall_firing(item.report)))
+    conventions = sorted({m.report.convention for m in models if m.report.samples})
+    if len(conventions) > 1:
+        warnings.append(f"effective ops use different conventions ({', '.join(conventions)}): compare them with care")
+    bases = sorted({m.feasibility.budget.basis for m in models if m.feasibility and m.feasibility.budget})
+    if len(bases) > 1:
+        warnings.append(f"verdicts use different budget bases ({', '.join(bases)})")
+    judged = [m for m in models if m.verdict is not None]
+    fits = tuple(m.label for m in judged if m.verdict == "feasible")
+    misses = tuple(m.label for m in judged if m.verdict == "not feasible")
+    unknown = tuple(m.label for m in judged if m.verdict == "unknown")
+    feasible = [m for m in judged if m.verdict == "feasible"]
+    best = None
+    if feasible:
+        best = max(feasible, key=lambda m: m.feasibility.budget.headroom or float("inf")).label  # type: ignore
+    return Comparison(tuple(models), bases[0] if len(bases) == 1 else None, fits, misses, unknown, best,
+                      tuple(warnings))

@@ -1,0 +1,289 @@
+"""Formatting a comparison of saved reports: models side by side, and which of them fit. Nothing here computes.
+
+Terminal table, Markdown and HTML put one model per column (side by side); CSV and JSON put one model per row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from typing import Any
+
+from .compare import Compared, Comparison
+from .formats import CONVENTION_TEXT, _number, _table
+from .formats_html import CHART_WIDTH, DENSE_COLOUR, EFFECTIVE_COLOUR, _e, _kv, _list, _nice_ticks, _short, page
+from .formats_html import _compact as compact
+from .formats_html import _table as html_table
+from .formats_text import CONVENTIONS_COMMON, _cell, _md_table, joules, si
+
+COMPARE_SCHEMA = "neuronops.compare/1"
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def metric_rows(comparison: Comparison) -> list[tuple[str, list[str]]]:
+    """(metric, one cell per model): the side-by-side view."""
+    models = comparison.models
+
+    def row(label: str, cell: Callable[[Compared], str]) -> tuple[str, list[str]]:
+        return label, [cell(m) for m in models]
+
+    rows = [
+        row("model", lambda m: m.report.model),
+        row("export style", lambda m: m.report.style),
+        row("convention", lambda m: m.report.convention),
+        row("replay", lambda m: f"{m.report.samples} × {m.report.time_steps} steps" if m.report.samples is not None
+            else "none"),
+        row("neuron layers", lambda m: str(len(m.report.layers))),
+        row("neurons per sample", lambda m: _number(m.neurons)),
+        row("dense ops / sample", lambda m: _number(m.report.totals.neuron_dense_ops)),
+        row("effective ops / sample", lambda m: _number(m.report.totals.effective_neuron_ops)),
+        row("firing rate", lambda m: _rate(m.firing_rate)),
+        row("totals complete", lambda m: "yes" if m.report.totals.complete else
+            f"no ({len(m.report.uncosted)} uncosted)"),
+    ]
+    feas = [m.feasibility for m in models]
+    if any(f is not None and f.step_rate_hz is not None for f in feas):
+        rows += [
+            row("step rate", lambda m: f"{m.feasibility.step_rate_hz:g} Hz"
+                if m.feasibility and m.feasibility.step_rate_hz is not None else "-"),
+            row("dense ops/s", lambda m: si(m.feasibility.dense_ops_per_s, "ops/s") if m.feasibility else "-"),
+            row("effective ops/s", lambda m: si(m.feasibility.effective_ops_per_s, "ops/s") if m.feasibility
+                else "-"),
+        ]
+    if any(f is not None and f.energy is not None for f in feas):
+        def energy(m: Compared, pick: Callable[[Any], Any], unit: str) -> str:
+            e = m.feasibility.energy if m.feasibility else None
+            if e is None:
+                return "-"
+            return joules(pick(e)) if unit == "J" else si(pick(e), unit)
+
+        rows += [
+            row("energy table", lambda m: m.feasibility.energy.table.name
+                if m.feasibility and m.feasibility.energy else "-"),
+            row("energy / sample, dense", lambda m: energy(m, lambda e: e.dense_pj_per_sample, "J")),
+            row("energy / sample, effective", lambda m: energy(m, lambda e: e.effective_pj_per_sample, "J")),
+            row("power, dense", lambda m: energy(m, lambda e: e.dense_watts, "W")),
+            row("power, effective", lambda m: energy(m, lambda e: e.effective_watts, "W")),
+        ]
+    if any(f is not None and f.budget is not None for f in feas):
+        def budget(m: Compared, cell: Callable[[Any], str]) -> str:
+            b = m.feasibility.budget if m.feasibility else None
+            return "-" if b is None else cell(b)
+
+        rows += [
+            row("budget", lambda m: budget(m, lambda b: f"{si(b.ops_per_s, 'ops/s')} on {b.basis} ops")),
+            row("share of budget", lambda m: budget(m, lambda b: "-" if b.utilisation is None
+                                                    else f"{b.utilisation:.1%}")),
+            row("headroom", lambda m: budget(m, lambda b: f"{b.headroom:.3g}×" if b.headroom is not None else "-")),
+            row("verdict", lambda m: budget(m, lambda b: b.verdict.upper() + ("" if b.complete else " (optimistic)"))),
+        ]
+    return rows
+
+
+def answer(comparison: Comparison) -> list[str]:
+    """Which of these variants fits, in words."""
+    if not comparison.fits and not comparison.misses and not comparison.unknown:
+        return ["no budget given: pass --step-rate and --budget for a verdict per model"]
+    lines = [f"fit the budget: {', '.join(comparison.fits) if comparison.fits else 'none'}",
+             f"do not fit: {', '.join(comparison.misses) if comparison.misses else 'none'}"]
+    if comparison.unknown:
+        lines.append(f"no verdict (nothing costed): {', '.join(comparison.unknown)}")
+    if comparison.best is not None:
+        lines.append(f"most headroom: {comparison.best}")
+    return lines
+
+
+def assumptions(comparison: Comparison) -> list[str]:
+    """Every convention and assumption behind the figures, each once."""
+    seen: dict[str, None] = {}
+    for m in comparison.models:
+        seen.setdefault(f"convention {CONVENTION_TEXT[m.report.convention]}", None)
+    for text in CONVENTIONS_COMMON:
+        seen.setdefault(text, None)
+    seen.setdefault("firing rate of a model = all its spikes / (samples × Σ neurons × time steps)", None)
+    holders: dict[str, list[str]] = {}  # assumption → the models it belongs to
+    for m in comparison.models:
+        if m.feasibility is not None:
+            for text in m.feasibility.assumptions:
+                holders.setdefault(text, []).append(m.label)
+    for text, labels in holders.items():
+        seen.setdefault(text if len(labels) == len(comparison.models) else f"{', '.join(labels)}: {text}", None)
+    return list(seen)
+
+
+def warnings(comparison: Comparison) -> list[str]:
+    out = list(comparison.warnings)
+    for m in comparison.models:
+        out += [f"{m.label}: {w}" for w in m.report.warnings]
+        if m.feasibility is not None:
+            out += [f"{m.label}: {w}" for w in m.feasibility.warnings]
+    return list(dict.fromkeys(out))
+
+
+def compare_table(comparison: Comparison) -> str:
+    labels = [m.label for m in comparison.models]
+    rows = [[label, *cells] for label, cells in metric_rows(comparison)]
+    out = [f"comparing {len(labels)} report(s)", ""]
+    out += _table(["", *labels], rows, right=set(range(1, len(labels) + 1)))
+    out.append("")
+    out += answer(comparison)
+    out += [f"warning: {w}" for w in warnings(comparison)]
+    out += [f"assumption: {a}" for a in assumptions(comparison)]
+    return "\n".join(out) + "\n"
+
+
+def compare_markdown(comparison: Comparison) -> str:
+    labels = [m.label for m in comparison.models]
+    rows = [[label, *cells] for label, cells in metric_rows(comparison)]
+    out = [f"# neuronops comparison of {len(labels)} report(s)", ""]
+    out += _md_table(["", *labels], rows, right=set(range(1, len(labels) + 1)))
+    out += ["", "## Which fits", ""] + [f"- {line}" for line in answer(comparison)]
+    if warnings(comparison):
+        out += ["", "## Warnings", ""] + [f"- {w}" for w in warnings(comparison)]
+    out += ["", "## Conventions and assumptions", ""] + [f"- {a}" for a in assumptions(comparison)]
+    return "\n".join(out) + "\n"
+
+
+def model_dict(m: Compared) -> dict[str, Any]:
+    t = m.report.totals
+    return {
+        "report": m.label, "model": m.report.model, "style": m.report.style, "convention": m.report.convention,
+        "samples": m.report.samples, "time_steps": m.report.time_steps, "layers": len(m.report.layers),
+        "neurons_per_sample": m.neurons, "neuron_dense_ops": t.neuron_dense_ops,
+        "effective_neuron_ops": t.effective_neuron_ops, "firing_rate": m.firing_rate, "complete": t.complete,
+        "uncosted": [u.name for u in m.report.uncosted],
+        "feasibility": m.feasibility.to_dict() if m.feasibility is not None else None,
+        "verdict": m.verdict,
+    }
+
+
+def compare_json(comparison: Comparison) -> str:
+    return json.dumps({
+        "schema": COMPARE_SCHEMA,
+        "models": [model_dict(m) for m in comparison.models],
+        "fits": list(comparison.fits), "misses": list(comparison.misses), "unknown": list(comparison.unknown),
+        "best": comparison.best,
+        "warnings": warnings(comparison), "assumptions": assumptions(comparison),
+    }, indent=2) + "\n"
+
+
+CSV_COLUMNS = ["report", "model", "style", "convention", "samples", "time_steps", "layers", "neurons_per_sample",
+               "neuron_dense_ops", "effective_neuron_ops", "firing_rate", "complete", "step_rate_hz",
+               "dense_ops_per_s", "effective_ops_per_s", "dense_pj_per_sample", "effective_pj_per_sample",
+               "dense_watts", "effective_watts", "budget_ops_per_s", "budget_basis", "utilisation", "headroom",
+               "verdict"]
+
+
+def compare_csv(comparison: Comparison) -> str:
+    """One row per model under one header row; '#' lines above it carry the answer, warnings and assumptions."""
+    buffer = io.StringIO()
+    for line in answer(comparison) + [f"warning: {w}" for w in warnings(comparison)] + \
+            [f"assumption: {a}" for a in assumptions(comparison)]:
+        buffer.write(f"# {' '.join(line.split())}\n")
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for m in comparison.models:
+        f, t = m.feasibility, m.report.totals
+        e = f.energy if f else None
+        b = f.budget if f else None
+        writer.writerow([_cell(v) for v in (
+            m.label, m.report.model, m.report.style, m.report.convention, m.report.samples, m.report.time_steps,
+            len(m.report.layers), m.neurons, t.neuron_dense_ops, t.effective_neuron_ops, m.firing_rate, t.complete,
+            f.step_rate_hz if f else None, f.dense_ops_per_s if f else None, f.effective_ops_per_s if f else None,
+            e.dense_pj_per_sample if e else None, e.effective_pj_per_sample if e else None,
+            e.dense_watts if e else None, e.effective_watts if e else None,
+            b.ops_per_s if b else None, b.basis if b else None, b.utilisation if b else None,
+            b.headroom if b else None, b.verdict if b else None,
+        )])
+    return buffer.getvalue()
+
+
+def _ops_chart(comparison: Comparison) -> str:
+    """Bars per model: dense and effective ops/s (or per sample without a step rate), the budget as a line."""
+    per_s = all(m.feasibility is not None and m.feasibility.step_rate_hz is not None for m in comparison.models)
+
+    def values(m: Compared) -> tuple[float | None, float | None]:
+        if per_s:
+            return m.feasibility.dense_ops_per_s, m.feasibility.effective_ops_per_s  # type: ignore[union-attr]
+        return m.report.totals.neuron_dense_ops, m.report.totals.effective_neuron_ops
+
+    budgets = {m.feasibility.budget.ops_per_s for m in comparison.models
+               if per_s and m.feasibility and m.feasibility.budget}
+    budget = budgets.pop() if len(budgets) == 1 else None
+    labels = [m.label for m in comparison.models]
+    chars = min(max(len(label) for label in labels), 30)
+    left, right, top, group = chars * 7 + 16, CHART_WIDTH - 70, 50, 34
+    bottom = top + group * len(labels) + 6
+    top_value = max([v for m in comparison.models for v in values(m) if v is not None] + [budget or 0])
+    ticks = _nice_ticks(top_value)
+    span = ticks[-1]
+    unit = "ops/s" if per_s else "ops per sample"
+    out = [f'<svg id="chart-compare" width="{CHART_WIDTH}" height="{bottom + 26}" '
+           f'viewBox="0 0 {CHART_WIDTH} {bottom + 26}" role="img" aria-label="neuron {unit} by model">',
+           f"<title>neuron {unit} by model</title>"]
+    legend_x = left
+    for label, colour in ((f"dense {unit}", DENSE_COLOUR), (f"effective {unit}", EFFECTIVE_COLOUR)):
+        out.append(f'<rect x="{legend_x}" y="6" width="12" height="12" fill="{colour}"/>')
+        out.append(f'<text x="{legend_x + 17}" y="16">{_e(label)}</text>')
+        legend_x += 17 + len(label) * 7 + 18
+    for tick in ticks:
+        x = left + (right - left) * tick / span
+        out.append(f'<line class="grid" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}"/>')
+        out.append(f'<text class="tick" x="{x:.1f}" y="{bottom + 15}" text-anchor="middle">{compact(tick)}</text>')
+    out.append(f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{bottom}"/>')
+    for index, m in enumerate(comparison.models):
+        y = top + index * group + 4
+        name = _short(m.label, chars)
+        out.append(f'<text x="{left - 8}" y="{y + group / 2 + 1:.1f}" text-anchor="end">'
+                   f"<title>{_e(m.label)}</title>{_e(name)}</text>")
+        for offset, (kind, value, colour) in enumerate(zip(("dense", "effective"), values(m),
+                                                           (DENSE_COLOUR, EFFECTIVE_COLOUR), strict=True)):
+            if value is None:
+                continue
+            width = (right - left) * value / span
+            by = y + offset * 13
+            out.append(f'<rect class="bar {kind}" x="{left}" y="{by}" width="{width:.1f}" height="12" '
+                       f'fill="{colour}"><title>{_e(m.label)}: {kind} {value:.6g} {unit}</title></rect>')
+            out.append(f'<text class="tick" x="{left + width + 4:.1f}" y="{by + 10}">{compact(value)}</text>')
+    if budget is not None:
+        x = left + (right - left) * budget / span
+        out.append(f'<line class="budget" x1="{x:.1f}" y1="{top - 2}" x2="{x:.1f}" y2="{bottom}" stroke="#c0392b" '
+                   'stroke-width="2" stroke-dasharray="5 3"/>')
+        out.append(f'<text x="{x:.1f}" y="{top - 6}" text-anchor="middle" style="fill: #c0392b">budget '
+                   f"{compact(budget)} ops/s</text>")
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def compare_html(comparison: Comparison) -> str:
+    labels = [m.label for m in comparison.models]
+    rows = [[label, *cells] for label, cells in metric_rows(comparison)]
+    body = []
+    if comparison.fits or comparison.misses or comparison.unknown:
+        ok = bool(comparison.fits)
+        body.append(f'<div class="verdict {"ok" if ok else "no"}">{_e("; ".join(answer(comparison)))}</div>')
+    else:
+        body.append(f'<p class="muted">{_e(answer(comparison)[0])}</p>')
+    body.append("<h2>Side by side</h2>")
+    body.append(html_table(["", *labels], rows, set(range(1, len(labels) + 1))))
+    body.append("<h2>Neuron ops by model</h2>")
+    body.append(_ops_chart(comparison))
+    if warnings(comparison):
+        body.append("<h2>Warnings</h2>")
+        body.append(_list(warnings(comparison), "warn"))
+    body.append("<h2>Conventions and assumptions</h2>")
+    body.append(_list(assumptions(comparison)))
+    body.append("<h2>Reports compared</h2>")
+    body.append(_kv([(m.label, m.report.model) for m in comparison.models]))
+    return page(f"neuronops comparison of {len(labels)} report(s)", ", ".join(labels), body)
+
+
+COMPARE_FORMATS: dict[str, Callable[[Comparison], str]] = {
+    "table": compare_table, "json": compare_json, "csv": compare_csv, "markdown": compare_markdown,
+    "html": compare_html,
+}

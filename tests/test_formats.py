@@ -1,0 +1,219 @@
+"""Every report format: exact output (golden files) and structure checks that do not depend on the goldens.
+
+Regenerate the golden files after an intended change with NEURONOPS_UPDATE_GOLDEN=1 pytest tests/test_formats.py
+(and look at the diff). The HTML's rendering was checked by hand in headless Chromium (see docs/reports.md); here it
+is parsed: no external resources, balanced tags, and the charts' bars and lines match the report's numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from report_models import scenario_reports, write_models
+
+from estimator.cli import REPORT_FORMAT_NAMES
+from estimator.compare import report_from_dict
+from estimator.formats import REPORT_FORMATS
+
+GOLDEN = Path(__file__).parent / "golden"
+EXTENSIONS = {"table": "txt", "json": "json", "csv": "csv", "markdown": "md", "html": "html"}
+SCENARIOS = ("replay", "dense", "mixed", "plain")
+
+
+def golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("NEURONOPS_UPDATE_GOLDEN"):
+        path.write_text(text, encoding="utf-8")
+    assert path.is_file(), f"{path} missing: run with NEURONOPS_UPDATE_GOLDEN=1 to create it"
+    assert text == path.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("formats")
+    write_models(folder)
+    return scenario_reports(folder)
+
+
+def test_cli_offers_every_format():
+    assert list(REPORT_FORMATS) == REPORT_FORMAT_NAMES
+
+
+@pytest.mark.parametrize("fmt", list(EXTENSIONS))
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_golden(reports, scenario, fmt):
+    golden(f"report_{scenario}.{EXTENSIONS[fmt]}", REPORT_FORMATS[fmt](reports[scenario]))
+
+
+# ---------------------------------------------------------------- CSV
+
+def read_csv(text: str) -> tuple[list[str], list[dict[str, str]]]:
+    lines = text.splitlines()
+    comments = [line for line in lines if line.startswith("#")]
+    assert lines[: len(comments)] == comments  # all '#' lines come first, then the header
+    rows = list(csv.DictReader(io.StringIO("\n".join(lines[len(comments):]))))
+    return comments, rows
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_csv_is_one_row_per_layer_plus_totals_with_plain_numbers(reports, scenario):
+    report = reports[scenario]
+    comments, rows = read_csv(REPORT_FORMATS["csv"](report))
+    assert [row["layer"] for row in rows] == [layer.name for layer in report.layers] + ["total"]
+    for row, layer in zip(rows, report.layers, strict=False):
+        assert row["dense_ops_per_sample"] == ("" if layer.dense_ops is None else str(layer.dense_ops))
+        assert row["spikes_run"] == ("" if layer.spikes is None else str(layer.spikes))
+        if layer.firing_rate is not None:
+            assert float(row["firing_rate"]) == layer.firing_rate  # full precision: round-trips exactly
+    total = rows[-1]
+    dense = report.totals.neuron_dense_ops
+    assert total["dense_ops_per_sample"] == ("" if dense is None else str(dense))
+    if report.totals.effective_neuron_ops is not None:
+        assert float(total["effective_ops_per_sample"]) == report.totals.effective_neuron_ops
+    for row in rows:  # machine-friendly: no thousands separators or units in any number column
+        assert not any("," in value or " " in value for key, value in row.items()
+                       if key.endswith(("_ops", "_sample", "_run", "_per_s", "rate")) and key != "style")
+    text = "\n".join(comments)
+    assert f"convention {report.convention}" in text  # conventions travel with the data
+    if report.feasibility is not None:
+        assert all(f"# assumption: {' '.join(a.split())}" in comments for a in report.feasibility.assumptions)
+
+
+# ---------------------------------------------------------------- JSON and Markdown
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_json_round_trips_to_the_same_report(reports, scenario):
+    import dataclasses
+
+    report = reports[scenario]
+    data = json.loads(REPORT_FORMATS["json"](report))
+    assert data["schema"] == "neuronops.report/1"
+    assert report_from_dict(data) == dataclasses.replace(report, feasibility=None)
+    assert ("feasibility" in data) == (report.feasibility is not None)
+
+
+def test_markdown_tables_have_one_row_per_layer(reports):
+    report = reports["mixed"]
+    text = REPORT_FORMATS["markdown"](report)
+    layer_rows = [line for line in text.splitlines() if line.startswith(("| lif1 |", "| q2 |", "| total |"))]
+    assert len(layer_rows) == 4  # two layers + total, and lif1 again in the per-layer feasibility table
+    assert "## Uncosted layers (not in the totals)" in text and "**q2**" in text
+    assert all(line.count("|") == layer_rows[0].count("|") for line in layer_rows[:1])
+    assert "## Conventions" in text and "Assumptions:" in text
+
+
+# ---------------------------------------------------------------- HTML
+
+VOID = {"meta", "br", "hr", "img", "input", "link", "area", "base", "col", "embed", "source", "track", "wbr"}
+SVG_LEAVES = {"rect", "line", "circle", "polyline", "path"}  # may be self-closed in inline SVG
+
+
+class Page(HTMLParser):
+    """Collects every element (tag, attributes) and checks that non-void tags are balanced."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[tuple[str, dict[str, str]]] = []
+        self.stack: list[str] = []
+        self.problems: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.elements.append((tag, {k: v or "" for k, v in attrs}))
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag, attrs):
+        self.elements.append((tag, {k: v or "" for k, v in attrs}))
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.problems.append(f"</{tag}> closes {self.stack[-1] if self.stack else 'nothing'}")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+    def find(self, tag: str, cls: str | None = None) -> list[dict[str, str]]:
+        return [a for t, a in self.elements if t == tag and (cls is None or cls in a.get("class", "").split())]
+
+
+def parse(text: str) -> Page:
+    page = Page()
+    page.feed(text)
+    page.close()
+    assert page.problems == [] and page.stack == [], (page.problems, page.stack)
+    return page
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_html_is_self_contained(reports, scenario):
+    text = REPORT_FORMATS["html"](reports[scenario])
+    page = parse(text)
+    assert text.startswith("<!DOCTYPE html>")
+    for tag in ("script", "link", "img", "iframe", "object", "embed", "base"):
+        assert page.find(tag) == [], f"<{tag}> found"
+    for tag, attrs in page.elements:
+        for key in ("src", "href", "xlink:href", "srcset", "action", "data"):
+            assert key not in attrs, f"<{tag} {key}=…>"
+    assert "url(" not in text and "@import" not in text
+    assert not re.search(r"https?://", text)
+
+
+def _widths(page: Page, cls: str) -> list[float]:
+    return [float(a["width"]) for a in page.find("rect", cls)]
+
+
+def test_html_charts_match_the_numbers(reports):
+    report = reports["replay"]
+    page = parse(REPORT_FORMATS["html"](report))
+    assert [a["id"] for a in page.find("svg")] == ["chart-ops", "chart-rate", "chart-steps"]
+    costed = [row for row in report.layers if row.cost_per_update is not None]
+    dense, effective = _widths(page, "dense"), _widths(page, "effective")
+    assert len(dense) == len(effective) == len(costed)
+    # bar lengths are proportional to the values (to the 0.1 px the SVG is written with)
+    assert dense[1] / dense[0] == pytest.approx(costed[1].dense_ops / costed[0].dense_ops, abs=2e-3)
+    assert effective[0] / dense[0] == pytest.approx(costed[0].effective_ops / costed[0].dense_ops, abs=2e-3)
+    rates = _widths(page, "rate")
+    assert len(rates) == len(report.layers)
+    assert rates[1] / rates[0] == pytest.approx(report.layers[1].firing_rate / report.layers[0].firing_rate,
+                                                abs=2e-3)
+    lines = page.find("polyline", "series")
+    assert len(lines) == len(report.layers)
+    for attrs, row in zip(lines, report.layers, strict=True):
+        points = [tuple(map(float, p.split(","))) for p in attrs["points"].split()]
+        assert len(points) == report.time_steps
+        # higher firing at a step is drawn higher (smaller y): the order of the points matches the counts
+        counts = row.spikes_per_step
+        for a in range(len(counts)):
+            for b in range(len(counts)):
+                if counts[a] > counts[b]:
+                    assert points[a][1] < points[b][1]
+
+
+def test_html_without_replay_has_dense_bars_only(reports):
+    page = parse(REPORT_FORMATS["html"](reports["dense"]))
+    assert len(page.find("rect", "dense")) == 2 and page.find("rect", "effective") == []
+    assert [a["id"] for a in page.find("svg")] == ["chart-ops"]
+    assert "need a replay of recorded inputs" in "".join(page.text)
+
+
+def test_html_shows_uncosted_layers_verdict_and_assumptions(reports):
+    report = reports["mixed"]
+    page = parse(REPORT_FORMATS["html"](report))
+    text = " ".join("".join(page.text).split())
+    assert "q2: update matches no registered neuron kind" in text
+    assert len(page.find("rect", "dense")) == 1  # the uncosted layer has no bar …
+    assert "uncosted: not in the totals" in text  # … but a label saying why
+    assert page.find("div", "verdict") and "NOT FEASIBLE" in text
+    for assumption in report.feasibility.assumptions:
+        assert " ".join(assumption.split()) in text
+    assert "Conventions" in text

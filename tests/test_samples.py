@@ -1,0 +1,35 @@
+"""Parity on the bundled samples: every export in samples/ against the figures NeuroBench 2.3 (neurobench
+convention) and snnTorch (spike counts) produced for the same PyTorch model and data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import SAMPLES
+from parity import check_case
+
+CASES = sorted(p.parent for p in SAMPLES.glob("*/expected.json"))
+
+
+def test_samples_are_bundled():
+    assert len(CASES) >= 20
+    kinds = {layer["kind"] for case in CASES for layer in json.loads((case / "expected.json").read_text())["layers"]}
+    assert {"leaky", "synaptic", "lapicque", "alpha", "rleaky"} <= kinds
+
+
+@pytest.mark.parametrize("convention", ["neurobench", "spikes"])
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_sample_parity(case, convention):
+    assert check_case(case, convention) == []
+
+
+def test_neurobench_unit_test_is_among_the_samples():
+    """NeuroBench's own test: Linear(20, 5, bias=False) + Leaky(beta=0.9), input (5, 10, 20)."""
+    for name, effective in (("nb_unit_ones", 200.0), ("nb_unit_zeros", 20.0)):
+        cases = [c for c in CASES if c.name.startswith(name)]
+        assert cases, name
+        for case in cases:
+            expected = json.loads((case / "expected.json").read_text())["expected"]["neurobench"]
+            assert (expected["neuron_dense_ops"], expected["effective_neuron_ops"]) == (200, effective)
+            assert check_case(case, "neurobench") == []
