@@ -193,15 +193,21 @@ def collect(sources: Sequence[str], defaults: ModelJob, inputs_pattern: str | No
 
 
 def _name(found: list[tuple[str | None, ModelJob]]) -> list[BatchEntry]:
-    """Result names: a manifest's name, else the model's path below the models' common folder, '/' → '__'.
-    Repeats get -2, -3… in order, so the same list always gives the same names (what --resume relies on)."""
+    """Result names: a manifest's name, else the model's path below the models' common folder without `.onnx`,
+    '/' → '__' — only the folders when every model has the same file name (runs/a/model.onnx → a). Repeats get
+    -2, -3… in order, so the same list always gives the same names (what --resume relies on)."""
     paths = [os.path.abspath(job.model) for _, job in found]
     common = os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else ""
+    unnamed = {os.path.basename(os.path.abspath(job.model)) for name, job in found if name is None}
     entries, used = [], set()
     for name, job in found:
         if name is None:
             relative = os.path.relpath(os.path.abspath(job.model), common)
-            name = os.path.splitext(relative)[0].replace(os.sep, "__")
+            folders = os.path.dirname(relative)
+            if len(unnamed) > 1 or not folders:
+                name = os.path.splitext(relative)[0].replace(os.sep, "__")
+            else:
+                name = folders.replace(os.sep, "__")
         base = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
         unique, n = base, 1
         while unique in used:

@@ -249,7 +249,8 @@ def explain(model: Path) -> None:
               help="Local worker processes, one onnxruntime thread each [default: 1]; with --scheduler local, the "
                    "number of Dask workers.")
 @click.option("--shard-size", type=click.IntRange(min=1),
-              help="Samples per job. Default: about 4 jobs per worker per model, in whole batches.")
+              help="Samples per job. Default: about 4 jobs per worker per model, at least 256 samples, in whole "
+                   "batches.")
 @click.option("--resume", is_flag=True,
               help="Keep the results already in --out for the same model, inputs and options; run only the rest.")
 @click.option("--scheduler", metavar="ADDRESS",

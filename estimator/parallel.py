@@ -25,7 +25,7 @@ import threading
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from .report import CONVENTIONS, Report
 DEFAULT_MAX_SHARD_BYTES = 256 * 2**20
 DEFAULT_RETRIES = 2
 SHARDS_PER_WORKER = 4  # several shards per worker per model: balances uneven workers and moves the progress bar
+MIN_SHARD_SAMPLES = 256  # below this, a model's samples stay one job (by default)
 
 
 @dataclass(frozen=True)
@@ -166,15 +167,48 @@ def _model_for(shard: Shard, blob: bytes | None) -> tuple[Analysis, Any]:
     return _cached(_MODELS, key, _MODEL_CACHE, make)
 
 
+def _recorded(path: str, analysis: Analysis, time_axis: int) -> RecordedInputs:
+    key = _file_key(path) + (time_axis, analysis.match.data_inputs)
+    return _cached(_INPUTS, key, _INPUT_CACHE, lambda: read_inputs(path, analysis.match.data_inputs, time_axis))
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """A whole-model job's answer: the report (built on the worker), or the one-line error."""
+
+    report: Report | None
+    error: str | None = None
+    exit_code: int = EXIT_ERROR
+
+
+def run_model(job: ModelJob, shown_as: str, threads: int = 1) -> ModelResult:
+    """Estimate a model whose samples fit one shard, entirely on the worker: what `estimate()` does, step by step,
+    with the worker's cached session. `job` holds absolute paths; the report names the model as `shown_as`."""
+    try:
+        if job.convention not in CONVENTIONS:
+            raise InputError(f"convention must be one of {', '.join(CONVENTIONS)}, got {job.convention!r}")
+        table = load_costs(job.cost_tables)
+        counts = None
+        if job.inputs is None:
+            analysis = analyse(job.model)
+        else:
+            shard = Shard(-1, job.model, job.inputs, job.time_axis, job.batch_size, 0, 0, threads)
+            analysis, session = _model_for(shard, None)
+            recorded = _recorded(job.inputs, analysis, job.time_axis)
+            counts = replay(analysis.graph, analysis.match, recorded, batch_size=job.batch_size, threads=threads,
+                            session=session)
+        return ModelResult(finish_report(shown_as, analysis, table, job.convention, counts, job.steps, job.strict))
+    except NeuronopsError as err:
+        return ModelResult(None, str(err), err.exit_code)
+
+
 def run_shard(shard: Shard, blob: bytes | None = None, arrays: dict[str, np.ndarray] | None = None) -> ShardResult:
     """Replay one shard and return its integer counts. Our own errors come back as values (they are deterministic:
     retrying them would only repeat them); anything else raises, so Dask retries it."""
     try:
         analysis, session = _model_for(shard, blob)
         if arrays is None:
-            key = _file_key(shard.inputs) + (shard.time_axis, analysis.match.data_inputs)
-            recorded = _cached(_INPUTS, key, _INPUT_CACHE,
-                               lambda: read_inputs(shard.inputs, analysis.match.data_inputs, shard.time_axis))
+            recorded = _recorded(shard.inputs, analysis, shard.time_axis)
             sample_range: tuple[int, int] | None = (shard.start, shard.stop)
         else:
             recorded = RecordedInputs(arrays, Path(f"<{shard.where()}>"))
@@ -194,7 +228,7 @@ class WorkerLost(Exception):
 
 
 class Backend:
-    """Runs shards. `submit` returns a future; `wait` returns the finished ones; `result` gives a ShardResult."""
+    """Runs jobs. `submit` returns a future; `wait` returns the finished ones; `result` gives the job's answer."""
 
     workers: int = 1
     ships_bytes: bool = False
@@ -203,14 +237,15 @@ class Backend:
     handles_worker_loss: bool = False  # True: the backend retries lost workers itself (Dask)
     description: str = ""
 
-    def submit(self, shard: Shard, blob: Any = None, arrays: dict[str, np.ndarray] | None = None) -> Any:
+    def submit(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run function(*args) on a worker (function is run_shard or run_model)."""
         raise NotImplementedError
 
     def wait(self, futures: Sequence[Any]) -> set[Any]:
         done, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
         return done
 
-    def result(self, future: Any) -> ShardResult:
+    def result(self, future: Any) -> Any:
         return future.result()
 
     def cancel(self, futures: Sequence[Any]) -> None:
@@ -239,10 +274,10 @@ class InlineBackend(Backend):
 
     description = "1 process"
 
-    def submit(self, shard: Shard, blob: Any = None, arrays: dict[str, np.ndarray] | None = None) -> cf.Future:
+    def submit(self, function: Callable[..., Any], *args: Any) -> cf.Future:
         future: cf.Future = cf.Future()
         try:
-            future.set_result(run_shard(shard, blob, arrays))
+            future.set_result(function(*args))
         except Exception as err:  # an unexpected failure stays this shard's failure
             future.set_exception(err)
         return future
@@ -260,10 +295,10 @@ class ProcessBackend(Backend):
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
 
-    def submit(self, shard: Shard, blob: Any = None, arrays: dict[str, np.ndarray] | None = None) -> cf.Future:
-        return self._pool.submit(run_shard, shard, blob, arrays)
+    def submit(self, function: Callable[..., Any], *args: Any) -> cf.Future:
+        return self._pool.submit(function, *args)
 
-    def result(self, future: cf.Future) -> ShardResult:
+    def result(self, future: cf.Future) -> Any:
         try:
             return future.result()
         except cf.process.BrokenProcessPool as err:
@@ -331,14 +366,14 @@ class DaskBackend(Backend):
                 from None
         return cls(client, cluster, **options)
 
-    def submit(self, shard: Shard, blob: Any = None, arrays: dict[str, np.ndarray] | None = None) -> Any:
-        return self.client.submit(run_shard, shard, blob, arrays, pure=False, retries=self.retries)
+    def submit(self, function: Callable[..., Any], *args: Any) -> Any:
+        return self.client.submit(function, *args, pure=False, retries=self.retries)
 
     def wait(self, futures: Sequence[Any]) -> set[Any]:
         done, _ = self._distributed.wait(list(futures), return_when="FIRST_COMPLETED")
         return set(done)
 
-    def result(self, future: Any) -> ShardResult:
+    def result(self, future: Any) -> Any:
         return future.result()
 
     def cancel(self, futures: Sequence[Any]) -> None:
@@ -389,12 +424,13 @@ def peek_samples(path: str | os.PathLike[str]) -> int | None:
 
 
 def shard_bounds(samples: int, workers: int, batch_size: int | None, shard_size: int | None) -> list[tuple[int, int]]:
-    """Cut [0, samples) into shards: `shard_size` samples each, or by default about SHARDS_PER_WORKER per worker,
-    rounded up to whole batches (the counts do not depend on the cut; whole batches keep onnxruntime runs full)."""
+    """Cut [0, samples) into shards: `shard_size` samples each, or by default about SHARDS_PER_WORKER per worker but
+    at least MIN_SHARD_SAMPLES, rounded up to whole batches (the counts do not depend on the cut; whole batches keep
+    onnxruntime runs full, and small datasets stay one job: cutting them would cost more than it saves)."""
     if shard_size is None:
         batch = batch_size or DEFAULT_BATCH_SIZE
-        target = math.ceil(samples / (SHARDS_PER_WORKER * max(1, workers)))
-        shard_size = max(batch, math.ceil(target / batch) * batch)
+        target = max(MIN_SHARD_SAMPLES, math.ceil(samples / (SHARDS_PER_WORKER * max(1, workers))))
+        shard_size = math.ceil(target / batch) * batch
     return [(start, min(start + shard_size, samples)) for start in range(0, samples, shard_size)]
 
 
@@ -402,14 +438,15 @@ def shard_bounds(samples: int, workers: int, batch_size: int | None, shard_size:
 class _Plan:
     index: int
     job: ModelJob
-    analysis: Analysis
-    table: CostTable
+    analysis: Analysis | None
+    table: CostTable | None
     samples: int = 0
     shards: list[Shard] = field(default_factory=list)
     payloads: list[tuple[Any, dict[str, np.ndarray] | None]] = field(default_factory=list)
     counts: ReplayCounts | None = None
     remaining: int = 0
     failed: bool = False
+    whole: bool = False  # one job runs the whole model on a worker (run_model); the client never opens it
 
 
 def _mib(size: int) -> str:
@@ -464,8 +501,31 @@ def _plan(index: int, job: ModelJob, backend: Backend, shard_size: int | None, t
     return plan
 
 
+def _whole(index: int, job: ModelJob, backend: Backend, shard_size: int | None) -> _Plan | None:
+    """A model whose samples fit one shard (or that has no inputs) is one job, run entirely by a worker: the client
+    neither loads it nor reads its inputs, so many small models keep every worker busy. Shipping bytes needs the
+    client to read the model, so it always plans on the client."""
+    if backend.ships_bytes:
+        return None
+    samples = peek_samples(job.inputs) if job.inputs else 0
+    if samples and len(shard_bounds(samples, backend.workers, job.batch_size, shard_size)) > 1:
+        return None
+    plan = _Plan(index, job, None, None, samples=samples or 0, whole=True, remaining=1)
+    plan.shards.append(Shard(index, os.path.abspath(job.model), os.path.abspath(job.inputs) if job.inputs else "",
+                             job.time_axis, job.batch_size, 0, samples or 0))
+    plan.payloads.append((None, None))
+    return plan
+
+
+def _absolute(job: ModelJob) -> ModelJob:
+    """The job as a worker elsewhere (another working folder, another machine with a shared filesystem) reads it."""
+    return replace(job, model=os.path.abspath(job.model), inputs=os.path.abspath(job.inputs) if job.inputs else None,
+                   cost_tables=tuple(os.path.abspath(t) for t in job.cost_tables))
+
+
 def _finish(plan: _Plan) -> JobOutcome:
     job = plan.job
+    assert plan.analysis is not None and plan.table is not None
     try:
         report = finish_report(str(job.model), plan.analysis, plan.table, job.convention, plan.counts, job.steps,
                                job.strict)
@@ -492,8 +552,12 @@ def run_jobs(
     report_samples = on_samples or (lambda n: None)
 
     def submit(plan: _Plan, number: int, attempts: int) -> None:
-        blob, arrays = plan.payloads[number]
-        pending[backend.submit(plan.shards[number], blob, arrays)] = (plan, number, attempts)
+        if plan.whole:
+            future = backend.submit(run_model, _absolute(plan.job), str(plan.job.model), threads)
+        else:
+            blob, arrays = plan.payloads[number]
+            future = backend.submit(run_shard, plan.shards[number], blob, arrays)
+        pending[future] = (plan, number, attempts)
 
     def fail(plan: _Plan, message: str, code: int) -> JobOutcome:
         # the model's other shards are dropped (their results could not make a report any more)
@@ -513,6 +577,10 @@ def run_jobs(
             if skip is not None and skip(index):
                 continue
             job = jobs[index]
+            whole = _whole(index, job, backend, shard_size)
+            if whole is not None:
+                submit(whole, 0, 0)
+                continue
             try:
                 plan = _plan(index, job, backend, shard_size, threads)
             except NeuronopsError as err:
@@ -552,9 +620,14 @@ def run_jobs(
                 text = " ".join(str(err).split())[:300]
                 result = ShardResult(shard, None, error=f"{type(err).__name__}: {text}" if text else type(err).__name__)
             report_samples(shard.samples)
+            where = "" if plan.whole else f"{shard.where()}: "  # a whole-model job's error is the model's
             if result.error is not None:
-                yield fail(plan, f"{shard.where()}: {result.error}", result.exit_code)
+                yield fail(plan, f"{where}{result.error}", result.exit_code)
                 continue
+            if plan.whole:
+                yield JobOutcome(plan.index, plan.job, result.report)
+                continue
+            assert plan.analysis is not None
             expected = tuple(layer.name for layer in plan.analysis.match.layers)
             if result.layer_names != expected:
                 yield fail(plan, f"{shard.where()}: a worker found other neuron layers than the client "

@@ -14,7 +14,7 @@ COST = 4  # Leaky with subtract or zero reset, NeuroBench's table
 
 @dataclass
 class Built:
-    name: str  # the result name batch gives it (folder name + "__model")
+    name: str  # the result name batch gives it: the folder name (every model is model.onnx)
     model: Path
     inputs: Path
     net: LeakyNet | None  # None: deliberately broken
@@ -41,9 +41,9 @@ def build_models(root: Path, count: int = 5, broken: int | None = 2, samples: in
         np.savez(inputs, input=data)
         if i == broken:
             model.write_bytes(b"this is not an ONNX file")
-            built.append(Built(f"net{i}__model", model, inputs, None))
+            built.append(Built(f"net{i}", model, inputs, None))
             continue
         net = random_net(rng, [features, hidden, 4], reset="subtract" if i % 2 else "zero")
         onnx.save(leaky_stepwise(net) if i % 2 else leaky_unrolled(net, steps), model)
-        built.append(Built(f"net{i}__model", model, inputs, net, data))
+        built.append(Built(f"net{i}", model, inputs, net, data))
     return built

@@ -21,6 +21,7 @@ import pytest
 from batchkit import build_models
 from builders import leaky_stepwise, leaky_unrolled, random_net
 from click.testing import CliRunner
+from conftest import SAMPLES
 
 from estimator import estimate
 from estimator.batch import collect, fingerprint, read_manifest, run_batch
@@ -65,9 +66,9 @@ def test_broken_model_in_the_middle_is_reported_and_the_others_written(tmp_path)
     assert "Traceback" not in result.output
     rows = {row["name"]: row for row in summary_rows(out)}
     assert list(rows) == [b.name for b in built]  # every model, in the order given
-    broken = rows["net2__model"]
+    broken = rows["net2"]
     assert broken["status"] == "error" and "not a readable ONNX model" in broken["error"]
-    assert not (out / "results" / "net2__model.json").exists()
+    assert not (out / "results" / "net2.json").exists()
     for b in built:
         if b.net is None:
             continue
@@ -92,9 +93,39 @@ def test_a_failing_shard_is_reported_with_its_sample_range(tmp_path):
     result = run("batch", str(tmp_path / "models"), "--out", str(out), "--shard-size", "64")
     assert result.exit_code == 1
     rows = {row["name"]: row for row in summary_rows(out)}
-    assert rows["net1__model"]["error"] == "samples [128, 192): input 'input': sample 150 holds NaN or ±Inf; " \
+    assert rows["net1"]["error"] == "samples [128, 192): input 'input': sample 150 holds NaN or ±Inf; " \
                                           "clean the data first"
     assert [rows[b.name]["status"] for b in built] == ["ok", "error", "ok"]
+
+
+def test_bundled_samples_with_a_broken_model_in_the_middle(tmp_path, pool):
+    """Every bundled sample export, a broken model halfway: the same summary on 1 and 2 processes, and NeuroBench's
+    own figures (samples/*/expected.json) for every other model."""
+    cases = sorted(p.parent for p in SAMPLES.glob("*/expected.json"))
+    assert len(cases) >= 20
+    (tmp_path / "broken.onnx").write_bytes(b"\x08\x07 not a model")
+    rows = []
+    for case in cases:
+        expected = json.loads((case / "expected.json").read_text())
+        rows.append({"name": case.name, "model": str(case / expected["model"]),
+                     "inputs": str(case / expected["inputs"]), "batch_size": expected.get("batch_size")})
+    rows.insert(len(rows) // 2, {"name": "broken", "model": str(tmp_path / "broken.onnx")})
+    manifest = tmp_path / "samples.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    entries = collect([str(manifest)], ModelJob(model="", convention="neurobench"))
+    one = run_batch(entries, tmp_path / "one", InlineBackend())
+    two = run_batch(entries, tmp_path / "two", pool)
+    assert (tmp_path / "one" / "summary.csv").read_text() == (tmp_path / "two" / "summary.csv").read_text()
+    assert one.failed == 1 and one.exit_code == 1
+    by_name = {row["name"]: row for row in two.rows}
+    assert by_name["broken"]["status"] == "error" and "not a readable ONNX model" in by_name["broken"]["error"]
+    for case in cases:
+        want = json.loads((case / "expected.json").read_text())["expected"]["neurobench"]
+        row = by_name[case.name]
+        assert row["status"] == "ok", row["error"]
+        for key in ("neuron_dense_ops", "effective_neuron_ops"):
+            if want[key] is not None:
+                assert row[key] == pytest.approx(want[key], rel=1e-12), (case.name, key)
 
 
 # ---------------------------------------------------------------- exactness: jobs, shards, conventions
@@ -211,13 +242,13 @@ def test_resume_recomputes_what_is_damaged_or_was_made_differently(tmp_path):
     assert run("batch", str(tmp_path / "models"), "--out", str(out)).exit_code == 0
     before = summary_rows(out)
     results = out / "results"
-    (results / "net0__model.json").write_text('{"schema": "neuronops.report/1", "tot')  # cut short
+    (results / "net0.json").write_text('{"schema": "neuronops.report/1", "tot')  # cut short
     stamp = {p.name: p.stat().st_mtime_ns for p in results.iterdir()}
     result = run("batch", str(tmp_path / "models"), "--out", str(out), "--resume")
     assert result.exit_code == 0 and "2 kept from an earlier run" in result.stdout
     assert summary_rows(out) == before
-    assert (results / "net1__model.json").stat().st_mtime_ns == stamp["net1__model.json"]
-    assert (results / "net0__model.json").stat().st_mtime_ns != stamp["net0__model.json"]
+    assert (results / "net1.json").stat().st_mtime_ns == stamp["net1.json"]
+    assert (results / "net0.json").stat().st_mtime_ns != stamp["net0.json"]
     # another convention is another result: nothing is kept
     result = run("batch", str(tmp_path / "models"), "--out", str(out), "--resume", "-c", "neurobench")
     assert result.exit_code == 0 and "kept from an earlier run" not in result.stdout
@@ -258,7 +289,7 @@ def test_manifest_rows_carry_their_own_options(tmp_path):
         outs.append(summary_rows(out))
     assert outs[0] == outs[1]
     rows = outs[0]
-    assert [row["name"] for row in rows] == ["first", "net1__model", "dense-only"]
+    assert [row["name"] for row in rows] == ["first", "net1", "dense-only"]
     assert [row["convention"] for row in rows] == ["neurobench", "spikes", "spikes"]
     assert int(rows[0]["effective_neuron_ops_run"]) == built[0].expected_run("neurobench")
     assert int(rows[1]["effective_neuron_ops_run"]) == built[1].expected_run("spikes")
@@ -295,8 +326,10 @@ def test_globs_inputs_pattern_and_unique_names(tmp_path):
         np.savez(tmp_path / folder / "recorded.npz", input=np.ones((4, 6, 10), np.float32))
     defaults = ModelJob(model="")
     entries = collect([str(tmp_path / "*" / "model.onnx")], defaults, "{dir}/recorded.npz")
-    assert [(e.name, Path(e.job.inputs).name) for e in entries] == [("a__model", "recorded.npz")] * 1 + \
-        [("b__model", "recorded.npz")]
+    assert [(e.name, Path(e.job.inputs).name) for e in entries] == [("a", "recorded.npz"), ("b", "recorded.npz")]
+    onnx.save(leaky_unrolled(net, 6), tmp_path / "b" / "other.onnx")  # file names differ: they stay in the names
+    mixed = collect([str(tmp_path / "*" / "*.onnx")], defaults, "{dir}/recorded.npz")
+    assert [e.name for e in mixed] == ["a__model", "b__model", "b__other"]
     beside = collect([str(tmp_path / "a" / "model.onnx")] * 2, defaults)  # no pattern and no inputs.npz: dense only
     assert [(e.name, e.job.inputs) for e in beside] == [("model", None), ("model-2", None)]
     with pytest.raises(ManifestError, match="matches no model"):

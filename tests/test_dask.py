@@ -81,9 +81,9 @@ def test_a_batch_across_the_cluster_gives_the_summary_of_jobs_1(tmp_path, cluste
     by_option = run("batch", models, "--out", str(tmp_path / "dask"), "--scheduler", address, "-c", "neurobench",
                     "--shard-size", "16")
     assert by_option.exit_code == 1 and f"Dask scheduler {address}" in by_option.stdout
-    assert "failed: net2__model: " in by_option.stderr
+    assert "failed: net2: " in by_option.stderr
     assert summary_text(tmp_path / "dask") == summary_text(tmp_path / "local")
-    for name in ("net0__model", "net1__model", "net3__model"):
+    for name in ("net0", "net1", "net3"):
         path = Path("results") / f"{name}.json"
         assert (tmp_path / "dask" / path).read_text() == (tmp_path / "local" / path).read_text()
     # the environment variable and a scheduler file reach the same cluster
@@ -169,7 +169,7 @@ def test_a_failing_shard_on_a_worker_names_its_samples_and_keeps_the_others(tmp_
     entries = collect([str(tmp_path / "models")], ModelJob(model=""))
     summary = run_batch(entries, tmp_path / "out", DaskBackend(client), shard_size=32)
     rows = {row["name"]: row for row in summary.rows}
-    assert rows["net1__model"]["error"] == ("samples [64, 96): input 'input': sample 77 holds NaN or ±Inf; "
+    assert rows["net1"]["error"] == ("samples [64, 96): input 'input': sample 77 holds NaN or ±Inf; "
                                             "clean the data first")
     for b in (built[0], built[2]):
         assert rows[b.name]["effective_neuron_ops_run"] == b.expected_run("spikes")
