@@ -11,13 +11,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .costs import load_costs
+from .costs import CostTable, load_costs
 from .errors import NoNeuronLayersError, UncostedLayersError
 from .graph import ModelGraph
 from .inputs import read_inputs
 from .load import load_model
 from .match import MatchResult, match_layers
-from .replay import Progress, replay
+from .replay import Progress, ReplayCounts, replay
 from .report import CONVENTIONS, Report, build_report
 
 PathLike = str | os.PathLike[str]
@@ -66,14 +66,20 @@ def estimate(
     table = load_costs(tuple(cost_tables))
     analysis = analyse(model)
     counts = None
-    warnings: list[str] = []
     if inputs is not None:
         recorded = read_inputs(inputs, analysis.match.data_inputs, time_axis)
-        if steps is not None and steps != recorded.time_steps:
-            warnings.append(f"--steps {steps} ignored: the inputs have {recorded.time_steps} time steps")
         counts = replay(analysis.graph, analysis.match, recorded, batch_size=batch_size, threads=threads,
                         progress=progress)
-    report = build_report(str(model), analysis.match, table, convention, counts, steps, tuple(warnings))
+    return finish_report(str(model), analysis, table, convention, counts, steps, strict)
+
+
+def finish_report(model: str, analysis: Analysis, table: CostTable, convention: str, counts: ReplayCounts | None,
+                  steps: int | None, strict: bool) -> Report:
+    """Counts (of one run, or merged shards of it) → the report; shared by `estimate` and the sharded runs."""
+    warnings: list[str] = []
+    if counts is not None and steps is not None and steps != counts.time_steps:
+        warnings.append(f"--steps {steps} ignored: the inputs have {counts.time_steps} time steps")
+    report = build_report(model, analysis.match, table, convention, counts, steps, tuple(warnings))
     if strict and report.uncosted:
         first = report.uncosted[0]
         raise UncostedLayersError(

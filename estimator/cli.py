@@ -85,6 +85,7 @@ def main() -> None:
       neuronops explain model.onnx                           # why each layer matched (or did not)
       neuronops estimate model.onnx -i inputs.npz --step-rate 1000 --budget 1e6 --format html -o report.html
       neuronops compare a.json b.json --step-rate 1000 --budget 1e6   # which variant fits
+      neuronops batch 'runs/*/model.onnx' --out results --jobs 2   # many models: results/, summary.csv
     """
 
 
@@ -227,6 +228,108 @@ def explain(model: Path) -> None:
 
     analysis = analyse(model)
     click.echo(format_explain(str(model), analysis.match), nl=False)
+
+
+@main.command()
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--out", "-o", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for results/<name>.json (one per model), summary.csv and summary.json.")
+@click.option("--inputs-pattern", metavar="PATTERN",
+              help="Inputs of models given as paths or globs, e.g. '{dir}/inputs.npz' ({dir}, {stem}, {name} of "
+                   "the model). Default: <stem>.npz, <stem>.npy, inputs.npz or inputs.npy beside the model.")
+@click.option("--convention", "-c", type=click.Choice(["spikes", "neurobench"]), default="spikes", show_default=True,
+              help="Default for models whose manifest row names none.")
+@click.option("--batch-size", "-b", type=click.IntRange(min=1), help="Samples per onnxruntime run.")
+@click.option("--time-axis", type=int, default=1, show_default=True, help="Axis of the time steps in the inputs.")
+@click.option("--steps", type=click.IntRange(min=1), help="Time steps for dense ops of stepwise models without inputs.")
+@click.option("--cost-table", "cost_tables", multiple=True, type=click.Path(path_type=Path),
+              help="A TOML cost table laid over the bundled ones (repeatable).")
+@click.option("--strict", is_flag=True, help="A model with uncosted layers fails (exit 3 if that is all that failed).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1),
+              help="Local worker processes, one onnxruntime thread each [default: 1]; with --scheduler local, the "
+                   "number of Dask workers.")
+@click.option("--shard-size", type=click.IntRange(min=1),
+              help="Samples per job. Default: about 4 jobs per worker per model, at least 256 samples, in whole "
+                   "batches.")
+@click.option("--resume", is_flag=True,
+              help="Keep the results already in --out for the same model, inputs and options; run only the rest.")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Send the jobs to a Dask cluster (tcp://host:8786), or 'local' to start one here. Needs "
+                   "neuronops[dask]. Default: $DASK_SCHEDULER_ADDRESS when --jobs is not given.")
+@click.option("--scheduler-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A Dask scheduler file (dask scheduler --scheduler-file PATH).")
+@click.option("--ship", type=click.Choice(["paths", "bytes"]), default="paths", show_default=True,
+              help="How jobs reach Dask workers: file paths (the workers see the same files) or bytes (model and "
+                   "the job's slice of inputs, sent over the network; capped by --max-shard-mb).")
+@click.option("--max-shard-mb", type=click.IntRange(min=1), default=256, show_default=True,
+              help="With --ship bytes: the most one job may carry.")
+@click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Times a job is sent again after its worker died (or, on Dask, raised).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr (default: only when stderr is a terminal).")
+@handle_errors
+def batch(sources: tuple[str, ...], out: Path, inputs_pattern: str | None, convention: str, batch_size: int | None,
+          time_axis: int, steps: int | None, cost_tables: tuple[Path, ...], strict: bool, jobs: int | None,
+          shard_size: int | None, resume: bool, scheduler: str | None, scheduler_file: Path | None, ship: str,
+          max_shard_mb: int, retries: int, progress: bool | None) -> None:
+    """Estimate many models: SOURCES are manifests (.csv, .jsonl, .json), models, quoted globs or folders.
+
+    Each model's samples are cut into jobs run by worker processes (--jobs) or a Dask cluster (--scheduler);
+    integer counts are added up per model and divided once, so the figures equal `neuronops estimate` exactly.
+    A model that fails is listed with its error; the others are written. Exit 0 when all models succeeded,
+    1 when any failed (3 when all failures are uncosted layers under --strict), 2 for a bad command or manifest.
+    """
+    from .batch import collect, run_batch, total_samples
+    from .errors import UsageError
+    from .parallel import ModelJob, open_backend
+
+    if scheduler is not None and scheduler_file is not None:
+        raise UsageError("give --scheduler or --scheduler-file, not both")
+    defaults = ModelJob(model="", convention=convention, batch_size=batch_size, time_axis=time_axis, steps=steps,
+                        cost_tables=tuple(map(str, cost_tables)), strict=strict)
+    entries = collect(sources, defaults, inputs_pattern)
+    if scheduler is None and scheduler_file is None and jobs is None:
+        scheduler = os.environ.get("DASK_SCHEDULER_ADDRESS") or None  # explicit options win over the environment
+    backend = open_backend(jobs or 1, scheduler, str(scheduler_file) if scheduler_file else None, ship,
+                           max_shard_mb * 2**20, retries)
+    show = sys.stderr.isatty() if progress is None else progress
+    total = total_samples(entries)
+    done_models = 0
+    bar = click.progressbar(length=total or len(entries), label=f"0/{len(entries)} models", file=sys.stderr,
+                            show_pos=True) if show else None
+
+    def on_samples(count: int) -> None:
+        if bar is not None and total:
+            bar.update(count)
+
+    def on_model(entry: Any, error: str | None) -> None:
+        nonlocal done_models
+        done_models += 1
+        if error is not None:
+            prefix = "" if bar is None else "\n"  # below the bar's line, not on it
+            click.echo(f"{prefix}failed: {entry.name}: {error}", err=True)
+        if bar is not None:
+            bar.label = f"{done_models}/{len(entries)} models"
+            if total:
+                bar.render_progress()  # the label changed; the position moves with on_samples
+            else:
+                bar.update(1)
+
+    with backend:
+        if bar is not None:
+            bar.__enter__()
+        try:
+            summary = run_batch(entries, out, backend, resume=resume, shard_size=shard_size, on_samples=on_samples,
+                                on_model=on_model, write=write_atomic)
+        finally:
+            if bar is not None:
+                bar.__exit__(None, None, None)
+    resumed = f", {summary.resumed} kept from an earlier run" if summary.resumed else ""
+    click.echo(f"{len(summary.rows)} models: {len(summary.rows) - summary.failed} ok, {summary.failed} failed"
+               f"{resumed} ({backend.description}); summary: {out / 'summary.csv'}")
+    if summary.failed:
+        _fail(f"{summary.failed} of {len(summary.rows)} models failed; see {out / 'summary.csv'}",
+              summary.exit_code)
 
 
 if __name__ == "__main__":  # pragma: no cover

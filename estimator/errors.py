@@ -47,6 +47,24 @@ class UncostedLayersError(NeuronopsError):
     exit_code = EXIT_UNCOSTED
 
 
+class UsageError(NeuronopsError):
+    """The command line asks for something contradictory or unavailable (exit 2, like click's own usage errors)."""
+
+    exit_code = EXIT_USAGE
+
+
+class ManifestError(UsageError):
+    """A batch manifest or model list is malformed (the message names the file and line)."""
+
+
+class MissingExtraError(UsageError):
+    """An option needs an optional dependency that is not installed (e.g. --scheduler without neuronops[dask])."""
+
+
+class ClusterError(NeuronopsError):
+    """The Dask scheduler cannot be reached, or shards cannot be shipped to its workers."""
+
+
 class EnergyTableError(NeuronopsError):
     """An energy table file (picojoules per operation class) is malformed; the message names the file and key."""
 

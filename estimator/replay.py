@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -99,6 +100,27 @@ def _session(model: onnx.ModelProto, fetch: list[str], graph: ModelGraph, thread
         raise ReplayError(f"onnxruntime cannot run this model: {message[:300]}") from None
 
 
+def _counted_layers(match: MatchResult) -> list:
+    return [layer for layer in match.layers if layer.spikes and all(layer.spikes)]
+
+
+def _fetch_names(match: MatchResult) -> list[str]:
+    """The tensors a replay reads: every counted layer's membranes and spikes, and the state outputs of a stepwise
+    model (fed back as the next step's state)."""
+    fetch: list[str] = []
+    for layer in _counted_layers(match):
+        fetch.extend(layer.membranes)
+        fetch.extend(layer.spikes)
+    state_fetch = [pair.output for pair in match.state_pairs] if match.style == "stepwise" else []
+    return list(dict.fromkeys(fetch + state_fetch))
+
+
+def open_session(graph: ModelGraph, match: MatchResult, threads: int = 0) -> Any:
+    """An onnxruntime session exposing what `replay` reads; reusable across replays of the same model."""
+    extra_nodes = [node for layer in _counted_layers(match) for node in layer.extra_nodes]
+    return _session(graph.model, _fetch_names(match), graph, threads, extra_nodes)
+
+
 def _fixed_batch(graph: ModelGraph, names: tuple[str, ...]) -> int | None:
     for name in names:
         shape = graph.shape(name)
@@ -143,10 +165,12 @@ def replay(
     progress: Progress | None = None,
     check_finite: bool = True,
     sample_range: tuple[int, int] | None = None,
+    session: Any = None,
 ) -> ReplayCounts:
     """Count spikes and membrane updates per layer over the recorded samples (or `sample_range` = [start, stop) of
-    them: shards of one dataset merge into exactly the counts of the whole)."""
-    layers = [layer for layer in match.layers if layer.spikes and all(layer.spikes)]
+    them: shards of one dataset merge into exactly the counts of the whole). `session` reuses one made by
+    `open_session` for the same graph and match (worker processes keep one per model across shards)."""
+    layers = _counted_layers(match)
     stepwise = match.style == "stepwise"
     first, last = sample_range if sample_range is not None else (0, inputs.samples)
     if not 0 <= first < last <= inputs.samples:
@@ -164,15 +188,10 @@ def replay(
     size = fixed or batch_size or DEFAULT_BATCH_SIZE
     size = min(size, samples) if fixed is None else size
 
-    fetch: list[str] = []
-    for layer in layers:
-        fetch.extend(layer.membranes)
-        fetch.extend(layer.spikes)
-    state_fetch = [pair.output for pair in match.state_pairs] if stepwise else []
-    fetch_names = list(dict.fromkeys(fetch + state_fetch))
+    fetch_names = _fetch_names(match)
     position = {name: i for i, name in enumerate(fetch_names)}
-    session = _session(graph.model, fetch_names, graph, threads,
-                       [node for layer in layers for node in layer.extra_nodes])
+    if session is None:
+        session = open_session(graph, match, threads)
 
     spikes = [0] * len(layers)
     updates = [0] * len(layers)

@@ -1,0 +1,49 @@
+"""Folders of hand-built models for the batch and Dask tests, with their independently computed (numpy) counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from builders import LeakyNet, leaky_stepwise, leaky_unrolled, random_net
+
+COST = 4  # Leaky with subtract or zero reset, NeuroBench's table
+
+
+@dataclass
+class Built:
+    name: str  # the result name batch gives it: the folder name (every model is model.onnx)
+    model: Path
+    inputs: Path
+    net: LeakyNet | None  # None: deliberately broken
+    data: np.ndarray | None = None
+
+    def expected_run(self, convention: str) -> int | None:
+        """Effective ops over the whole run from the numpy reference (not from the tool)."""
+        if self.net is None or self.data is None:
+            return None
+        counts = self.net.reference(self.data)
+        return COST * sum(counts["spikes" if convention == "spikes" else "membrane_updates"])
+
+
+def build_models(root: Path, count: int = 5, broken: int | None = 2, samples: int = 40, steps: int = 6,
+                 features: int = 10, hidden: int = 12, seed: int = 11) -> list[Built]:
+    """`count` models in root/net<i>/model.onnx with inputs.npz beside each; model `broken` is not ONNX at all."""
+    rng = np.random.default_rng(seed)
+    built = []
+    for i in range(count):
+        folder = root / f"net{i}"
+        folder.mkdir(parents=True)
+        model, inputs = folder / "model.onnx", folder / "inputs.npz"
+        data = (rng.random((samples + i, steps, features)) < 0.35).astype(np.float32)
+        np.savez(inputs, input=data)
+        if i == broken:
+            model.write_bytes(b"this is not an ONNX file")
+            built.append(Built(f"net{i}", model, inputs, None))
+            continue
+        net = random_net(rng, [features, hidden, 4], reset="subtract" if i % 2 else "zero")
+        onnx.save(leaky_stepwise(net) if i % 2 else leaky_unrolled(net, steps), model)
+        built.append(Built(f"net{i}", model, inputs, net, data))
+    return built

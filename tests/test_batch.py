@@ -1,0 +1,370 @@
+"""`neuronops batch` and the sharded replay on local worker processes: exact figures, failures kept apart, resume.
+
+Every figure is checked against `estimate()` in one process and, for the effective ops, against the numpy reference
+of the same network (tests/builders.py), never against numbers written down from an earlier run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from batchkit import build_models
+from builders import leaky_stepwise, leaky_unrolled, random_net
+from click.testing import CliRunner
+from conftest import SAMPLES
+
+from estimator import estimate
+from estimator.batch import collect, fingerprint, read_manifest, run_batch
+from estimator.cli import main
+from estimator.errors import ManifestError
+from estimator.parallel import InlineBackend, ModelJob, ProcessBackend, estimate_sharded, shard_bounds
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def summary_rows(out: Path) -> list[dict[str, str]]:
+    with open(out / "summary.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def report_without_batch(path: Path) -> dict:
+    data = json.loads(path.read_text())
+    data.pop("batch")
+    return data
+
+
+@pytest.fixture(scope="module")
+def pool():
+    """Two spawned worker processes, shared by this module's tests (starting them is the slow part)."""
+    with ProcessBackend(2) as backend:
+        yield backend
+
+
+# ---------------------------------------------------------------- a batch with a broken model in the middle
+
+
+def test_broken_model_in_the_middle_is_reported_and_the_others_written(tmp_path):
+    built = build_models(tmp_path / "models", count=5, broken=2)
+    out = tmp_path / "out"
+    result = run("batch", str(tmp_path / "models" / "*" / "model.onnx"), "--out", str(out), "-c", "neurobench")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == f"error: 1 of 5 models failed; see {out / 'summary.csv'}"
+    assert "Traceback" not in result.output
+    rows = {row["name"]: row for row in summary_rows(out)}
+    assert list(rows) == [b.name for b in built]  # every model, in the order given
+    broken = rows["net2"]
+    assert broken["status"] == "error" and "not a readable ONNX model" in broken["error"]
+    assert not (out / "results" / "net2.json").exists()
+    for b in built:
+        if b.net is None:
+            continue
+        row = rows[b.name]
+        assert row["status"] == "ok" and row["error"] == ""
+        assert int(row["effective_neuron_ops_run"]) == b.expected_run("neurobench")
+        assert int(row["samples"]) == len(b.data)
+        stored = report_without_batch(out / row["result"])
+        assert stored == json.loads(json.dumps(estimate(b.model, b.inputs, convention="neurobench").to_dict()))
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["models"], summary["ok"], summary["failed"]) == (5, 4, 1)
+    assert [row["name"] for row in summary["rows"]] == [b.name for b in built]
+    assert sorted(p.name for p in out.rglob("*") if p.name.startswith(".")) == []  # no temporary files left
+
+
+def test_a_failing_shard_is_reported_with_its_sample_range(tmp_path):
+    built = build_models(tmp_path / "models", count=3, broken=None, samples=300)
+    data = np.load(built[1].inputs)["input"].copy()
+    data[150, 2, 3] = np.nan  # only the shard holding sample 150 fails
+    np.savez(built[1].inputs, input=data)
+    out = tmp_path / "out"
+    result = run("batch", str(tmp_path / "models"), "--out", str(out), "--shard-size", "64")
+    assert result.exit_code == 1
+    rows = {row["name"]: row for row in summary_rows(out)}
+    assert rows["net1"]["error"] == "samples [128, 192): input 'input': sample 150 holds NaN or ±Inf; " \
+                                          "clean the data first"
+    assert [rows[b.name]["status"] for b in built] == ["ok", "error", "ok"]
+
+
+def test_bundled_samples_with_a_broken_model_in_the_middle(tmp_path, pool):
+    """Every bundled sample export, a broken model halfway: the same summary on 1 and 2 processes, and NeuroBench's
+    own figures (samples/*/expected.json) for every other model."""
+    cases = sorted(p.parent for p in SAMPLES.glob("*/expected.json"))
+    assert len(cases) >= 20
+    (tmp_path / "broken.onnx").write_bytes(b"\x08\x07 not a model")
+    rows = []
+    for case in cases:
+        expected = json.loads((case / "expected.json").read_text())
+        rows.append({"name": case.name, "model": str(case / expected["model"]),
+                     "inputs": str(case / expected["inputs"]), "batch_size": expected.get("batch_size")})
+    rows.insert(len(rows) // 2, {"name": "broken", "model": str(tmp_path / "broken.onnx")})
+    manifest = tmp_path / "samples.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    entries = collect([str(manifest)], ModelJob(model="", convention="neurobench"))
+    one = run_batch(entries, tmp_path / "one", InlineBackend())
+    two = run_batch(entries, tmp_path / "two", pool)
+    assert (tmp_path / "one" / "summary.csv").read_text() == (tmp_path / "two" / "summary.csv").read_text()
+    assert one.failed == 1 and one.exit_code == 1
+    by_name = {row["name"]: row for row in two.rows}
+    assert by_name["broken"]["status"] == "error" and "not a readable ONNX model" in by_name["broken"]["error"]
+    for case in cases:
+        want = json.loads((case / "expected.json").read_text())["expected"]["neurobench"]
+        row = by_name[case.name]
+        assert row["status"] == "ok", row["error"]
+        for key in ("neuron_dense_ops", "effective_neuron_ops"):
+            if want[key] is not None:
+                assert row[key] == pytest.approx(want[key], rel=1e-12), (case.name, key)
+
+
+# ---------------------------------------------------------------- exactness: jobs, shards, conventions
+
+
+@pytest.mark.parametrize("style", ["stepwise", "unrolled"])
+def test_one_model_sharded_across_workers_equals_one_process(tmp_path, pool, style):
+    rng = np.random.default_rng(5)
+    net = random_net(rng, [16, 24, 6])
+    model = tmp_path / "model.onnx"
+    onnx.save(leaky_stepwise(net) if style == "stepwise" else leaky_unrolled(net, 9), model)
+    data = (rng.random((203, 9, 16)) < 0.3).astype(np.float32)
+    np.savez(tmp_path / "inputs.npz", input=data)
+    reference = net.reference(data)
+    for convention in ("spikes", "neurobench"):
+        whole = estimate(model, tmp_path / "inputs.npz", convention=convention)
+        for shard_size in (None, 7, 64):  # uneven shards: the last batch of each shard is short
+            sharded = estimate_sharded(model, tmp_path / "inputs.npz", backend=pool, convention=convention,
+                                       shard_size=shard_size)
+            assert sharded == whole
+        counted = reference["spikes" if convention == "spikes" else "membrane_updates"]
+        assert whole.totals.effective_neuron_ops_run == 4 * sum(counted)
+        assert [row.spikes for row in whole.layers] == reference["spikes"]
+
+
+def test_shards_cover_every_sample_once():
+    for samples in (1, 63, 64, 65, 1000):
+        for workers in (1, 2, 8):
+            for size in (None, 1, 10):
+                bounds = shard_bounds(samples, workers, None, size)
+                assert bounds[0][0] == 0 and bounds[-1][1] == samples
+                assert all(a < b and b == c for (a, b), (c, _) in zip(bounds, bounds[1:] + [(samples, 0)],
+                                                                       strict=True))
+
+
+def test_jobs_2_gives_exactly_the_numbers_of_jobs_1(tmp_path):
+    build_models(tmp_path / "models", count=4, broken=1, samples=150)
+    outs = {}
+    for jobs in ("1", "2"):
+        outs[jobs] = tmp_path / f"out{jobs}"
+        result = run("batch", str(tmp_path / "models"), "--out", str(outs[jobs]), "--jobs", jobs,
+                     "--shard-size", "32")
+        assert result.exit_code == 1, result.output
+        assert ("2 local worker processes" in result.stdout) == (jobs == "2")
+    for name in ("summary.csv", "summary.json"):
+        assert (outs["1"] / name).read_text() == (outs["2"] / name).read_text()
+    results = sorted(p.name for p in (outs["1"] / "results").iterdir())
+    assert len(results) == 3
+    for name in results:
+        assert (outs["1"] / "results" / name).read_text() == (outs["2"] / "results" / name).read_text()
+
+
+def test_a_local_worker_killed_mid_run_is_replaced_and_the_results_stay_exact(tmp_path, pool):
+    built = build_models(tmp_path / "models", count=1, broken=None, samples=800, steps=20)
+    entries = collect([str(built[0].model)], ModelJob(model=""))
+    killed = []
+
+    def kill_one(_: int) -> None:
+        if not killed:  # after the first shard is in, the others are running or queued
+            pid = next(iter(pool._pool._processes))
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    summary = run_batch(entries, tmp_path / "out", pool, shard_size=50, on_samples=kill_one)
+    assert killed and summary.failed == 0
+    assert killed[0] not in pool._pool._processes  # a new pool took over
+    row = summary.rows[0]
+    assert row["effective_neuron_ops_run"] == built[0].expected_run("spikes")
+    assert row["samples"] == 800
+
+
+# ---------------------------------------------------------------- resume
+
+
+def test_kill_and_resume_gives_the_same_summary_without_recomputing(tmp_path):
+    built = build_models(tmp_path / "models", count=5, broken=3, samples=300, steps=40, features=32, hidden=48)
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    command = [sys.executable, "-m", "estimator", "batch", str(tmp_path / "models"), "--out", str(out),
+               "--batch-size", "8", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = out / "results"
+    try:
+        while process.poll() is None and not (results.is_dir() and any(results.glob("*.json"))):
+            time.sleep(0.01)
+        os.killpg(process.pid, signal.SIGKILL)  # what a crash or `kill -9` of the whole job does
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, "the batch finished before it could be killed"
+    kept = {p.name: (p.stat().st_mtime_ns, p.read_text()) for p in results.glob("*.json")}
+    assert 1 <= len(kept) < 4 and not (out / "summary.csv").exists()
+
+    resumed = subprocess.run(command + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 1, resumed.stderr
+    assert f"{len(kept)} kept from an earlier run" in resumed.stdout
+    for name, (mtime, text) in kept.items():  # not recomputed, not rewritten
+        path = results / name
+        assert (path.stat().st_mtime_ns, path.read_text()) == (mtime, text)
+
+    complete = run("batch", str(tmp_path / "models"), "--out", str(fresh), "--batch-size", "8")
+    assert complete.exit_code == 1
+    for name in ("summary.csv", "summary.json"):
+        assert (out / name).read_text() == (fresh / name).read_text()
+    rows = {row["name"]: row for row in summary_rows(out)}
+    for b in built:
+        if b.net is not None:
+            assert int(rows[b.name]["effective_neuron_ops_run"]) == b.expected_run("spikes")
+
+
+def test_resume_recomputes_what_is_damaged_or_was_made_differently(tmp_path):
+    build_models(tmp_path / "models", count=3, broken=None)
+    out = tmp_path / "out"
+    assert run("batch", str(tmp_path / "models"), "--out", str(out)).exit_code == 0
+    before = summary_rows(out)
+    results = out / "results"
+    (results / "net0.json").write_text('{"schema": "neuronops.report/1", "tot')  # cut short
+    stamp = {p.name: p.stat().st_mtime_ns for p in results.iterdir()}
+    result = run("batch", str(tmp_path / "models"), "--out", str(out), "--resume")
+    assert result.exit_code == 0 and "2 kept from an earlier run" in result.stdout
+    assert summary_rows(out) == before
+    assert (results / "net1.json").stat().st_mtime_ns == stamp["net1.json"]
+    assert (results / "net0.json").stat().st_mtime_ns != stamp["net0.json"]
+    # another convention is another result: nothing is kept
+    result = run("batch", str(tmp_path / "models"), "--out", str(out), "--resume", "-c", "neurobench")
+    assert result.exit_code == 0 and "kept from an earlier run" not in result.stdout
+    assert {row["convention"] for row in summary_rows(out)} == {"neurobench"}
+
+
+def test_resume_recomputes_when_the_inputs_file_changed(tmp_path):
+    built = build_models(tmp_path / "models", count=1, broken=None)
+    job = ModelJob(str(built[0].model), str(built[0].inputs))
+    first = fingerprint(job)
+    np.savez(built[0].inputs, input=np.zeros((3, 6, 10), np.float32))
+    assert fingerprint(job) != first
+
+
+# ---------------------------------------------------------------- manifests, globs, names
+
+
+def test_manifest_rows_carry_their_own_options(tmp_path):
+    built = build_models(tmp_path / "models", count=3, broken=None)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("model,inputs,convention,batch_size,name\n"
+                        "models/net0/model.onnx,models/net0/inputs.npz,neurobench,5,first\n"
+                        "models/net1/model.onnx,models/net1/inputs.npz,,,\n"
+                        "\n"
+                        "models/net2/model.onnx,,spikes,,dense-only\n")
+    jsonl = tmp_path / "manifest.jsonl"
+    jsonl.write_text("# the same, as JSON lines\n" + "\n".join(json.dumps(row) for row in [
+        {"model": "models/net0/model.onnx", "inputs": "models/net0/inputs.npz", "convention": "neurobench",
+         "batch_size": 5, "name": "first"},
+        {"model": "models/net1/model.onnx", "inputs": "models/net1/inputs.npz"},
+        {"model": "models/net2/model.onnx", "convention": "spikes", "name": "dense-only"},
+    ]) + "\n")
+    outs = []
+    for source in (manifest, jsonl):
+        out = tmp_path / f"out-{source.suffix[1:]}"
+        result = run("batch", str(source), "--out", str(out), "--convention", "spikes")
+        assert result.exit_code == 0, result.output
+        outs.append(summary_rows(out))
+    assert outs[0] == outs[1]
+    rows = outs[0]
+    assert [row["name"] for row in rows] == ["first", "net1", "dense-only"]
+    assert [row["convention"] for row in rows] == ["neurobench", "spikes", "spikes"]
+    assert int(rows[0]["effective_neuron_ops_run"]) == built[0].expected_run("neurobench")
+    assert int(rows[1]["effective_neuron_ops_run"]) == built[1].expected_run("spikes")
+    assert rows[2]["samples"] == "" and rows[2]["effective_neuron_ops"] == "" and int(rows[2]["neuron_dense_ops"]) > 0
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("model,colour\na.onnx,red\n", "manifest.csv:2: unknown column(s) 'colour'"),
+    ("inputs\nx.npz\n", "manifest.csv: a CSV manifest needs a header row with a 'model' column"),
+    ("model,batch_size\na.onnx,many\n", "manifest.csv:2: batch_size must be a whole number, got 'many'"),
+    ("model,convention\na.onnx,dense\n", "manifest.csv:2: convention must be one of spikes, neurobench"),
+    ("model\n", "manifest.csv: the manifest lists no model"),
+])
+def test_bad_manifests_are_usage_errors_naming_the_line(tmp_path, text, message):
+    (tmp_path / "manifest.csv").write_text(text)
+    result = run("batch", str(tmp_path / "manifest.csv"), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_json_line_names_its_line(tmp_path):
+    (tmp_path / "m.jsonl").write_text('{"model": "a.onnx"}\n{"model": \n')
+    with pytest.raises(ManifestError, match=r"m.jsonl:2: not a JSON object"):
+        read_manifest(tmp_path / "m.jsonl", ModelJob(model=""))
+
+
+def test_globs_inputs_pattern_and_unique_names(tmp_path):
+    rng = np.random.default_rng(1)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        net = random_net(rng, [10, 8, 3])
+        onnx.save(leaky_unrolled(net, 6), tmp_path / folder / "model.onnx")
+        np.savez(tmp_path / folder / "recorded.npz", input=np.ones((4, 6, 10), np.float32))
+    defaults = ModelJob(model="")
+    entries = collect([str(tmp_path / "*" / "model.onnx")], defaults, "{dir}/recorded.npz")
+    assert [(e.name, Path(e.job.inputs).name) for e in entries] == [("a", "recorded.npz"), ("b", "recorded.npz")]
+    onnx.save(leaky_unrolled(net, 6), tmp_path / "b" / "other.onnx")  # file names differ: they stay in the names
+    mixed = collect([str(tmp_path / "*" / "*.onnx")], defaults, "{dir}/recorded.npz")
+    assert [e.name for e in mixed] == ["a__model", "b__model", "b__other"]
+    beside = collect([str(tmp_path / "a" / "model.onnx")] * 2, defaults)  # no pattern and no inputs.npz: dense only
+    assert [(e.name, e.job.inputs) for e in beside] == [("model", None), ("model-2", None)]
+    with pytest.raises(ManifestError, match="matches no model"):
+        collect([str(tmp_path / "*.nothing")], defaults)
+
+
+def test_progress_bar_counts_models_on_stderr(tmp_path):
+    build_models(tmp_path / "models", count=2, broken=None)
+    result = run("batch", str(tmp_path / "models"), "--out", str(tmp_path / "out"), "--progress")
+    assert result.exit_code == 0
+    assert "2/2 models" in result.stderr
+
+
+# ---------------------------------------------------------------- Dask is optional
+
+
+def test_the_tool_starts_without_importing_dask():
+    code = ("import sys; from click.testing import CliRunner; from estimator.cli import main; "
+            "import estimator.batch, estimator.parallel; CliRunner().invoke(main, ['batch', '--help']); "
+            "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_scheduler_without_the_dask_extra_is_a_clear_usage_error(tmp_path, monkeypatch):
+    build_models(tmp_path / "models", count=1, broken=None)
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if neuronops[dask] were not installed
+    result = run("batch", str(tmp_path / "models"), "--out", str(tmp_path / "out"), "--scheduler", "local")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: --scheduler needs Dask: pip install 'neuronops[dask]' (dask[distributed])"
+    result = run("batch", str(tmp_path / "models"), "--out", str(tmp_path / "out"), "--ship", "bytes")
+    assert result.exit_code == 2 and "needs a Dask cluster" in result.stderr
+
+
+def test_inline_backend_runs_the_same_shards(tmp_path):
+    built = build_models(tmp_path / "models", count=1, broken=None, samples=90)
+    report = estimate_sharded(built[0].model, built[0].inputs, backend=InlineBackend(), shard_size=13)
+    assert report == estimate(built[0].model, built[0].inputs)
