@@ -45,3 +45,19 @@ class UncostedLayersError(NeuronopsError):
     """Raised under --strict when some neuron-like layer has no kind or no cost."""
 
     exit_code = EXIT_UNCOSTED
+
+
+class ResourceLimitError(NeuronopsError):
+    """A limit set for the run (--max-memory, --timeout) would be or was exceeded; nothing half-done is reported."""
+
+
+class MemoryLimitError(ResourceLimitError):
+    """Even one sample's replay would need more memory than --max-memory allows."""
+
+
+class TimeLimitError(ResourceLimitError):
+    """The estimate did not finish within --timeout seconds."""
+
+
+class OutputError(NeuronopsError):
+    """The report could not be written where asked (nothing is left half-written)."""
