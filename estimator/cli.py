@@ -78,9 +78,37 @@ def emit(text: str, output: Path | None) -> None:
         write_atomic(output, text)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+def _version() -> str:
+    """The installed version; a source checkout run with `python -m estimator` has none."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("neuronops")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+class OneLineErrors(click.Group):
+    """Command-line mistakes get one line too — `error: <what is wrong> (see '<command> --help')`, exit 2 — instead
+    of click's usage block."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as err:
+            hint = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
+            _fail(f"{err.format_message()}{hint}", err.exit_code)
+        except click.ClickException as err:
+            _fail(err.format_message(), err.exit_code)
+        except click.Abort:
+            _fail("interrupted", 130)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
              epilog=EXIT_CODES_HELP)
-@click.version_option(package_name="neuronops")
+@click.version_option(version=_version())
 def main() -> None:
     """How much work the neurons of a spiking neural network do, read from its ONNX export.
 

@@ -97,7 +97,7 @@ class Deadline:
 
     def error(self, doing: str) -> TimeLimitError:
         return TimeLimitError(f"gave up after --timeout {self.seconds:g} s while {doing}; "
-                              "raise --timeout or replay fewer samples")
+                              "raise --timeout")
 
     def check(self, doing: str) -> None:
         if self.expired():

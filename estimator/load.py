@@ -127,7 +127,10 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
         raise ModelLoadError(f"{model_path}: not an ONNX model (no graph or no nodes)")
     if not original.opset_import:
         raise ModelLoadError(f"{model_path}: not an ONNX model (no opset_import)")
-    _check_external_data(original, model_path.parent)
+    try:
+        _check_external_data(original, model_path.parent)
+    except ModelLoadError as err:
+        raise ModelLoadError(f"{model_path}: {err}") from None
     try:
         onnx.external_data_helper.load_external_data_for_model(original, str(model_path.parent))
     except (OSError, ValueError) as err:

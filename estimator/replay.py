@@ -329,21 +329,23 @@ def memory_per_sample(graph: ModelGraph, inputs: RecordedInputs, fetch: list[str
 
 
 def _plan(per_sample: int, wanted: int, fixed: int | None, explicit: bool, budget: int, max_memory: int,
-          samples: int, steps: int, warnings: list[str], notes: list[str]) -> int:
-    """The batch size that fits `budget` bytes; MemoryLimitError when not even the smallest allowed one does."""
+          steps: int | None, warnings: list[str], notes: list[str]) -> int:
+    """The batch size that fits `budget` bytes; MemoryLimitError when not even the smallest allowed one does.
+    `steps`: time steps replayed at once (unrolled), None when one step runs at a time (stepwise)."""
     fits = budget // per_sample
     limit = f"--max-memory {format_size(max_memory)}"
     if fits < 1:
+        at_once = f"{steps} time steps at once" if steps is not None else "one time step"
         raise MemoryLimitError(
-            f"one sample needs about {format_size(per_sample)} to replay ({steps} time steps), more than {limit} "
-            "leaves; raise --max-memory or replay shorter sequences"
+            f"one sample needs about {format_size(per_sample)} to replay ({at_once}), more than {limit} leaves; "
+            f"raise --max-memory{' or record shorter sequences' if steps is not None else ''}"
         )
     if fixed is not None and fixed > fits:
         raise MemoryLimitError(
             f"the graph fixes the batch at {fixed} samples, about {format_size(per_sample * fixed)} to replay, "
             f"more than {limit} leaves; raise --max-memory or export with a dynamic batch axis"
         )
-    if fixed is None and wanted > fits and samples > fits:
+    if fixed is None and wanted > fits:
         message = (f"batch size lowered from {wanted} to {fits} to stay under {limit} (about "
                    f"{format_size(per_sample)} per sample); the counts do not depend on it")
         (warnings if explicit else notes).append(message)
@@ -395,17 +397,18 @@ def replay(
     notes: list[str] = []
     budget = 0
     probing = False  # True while a one-sample batch measures what the graph's shapes do not say
+    at_once = None if stepwise else steps
     wanted = size
     if max_memory is not None:
         model_bytes = 2 * graph.model.ByteSize()  # our copy and onnxruntime's
         budget = max_memory - model_bytes
         if budget < 1:
             raise MemoryLimitError(f"the model alone takes about {format_size(model_bytes)} in memory, more than "
-                                   f"--max-memory {format_size(max_memory)}")
+                                   f"--max-memory {format_size(max_memory)}; raise --max-memory")
         per_sample = memory_per_sample(graph, inputs, fetch_names, stepwise)
         if per_sample is not None:
-            size = _plan(per_sample, size, fixed, batch_size is not None, budget, max_memory, samples, steps,
-                         warnings, notes)
+            size = _plan(per_sample, size, fixed, batch_size is not None, budget, max_memory, at_once, warnings,
+                         notes)
         elif fixed is None and size > 1:
             probing, size = True, 1
 
@@ -486,7 +489,7 @@ def replay(
                 probing = False
                 per_sample = memory_per_sample(graph, inputs, fetch_names, stepwise, measured=exposed_bytes)
                 size = _plan(per_sample or 1, wanted, None, batch_size is not None, budget, max_memory or 0,
-                             samples, steps, warnings, notes)
+                             at_once, warnings, notes)
             start += real
             done += real
             if progress is not None:
