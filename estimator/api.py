@@ -11,6 +11,8 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import networkx as nx
+
 from .costs import load_costs
 from .errors import InputError, ModelLoadError, NoNeuronLayersError, UncostedLayersError
 from .graph import ModelGraph
@@ -44,7 +46,13 @@ def analyse(model: PathLike) -> Analysis:
     loaded = load_model(model)
     try:
         graph = ModelGraph(loaded.model)
+        if not nx.is_directed_acyclic_graph(graph.nx):  # ONNX graphs are acyclic; the matcher's walks assume it
+            tensor = next(str(a) for a, _ in nx.find_cycle(graph.nx) if isinstance(a, str))
+            raise ModelLoadError(f"{model}: the graph has a cycle (through tensor {tensor!r}); ONNX graphs must be "
+                                 "acyclic, loops belong in Loop or Scan nodes")
         match = match_layers(graph)
+    except ModelLoadError:
+        raise
     except Exception as err:
         checker = [w for w in loaded.warnings if "ONNX checker" in w]
         if not checker:  # a valid model that breaks the analysis is a bug: let it surface

@@ -91,7 +91,7 @@ def _session(model: onnx.ModelProto, fetch: list[str], graph: ModelGraph, thread
             exposed.graph.output.append(_value_info(graph, name, onnx.TensorProto.FLOAT))
             present.add(name)
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # fatal only: its errors reach the user once, as our one-line message
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

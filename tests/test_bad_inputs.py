@@ -214,6 +214,27 @@ def _fifo(tmp: Path) -> Path:
     return tmp / "model.onnx"
 
 
+def _cyclic() -> onnx.ModelProto:
+    model = leaky_stepwise(_net())
+    synapse = next(node for node in model.graph.node if "input" in node.input)
+    spikes = model.graph.node[-1].input[0]  # the last layer's spikes, fed to the output Identity
+    synapse.input[list(synapse.input).index("input")] = spikes  # the first layer now reads the last: a loop
+    return model
+
+
+def _symbolic_features() -> onnx.ModelProto:
+    """The input's feature size left symbolic: wrong-sized data gets past every check and fails inside the run."""
+    model = leaky_stepwise(_net())
+    model.graph.input[0].type.tensor_type.shape.dim[1].dim_param = "features"
+    return model
+
+
+def _self_loop() -> onnx.ModelProto:
+    model = leaky_stepwise(_net())
+    model.graph.node[0].input[1] = model.graph.node[0].output[0]
+    return model
+
+
 def _checker_failing(tmp: Path) -> onnx.ModelProto:
     model = leaky_stepwise(_net())
     model.graph.node[3].input[0] = "nowhere"  # an input no node produces: the ONNX checker refuses it
@@ -260,6 +281,10 @@ CASES = [
     Case("model without graph", lambda t: (_model_file(t, helper.make_model(helper.make_graph([], "g", [], []))),
                                            None, [], {}), M, "not an ONNX model (no graph or no nodes)"),
     Case("FIFO", lambda t: (_fifo(t), None, [], {}), M, "not a regular file"),
+    Case("cyclic graph", lambda t: (_model_file(t, _cyclic()), None, [], {}), M,
+         "the graph has a cycle (through tensor"),
+    Case("node reading its own output", lambda t: (_model_file(t, _self_loop()), None, [], {}), M,
+         "the graph has a cycle (through tensor"),  # found by the fuzz test: it hung the matcher
     Case("no neuron layer", lambda t: (_model_file(t, relu_model()), None, [], {}), NoNeuronLayersError,
          "no spiking neuron layer found"),
     Case("fails the checker, replayed", lambda t: (_model_file(t, _checker_failing(t)), _good(t)[1], [], {}),
@@ -268,6 +293,9 @@ CASES = [
          lambda t: (_model_file(t, with_extra_node(leaky_stepwise(_net()), helper.make_node(
              "Frobnicate", ["output"], ["odd"], domain="com.example"), ("com.example", 1))), _good(t)[1], [], {}),
          ReplayError, "com.example:Frobnicate(-1) is not a registered function/op; dense ops need no replay"),
+    Case("fails only when run", lambda t: (_model_file(t, _symbolic_features()), _inputs(t, input=_data(features=5))[1],
+                                           [], {}), ReplayError,
+         "onnxruntime failed during replay: Non-zero status code returned while running"),
     Case("opset 99, replayed", lambda t: (_model_file(t, _opset(99)), _good(t)[1], [], {}), ReplayError,
          "Opset 99 is under development"),
     Case("external data missing", lambda t: (_external(t, delete=True), None, [], {}), M,
@@ -431,6 +459,21 @@ def test_bad_input(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert_cli_error(run_cli(*args), case.exit_code, case.message)
 
 
+@pytest.mark.parametrize("name", ["fails only when run", "missing model", "bad --format", "NaN"])
+def test_a_real_process_prints_one_line(name, tmp_path):
+    """In a subprocess, so that what onnxruntime's C++ side writes to file descriptor 2 is seen too."""
+    import subprocess
+    import sys
+
+    case = next(c for c in CASES if c.name == name)
+    model, inputs, cli_args, _ = case.build(tmp_path)
+    args = [str(model), *(["--inputs", str(inputs)] if inputs is not None else []), *cli_args]
+    done = subprocess.run([sys.executable, "-m", "estimator", "estimate", *args], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent, timeout=120)
+    assert done.returncode == case.exit_code
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ") and case.message in done.stderr
+
+
 # --- what still works, and what is said, when part of the input is bad ----------------------------------------------
 def test_checker_failure_is_a_warning_and_dense_ops_still_come(tmp_path):
     model = _model_file(tmp_path, _checker_failing(tmp_path))
@@ -451,6 +494,18 @@ def test_unrunnable_model_still_gives_dense_ops(tmp_path, model):
     assert [row.kind for row in report.layers] == ["leaky", "leaky"]
     if model == "opset 99":
         assert any("opset 99" in w for w in report.warnings)
+
+
+def test_threshold_of_shape_one_is_read(tmp_path):
+    """Found by the fuzz test: a threshold stored with shape (1,) instead of () broke `explain`'s update text."""
+    model = leaky_stepwise(_net())
+    for tensor in model.graph.initializer:
+        if tensor.name.startswith("threshold"):
+            tensor.dims[:] = [1]
+    path = _model_file(tmp_path, model)
+    report = estimate(path, steps=STEPS)
+    assert [(row.kind, row.reset) for row in report.layers] == [("leaky", "subtract")] * 2
+    assert run_cli("explain", path).exit_code == 0
 
 
 def test_external_data_refused_before_any_byte_is_read(tmp_path, monkeypatch):
