@@ -50,6 +50,8 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 def write_atomic(path: Path, text: str) -> None:
     """Write via a temporary file in the same folder, flushed to disk, then renamed over `path`: a crash or Ctrl-C
     leaves either the old file or the whole new one, never a half-written report."""
+    if path.parent.exists() and not path.parent.is_dir():
+        raise OutputError(f"{path}: cannot write the report there ({path.parent} is not a folder)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

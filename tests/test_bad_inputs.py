@@ -714,7 +714,7 @@ def test_unwritable_output_is_an_error_not_a_traceback(tmp_path):
     blocker = tmp_path / "afile"
     blocker.write_text("")
     result = run_cli("estimate", model, "-o", blocker / "report.txt")
-    assert_cli_error(result, 1, "cannot write the report there")
+    assert_cli_error(result, 1, f"cannot write the report there ({blocker} is not a folder)")
 
 
 def test_only_write_atomic_writes_files():
