@@ -102,7 +102,7 @@ class Poly:
             return "0"
         parts = []
         for monomial, coef in self.terms:
-            value = coef if coef.size > 1 else float(coef)
+            value = coef if coef.size != 1 else float(coef.reshape(-1)[0])  # shape (1,) thresholds too
             text = f"{value:.4g}" if not isinstance(value, np.ndarray) else f"[{coef.size} values]"
             parts.append(text + "".join(f"·{s}" for s in monomial))
         return " + ".join(parts)

@@ -12,12 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .costs import CostTable, load_costs
-from .errors import NoNeuronLayersError, UncostedLayersError
+from .errors import InputError, ModelLoadError, NoNeuronLayersError, UncostedLayersError
 from .graph import ModelGraph
 from .inputs import read_inputs
+from .limits import Deadline, default_max_memory, parse_size
 from .load import load_model
 from .match import MatchResult, match_layers
-from .replay import Progress, ReplayCounts, replay
+from .replay import Progress, ReplayCounts, check_inputs, replay
 from .report import CONVENTIONS, Report, build_report
 
 PathLike = str | os.PathLike[str]
@@ -35,16 +36,29 @@ class Analysis:
     path: str
     graph: ModelGraph
     match: MatchResult
+    warnings: tuple[str, ...] = ()  # what loading noticed (e.g. the ONNX checker's objection)
 
 
 def analyse(model: PathLike) -> Analysis:
     """Load a model and find its neuron layers (no data needed)."""
     loaded = load_model(model)
-    graph = ModelGraph(loaded.model)
-    match = match_layers(graph)
+    try:
+        graph = ModelGraph(loaded.model)
+        if graph.cycle_tensor is not None:  # ONNX graphs are acyclic; the matcher's walks assume it
+            raise ModelLoadError(f"{model}: the graph has a cycle (through tensor {graph.cycle_tensor!r}); ONNX "
+                                 "graphs must be acyclic, loops belong in Loop or Scan nodes")
+        match = match_layers(graph)
+    except ModelLoadError:
+        raise
+    except Exception as err:
+        checker = [w for w in loaded.warnings if "ONNX checker" in w]
+        if not checker:  # a valid model that breaks the analysis is a bug: let it surface
+            raise
+        # an invalid model is analysed on trust (load.py); when that fails, the checker's reason is the answer
+        raise ModelLoadError(f"{model}: cannot analyse the graph ({type(err).__name__}); {checker[0]}") from None
     if not match.layers:
         raise NoNeuronLayersError(f"{model}: no spiking neuron layer found; looked for {LOOKED_FOR}")
-    return Analysis(str(model), graph, match)
+    return Analysis(str(model), graph, match, loaded.warnings)
 
 
 def estimate(
@@ -59,27 +73,53 @@ def estimate(
     strict: bool = False,
     threads: int = 0,
     progress: Progress | None = None,
+    allow_nonfinite: bool = False,
+    max_memory: int | str | None = None,
+    timeout: float | None = None,
 ) -> Report:
-    """Neuron Dense Ops (always) and Effective Neuron Ops (with `inputs`), per layer and per sample."""
+    """Neuron Dense Ops (always) and Effective Neuron Ops (with `inputs`), per layer and per sample.
+
+    Inputs holding NaN or ±Inf are refused unless `allow_nonfinite`. `max_memory` (bytes, or "2GB"; default half
+    the RAM) bounds the replay: the batch is shrunk to fit or the replay refused (MemoryLimitError). `timeout`
+    (seconds) bounds the whole estimate (TimeLimitError)."""
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {', '.join(CONVENTIONS)}")
+    if steps is not None and steps < 1:
+        raise InputError(f"--steps must be at least 1, got {steps}")
+    try:
+        memory_limit = default_max_memory() if max_memory is None else parse_size(max_memory)
+        deadline = Deadline(timeout)
+    except ValueError as err:
+        raise InputError(str(err)) from None
     table = load_costs(tuple(cost_tables))
     analysis = analyse(model)
+    deadline.check("analysing the model")
     counts = None
+    warnings: list[str] = list(analysis.warnings)
+    notes: list[str] = []
     if inputs is not None:
-        recorded = read_inputs(inputs, analysis.match.data_inputs, time_axis)
+        recorded = read_inputs(inputs, analysis.match.data_inputs, time_axis, max_bytes=memory_limit)
+        checked = check_inputs(analysis.graph, analysis.match, recorded, allow_nonfinite)
+        warnings.extend(checked.warnings)
+        notes.extend(checked.notes)
+        deadline.check("checking the inputs")
         counts = replay(analysis.graph, analysis.match, recorded, batch_size=batch_size, threads=threads,
-                        progress=progress)
-    return finish_report(str(model), analysis, table, convention, counts, steps, strict)
+                        progress=progress, check_finite=False, max_memory=memory_limit, deadline=deadline)
+    return finish_report(str(model), analysis, table, convention, counts, steps, strict, tuple(warnings),
+                         tuple(notes))
 
 
 def finish_report(model: str, analysis: Analysis, table: CostTable, convention: str, counts: ReplayCounts | None,
-                  steps: int | None, strict: bool) -> Report:
+                  steps: int | None, strict: bool, warnings: tuple[str, ...] = (),
+                  notes: tuple[str, ...] = ()) -> Report:
     """Counts (of one run, or merged shards of it) → the report; shared by `estimate` and the sharded runs."""
-    warnings: list[str] = []
-    if counts is not None and steps is not None and steps != counts.time_steps:
-        warnings.append(f"--steps {steps} ignored: the inputs have {counts.time_steps} time steps")
-    report = build_report(model, analysis.match, table, convention, counts, steps, tuple(warnings))
+    warned, noted = list(warnings), list(notes)
+    if counts is not None:
+        if steps is not None and steps != counts.time_steps:
+            warned.append(f"--steps {steps} ignored: the inputs have {counts.time_steps} time steps")
+        warned.extend(w for w in counts.warnings if w not in warned)
+        noted.extend(n for n in counts.notes if n not in noted)
+    report = build_report(model, analysis.match, table, convention, counts, steps, tuple(warned), tuple(noted))
     if strict and report.uncosted:
         first = report.uncosted[0]
         raise UncostedLayersError(

@@ -12,11 +12,12 @@ from typing import Any
 
 import click
 
-from .errors import EXIT_ERROR, NeuronopsError
+from .errors import EXIT_ERROR, NeuronopsError, OutputError
 
 REPORT_FORMAT_NAMES = ["table", "json", "csv", "markdown", "html"]  # = formats.REPORT_FORMATS (imported lazily)
-EXIT_CODES_HELP = "Exit codes: 0 ok, 1 estimation error (bad model, inputs or cost table), 2 usage error, " \
-                  "3 uncosted layers under --strict."
+EXIT_CODES_HELP = "Exit codes: 0 ok, 1 estimation error (bad model, inputs or cost table; over --max-memory or " \
+                  "--timeout; report not writable), 2 usage error, 3 uncosted layers under --strict, " \
+                  "130 interrupted. Errors are one line on stderr: 'error: <what is wrong>; <what would work>'."
 
 
 def _fail(message: str, code: int) -> None:
@@ -48,15 +49,28 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename: never a half-written report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write via a temporary file in the same folder, flushed to disk, then renamed over `path`: a crash or Ctrl-C
+    leaves either the old file or the whole new one, never a half-written report."""
+    if path.parent.exists() and not path.parent.is_dir():
+        raise OutputError(f"{path}: cannot write the report there ({path.parent} is not a folder)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise OutputError(f"{path}: cannot write the report there ({err.strerror or err})") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a report gets the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise OutputError(f"{path}: cannot write the report there ({err.strerror or err})") from None
         raise
 
 
@@ -67,9 +81,37 @@ def emit(text: str, output: Path | None) -> None:
         write_atomic(output, text)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+def _version() -> str:
+    """The installed version; a source checkout run with `python -m estimator` has none."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("neuronops")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+class OneLineErrors(click.Group):
+    """Command-line mistakes get one line too — `error: <what is wrong> (see '<command> --help')`, exit 2 — instead
+    of click's usage block."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as err:
+            hint = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
+            _fail(f"{err.format_message()}{hint}", err.exit_code)
+        except click.ClickException as err:
+            _fail(err.format_message(), err.exit_code)
+        except click.Abort:
+            _fail("interrupted", 130)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
              epilog=EXIT_CODES_HELP)
-@click.version_option(package_name="neuronops")
+@click.version_option(version=_version())
 def main() -> None:
     """How much work the neurons of a spiking neural network do, read from its ONNX export.
 
@@ -89,7 +131,21 @@ def main() -> None:
     """
 
 
-@main.command()
+class MemorySize(click.ParamType):
+    """A memory size on the command line: 2GB, 1.5GiB, 512MB or bytes."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from .limits import parse_size
+
+        try:
+            return parse_size(value)
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
 @click.argument("model", type=click.Path(dir_okay=True, path_type=Path))
 @click.option("--inputs", "-i", "inputs", type=click.Path(path_type=Path),
               help="Recorded inputs: .npz (one array per graph input name, or a single array) or .npy "
@@ -127,11 +183,19 @@ def main() -> None:
               help="onnxruntime intra-op threads (0: its default).")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: only when stderr is a terminal).")
+@click.option("--allow-nonfinite", is_flag=True,
+              help="Replay inputs holding NaN or ±Inf as they are (with a warning) instead of refusing them.")
+@click.option("--max-memory", type=MemorySize(), default=None,
+              help="Memory the replay may use, e.g. 2GB, 512MiB (default: half the RAM). The batch is shrunk to "
+                   "fit, or the replay refused, from an estimate made before it runs.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Give up (exit 1) when the estimate takes longer; a running onnxruntime call is stopped.")
 @handle_errors
 def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output: Path | None,
              step_rate: float | None, budget: float | None, budget_basis: str, energy_table: Path | None,
              batch_size: int | None, time_axis: int, steps: int | None, cost_tables: tuple[Path, ...],
-             strict: bool, threads: int, progress: bool | None) -> None:
+             strict: bool, threads: int, progress: bool | None, allow_nonfinite: bool, max_memory: int | None,
+             timeout: float | None) -> None:
     """Estimate Neuron Dense Ops and Effective Neuron Ops for MODEL (.onnx).
 
     Dense ops need only the graph. Effective ops need --inputs; the model is replayed in onnxruntime and spikes
@@ -165,7 +229,8 @@ def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output
     try:
         report = run_estimate(model, inputs, convention=convention, batch_size=batch_size, time_axis=time_axis,
                               steps=steps, cost_tables=cost_tables, strict=strict, threads=threads,
-                              progress=on_progress)
+                              progress=on_progress, allow_nonfinite=allow_nonfinite, max_memory=max_memory,
+                              timeout=timeout)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
@@ -205,7 +270,7 @@ def compare(reports: tuple[Path, ...], fmt: str, output: Path | None, step_rate:
     emit(COMPARE_FORMATS[fmt](comparison), output)
 
 
-@main.command()
+@main.command(epilog=EXIT_CODES_HELP)
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @handle_errors
@@ -218,7 +283,7 @@ def layers(model: Path, fmt: str) -> None:
     click.echo((layers_json if fmt == "json" else format_layers)(str(model), analysis.match), nl=False)
 
 
-@main.command()
+@main.command(epilog=EXIT_CODES_HELP)
 @click.argument("model", type=click.Path(path_type=Path))
 @handle_errors
 def explain(model: Path) -> None:

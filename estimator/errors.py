@@ -77,3 +77,19 @@ class FeasibilityError(NeuronopsError, ValueError):
     """Feasibility settings that do not fit: a budget without a step rate, an effective basis without a replay."""
 
     exit_code = EXIT_USAGE
+
+
+class ResourceLimitError(NeuronopsError):
+    """A limit set for the run (--max-memory, --timeout) would be or was exceeded; nothing half-done is reported."""
+
+
+class MemoryLimitError(ResourceLimitError):
+    """Even one sample's replay would need more memory than --max-memory allows."""
+
+
+class TimeLimitError(ResourceLimitError):
+    """The estimate did not finish within --timeout seconds."""
+
+
+class OutputError(NeuronopsError):
+    """The report could not be written where asked (nothing is left half-written)."""

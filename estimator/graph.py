@@ -106,7 +106,10 @@ class ModelGraph:
         seen_ops: dict[tuple, tuple[str, ...]] = {}
         listed = list(graph.node)
         fields = [(node.op_type, node.domain, list(node.input), tuple(node.output)) for node in listed]
-        for position in _topological_order(fields):
+        order, cyclic = _topological_order(fields)
+        # a tensor on a cycle (ONNX graphs are acyclic; the matcher's walks assume it), or None
+        self.cycle_tensor: str | None = next((name for name in fields[cyclic[0]][3] if name), None) if cyclic else None
+        for position in order:
             raw = listed[position]
             op_type, domain, raw_inputs, outputs = fields[position]
             inputs = tuple([canonical(name) if name in alias else name for name in raw_inputs])
@@ -297,24 +300,24 @@ class ModelGraph:
 def _topological(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
     """Nodes in dataflow order (Kahn), whatever order the file lists them in; the file's order breaks ties."""
     listed = list(graph.node)
-    order = _topological_order([(n.op_type, n.domain, list(n.input), tuple(n.output)) for n in listed])
+    order, _ = _topological_order([(n.op_type, n.domain, list(n.input), tuple(n.output)) for n in listed])
     return [listed[i] for i in order]
 
 
-def _topological_order(fields: list[tuple[str, str, list[str], tuple[str, ...]]]) -> list[int]:
+def _topological_order(fields: list[tuple[str, str, list[str], tuple[str, ...]]]) -> tuple[list[int], list[int]]:
     """Positions of the nodes (op_type, domain, inputs, outputs) in dataflow order (Kahn); ties by file order."""
     produced_by = {name: i for i, (_, _, _, outputs) in enumerate(fields) for name in outputs if name}
     get = produced_by.get
     # Exporters write nodes in dataflow order: then Kahn's order with the file's order breaking ties *is* the file's
     # order (the smallest unplaced index is always ready), and one pass proves it.
-    if all(get(name, -1) < i or get(name) == i for i, (_, _, inputs, _) in enumerate(fields) for name in inputs):
-        return list(range(len(fields)))
+    if all(get(name, -1) < i for i, (_, _, inputs, _) in enumerate(fields) for name in inputs):
+        return list(range(len(fields))), []
     waiting = [0] * len(fields)
     users: dict[int, list[int]] = {}
     for i, (_, _, inputs, _) in enumerate(fields):
         for name in set(inputs):
             j = get(name)
-            if j is not None and j != i:
+            if j is not None:  # j == i: a node reading its own output, a cycle of one
                 waiting[i] += 1
                 users.setdefault(j, []).append(i)
     ready = [i for i, count in enumerate(waiting) if count == 0]
@@ -327,10 +330,12 @@ def _topological_order(fields: list[tuple[str, str, list[str], tuple[str, ...]]]
             waiting[k] -= 1
             if waiting[k] == 0:
                 heapq.heappush(ready, k)
-    if len(order) != len(fields):  # a cycle: keep the file's order for the rest, matching will say what it can
+    cyclic: list[int] = []
+    if len(order) != len(fields):  # a cycle: keep the file's order for the rest (the caller refuses the graph)
         placed = set(order)
-        order.extend(i for i in range(len(fields)) if i not in placed)
-    return order
+        cyclic = [i for i in range(len(fields)) if i not in placed]
+        order.extend(cyclic)
+    return order, cyclic
 
 
 _COMMUTATIVE = frozenset({"Add", "Mul", "Sum", "Max", "Min", "And", "Or", "Equal"})

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .limits import format_size
 
 
 @dataclass(frozen=True)
@@ -45,32 +46,70 @@ def release(array: np.ndarray) -> None:
         base.madvise(mmap.MADV_DONTNEED)
 
 
-def _open(path: Path) -> dict[str, np.ndarray]:
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, an empty zip
+
+
+def _unreadable(path: Path, err: BaseException) -> InputError:
+    text = " ".join(str(err).split())[:200]
+    if "pickle" in text.lower() or "object" in text.lower():
+        return InputError(f"{path}: holds object (pickled) arrays, which are never loaded; save numeric arrays")
+    return InputError(f"{path}: not a readable .npy/.npz file ({type(err).__name__}: {text})")
+
+
+def _open(path: Path, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+    """The arrays in `path`, told apart by content (not by suffix): .npy memory-mapped, .npz read member by member."""
     if not path.exists():
         raise InputError(f"{path}: no such inputs file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected a .npz or .npy file")
+    if not path.is_file():  # a FIFO or a device would block or never end
+        raise InputError(f"{path}: not a regular file, expected a .npz or .npy file")
     try:
-        if path.suffix == ".npy":
+        with path.open("rb") as handle:
+            head = handle.read(8)
+    except OSError as err:
+        raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
+    try:
+        if head.startswith(_NPY_MAGIC):
             return {"": np.load(path, mmap_mode="r", allow_pickle=False)}
-        with np.load(path, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                return {"": np.asarray(archive)}
-            return {key: archive[key] for key in archive.files}
-    except ValueError as err:
-        if "pickle" in str(err).lower() or "object" in str(err).lower():
-            raise InputError(
-                f"{path}: holds object (pickled) arrays, which are never loaded; save numeric arrays"
-            ) from None
-        raise InputError(f"{path}: not a readable .npy/.npz file ({err})") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as err:
-        raise InputError(f"{path}: not a readable .npy/.npz file ({type(err).__name__}: {err})") from None
+        if head.startswith(_ZIP_MAGICS):
+            return _read_npz(path, max_bytes)
+    except InputError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as err:  # numpy and zipfile raise many types for a damaged file; all mean "unreadable"
+        raise _unreadable(path, err) from None
+    raise InputError(f"{path}: not a .npy or .npz file (write inputs with numpy.save or numpy.savez)")
 
 
-def read_inputs(path: str | Path, data_inputs: tuple[str, ...], time_axis: int = 1) -> RecordedInputs:
-    """Match the file's arrays to the model's data inputs and put time on axis 1."""
+def _read_npz(path: Path, max_bytes: int | None) -> dict[str, np.ndarray]:
+    with zipfile.ZipFile(path) as archive:  # sizes first: a zip bomb or a huge archive is refused unread
+        unpacked = sum(info.file_size for info in archive.infolist())
+    if max_bytes is not None and unpacked > max_bytes:
+        raise InputError(
+            f"{path}: its arrays take {format_size(unpacked)} once unpacked, more than --max-memory "
+            f"{format_size(max_bytes)}; save them with numpy.save as .npy (memory-mapped) or raise --max-memory"
+        )
+    arrays: dict[str, np.ndarray] = {}
+    with np.load(path, allow_pickle=False) as archive:
+        for key in archive.files:
+            value = archive[key]
+            if not isinstance(value, np.ndarray):  # a zip member that is not a .npy file comes back as bytes
+                raise InputError(f"{path}: member {key!r} is not a numpy array (write inputs with numpy.savez)")
+            arrays[key] = value
+    return arrays
+
+
+def read_inputs(path: str | Path, data_inputs: tuple[str, ...], time_axis: int = 1,
+                max_bytes: int | None = None) -> RecordedInputs:
+    """Match the file's arrays to the model's data inputs and put time on axis 1. A `.npz` whose arrays would take
+    more than `max_bytes` in memory is refused unread (a `.npy` is memory-mapped, so any size is fine)."""
     file_path = Path(path)
-    found = _open(file_path)
+    found = _open(file_path, max_bytes)
     if not found:
         raise InputError(f"{file_path}: holds no arrays")
     if not data_inputs:
@@ -88,7 +127,9 @@ def read_inputs(path: str | Path, data_inputs: tuple[str, ...], time_axis: int =
     checked: dict[str, np.ndarray] = {}
     for name, array in arrays.items():
         if array.dtype == object or array.dtype.kind not in "biuf":
-            raise InputError(f"input {name!r}: dtype {array.dtype} is not numeric")
+            raise InputError(
+                f"input {name!r}: dtype {array.dtype} is not a real number type; save bool, integer or float arrays"
+            )
         if array.ndim < 2:
             raise InputError(f"input {name!r}: shape {array.shape} has no time axis; expected (batch, time, features…)")
         axis = time_axis if time_axis >= 0 else array.ndim + time_axis

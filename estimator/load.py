@@ -1,6 +1,9 @@
 """Stage 1 — load: read an ONNX file safely, inline model-local functions, infer shapes.
 
-Model files are untrusted: external data may only live inside the model's own folder, and nothing is unpickled.
+Model files are untrusted: external data may only live inside the model's own folder (checked before a byte of it
+is read), and nothing is unpickled. A model that fails the ONNX checker is analysed anyway, with a warning: the
+shapes are often all the dense ops need, and onnxruntime is the judge of whether it can be replayed. If such a model
+then breaks the analysis, it is refused with the checker's reason (see api.analyse).
 Function-node exports (`export_modules_as_functions`) are inlined so the rest of the pipeline sees one flat graph;
 each inlined node is tagged with the function (the neuron class) it came from, so the matcher can name its kind.
 """
@@ -27,10 +30,43 @@ class LoadedModel:
     model: onnx.ModelProto  # inlined, with inferred value_info; external data loaded into memory
     original: onnx.ModelProto  # as read from disk (external data loaded), for onnxruntime
     had_functions: bool
+    warnings: tuple[str, ...] = ()  # e.g. the ONNX checker's objection; shown in the report
+
+
+def _byte_count(info: dict[str, str], key: str, tensor: str) -> int:
+    raw = info.get(key, "") or "0"
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ModelLoadError(f"tensor {tensor!r}: external data {key} {raw!r} is not a byte count")
+    return value
+
+
+def _stored_size(tensor: onnx.TensorProto) -> int | None:
+    """Bytes the raw data of `tensor` must have, from its dims and type (None for strings and unknown types)."""
+    try:
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    except (KeyError, TypeError, ValueError):
+        return None
+    if tensor.data_type == onnx.TensorProto.STRING:
+        return None
+    count = 1
+    for dim in tensor.dims:  # Python ints: a forged huge shape cannot overflow
+        count *= max(int(dim), 0)
+    if tensor.data_type in _PACKED_4BIT:
+        return (count + 1) // 2
+    return count * itemsize
+
+
+_PACKED_4BIT = {getattr(onnx.TensorProto, name) for name in ("INT4", "UINT4", "FLOAT4E2M1") if
+                hasattr(onnx.TensorProto, name)}
 
 
 def _check_external_data(model: onnx.ModelProto, folder: Path) -> None:
-    """Refuse external-data locations that leave the model's folder, and missing or short data files."""
+    """Refuse external-data locations that leave the model's folder, and missing or short data files, before any of
+    it is read."""
     base = folder.resolve()
     for tensor in onnx.external_data_helper._get_all_tensors(model):
         if not onnx.external_data_helper.uses_external_data(tensor):
@@ -46,12 +82,19 @@ def _check_external_data(model: onnx.ModelProto, folder: Path) -> None:
             )
         if not target.is_file():
             raise ModelLoadError(f"tensor {tensor.name!r}: external data file {location!r} is missing beside the model")
-        offset = int(info.get("offset", 0) or 0)
-        length = int(info.get("length", 0) or 0)
-        if offset + length > target.stat().st_size:
+        offset = _byte_count(info, "offset", tensor.name)
+        length = _byte_count(info, "length", tensor.name) if info.get("length") else _stored_size(tensor) or 0
+        expected = _stored_size(tensor)
+        if info.get("length") and expected is not None and length != expected:
+            raise ModelLoadError(
+                f"tensor {tensor.name!r}: external data length {length} does not match its shape "
+                f"{list(tensor.dims)} ({expected} bytes)"
+            )
+        size = target.stat().st_size
+        if offset + length > size:
             raise ModelLoadError(
                 f"tensor {tensor.name!r}: external data file {location!r} is truncated "
-                f"(needs {offset + length} bytes, has {target.stat().st_size})"
+                f"(needs {offset + length} bytes, has {size})"
             )
 
 
@@ -94,24 +137,31 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
         raise ModelLoadError(f"{model_path}: no such file")
     if model_path.is_dir():
         raise ModelLoadError(f"{model_path}: is a directory, expected an .onnx file")
+    if not model_path.is_file():  # a FIFO or a device would block or never end
+        raise ModelLoadError(f"{model_path}: not a regular file, expected an .onnx file")
     if model_path.stat().st_size == 0:
         raise ModelLoadError(f"{model_path}: file is empty")
     try:
         raw = model_path.read_bytes()
         original = onnx.ModelProto.FromString(raw)  # what onnx.load does, keeping the bytes for shape inference
-    except (DecodeError, ValueError, RuntimeError, OSError) as err:
-        raise ModelLoadError(f"{model_path}: not a readable ONNX model ({type(err).__name__})") from None
+    except (DecodeError, ValueError, RuntimeError, OSError, UnicodeDecodeError) as err:
+        reason = "truncated or not ONNX protobuf" if isinstance(err, DecodeError) else type(err).__name__
+        raise ModelLoadError(f"{model_path}: not a readable ONNX model ({reason})") from None
     if not original.HasField("graph") or len(original.graph.node) == 0:
         raise ModelLoadError(f"{model_path}: not an ONNX model (no graph or no nodes)")
     if not original.opset_import:
         raise ModelLoadError(f"{model_path}: not an ONNX model (no opset_import)")
     external = _uses_external_data(original)
     if external:
-        _check_external_data(original, model_path.parent)
+        try:
+            _check_external_data(original, model_path.parent)
+        except ModelLoadError as err:
+            raise ModelLoadError(f"{model_path}: {err}") from None
         try:
             onnx.external_data_helper.load_external_data_for_model(original, str(model_path.parent))
         except (OSError, ValueError) as err:
             raise ModelLoadError(f"{model_path}: cannot read external data ({err})") from None
+    warnings = _checker_warnings(original, model_path)
 
     had_functions = len(original.functions) > 0
     if had_functions:
@@ -133,4 +183,20 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
         if not had_functions:
             working = onnx.ModelProto()
             working.CopyFrom(original)
-    return LoadedModel(path=model_path, model=working, original=original, had_functions=had_functions)
+    return LoadedModel(path=model_path, model=working, original=original, had_functions=had_functions,
+                       warnings=tuple(warnings))
+
+
+def _checker_warnings(model: onnx.ModelProto, path: Path) -> list[str]:
+    """What the ONNX checker and the version stamps say; warnings, not refusals (see the module docstring)."""
+    warnings = []
+    newest = onnx.defs.onnx_opset_version()
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx") and opset.version > newest:
+            warnings.append(f"the model asks for ONNX opset {opset.version}; this onnx knows up to {newest}")
+    try:
+        onnx.checker.check_model(model)
+    except Exception as err:  # ValidationError, ValueError for protos over 2 GB, …: the checker only advises
+        reason = " ".join(str(err).split())
+        warnings.append(f"the model fails the ONNX checker: {reason[:300]}")
+    return warnings

@@ -6,10 +6,15 @@ outputs fed back to state inputs — as NeuroBench's harness does. Counts are ex
 batch (memory does not grow with the number of samples); samples in a batch never interact, so the counts do not
 depend on the batch size. A model whose graph fixes the batch size gets its last batch zero-padded and only the real
 rows are counted.
+
+Before anything runs, `check_inputs` compares the recorded arrays with the model (shapes, dtypes, values: NaN and
+±Inf are refused unless allowed) and `plan_batch` estimates the memory one sample needs, so that the batch is shrunk
+to fit --max-memory, or the replay refused, before onnxruntime allocates anything.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,9 +23,10 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .errors import InputError, ReplayError
+from .errors import InputError, MemoryLimitError, ReplayError
 from .graph import ModelGraph
 from .inputs import RecordedInputs, release
+from .limits import Deadline, format_size
 from .match import MatchResult
 
 DEFAULT_BATCH_SIZE = 64
@@ -54,6 +60,8 @@ class ReplayCounts:
     time_steps: int
     batch_size: int
     layers: tuple[LayerCounts | None, ...]  # aligned with MatchResult.layers; None where a layer has no spike tensor
+    warnings: tuple[str, ...] = ()  # e.g. the batch was shrunk below an explicit --batch-size to fit --max-memory
+    notes: tuple[str, ...] = ()
 
     def merge(self, other: ReplayCounts) -> ReplayCounts:
         if self.time_steps != other.time_steps or len(self.layers) != len(other.layers):
@@ -61,7 +69,9 @@ class ReplayCounts:
         layers = tuple(
             None if a is None or b is None else a.merge(b) for a, b in zip(self.layers, other.layers, strict=True)
         )
-        return ReplayCounts(self.samples + other.samples, self.time_steps, self.batch_size, layers)
+        return ReplayCounts(self.samples + other.samples, self.time_steps, self.batch_size, layers,
+                            tuple(dict.fromkeys(self.warnings + other.warnings)),
+                            tuple(dict.fromkeys(self.notes + other.notes)))
 
 
 Progress = Callable[[int, int], None]  # (samples done, samples total)
@@ -86,18 +96,42 @@ def _session(model: onnx.ModelProto, fetch: list[str], graph: ModelGraph, thread
     # with the extra outputs, without copying the model.
     exposed = model.SerializeToString() + extra.SerializeToString()
     options = ort.SessionOptions()
-    options.log_severity_level = 3
-    # The graph runs as exported: onnxruntime's rewrites (fusions, constant folding) cost more time on a long
-    # unrolled graph than they save over a replay, and the exported ops are what PyTorch computed.
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 4  # fatal only: its errors reach the user once, as our one-line message
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     try:
         return ort.InferenceSession(exposed, options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ReplayError(f"onnxruntime cannot run this model: {message[:300]}") from None
+        raise ReplayError(f"onnxruntime cannot run this model: {ort_message(err)}; dense ops need no replay "
+                          "(run without --inputs)") from None
+
+
+_ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*")
+_ORT_SOURCE = re.compile(r"/\S*onnxruntime\S*?:\d+\s+")
+
+
+def ort_message(err: BaseException) -> str:
+    """onnxruntime's message without its status prefix, C++ source location and function signature."""
+    text = " ".join(str(err).split())
+    text = _ORT_PREFIX.sub("", text)
+    text = re.sub(r"^Load model from \S+ failed:\s*", "", text)
+    found = _ORT_SOURCE.search(text)
+    if found:  # "file.cc:46 void ns::f(const std::map<…>&, int) The message" → "The message"
+        rest, depth, cut = text[found.end():], 0, None
+        for i, char in enumerate(rest):
+            depth += char == "("
+            if char == ")":
+                depth -= 1
+                if depth == 0:
+                    cut = i + 1
+                    break
+        text = text[:found.start()] + (rest[cut:].strip() if cut is not None else rest)
+    text = text.strip().rstrip(".") or type(err).__name__
+    if len(text) > 300:  # cut at a sentence end where there is one
+        cut = text.rfind(". ", 0, 300)
+        text = text[:cut] if cut > 100 else text[:300] + "…"
+    return text
 
 
 def _counted_layers(match: MatchResult) -> list:
@@ -156,6 +190,196 @@ def _cast_for(graph: ModelGraph, name: str, array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+# --- before the replay: the inputs against the model ----------------------------------------------------------------
+SCAN_CHUNK_BYTES = 64 * 2**20  # values are scanned in slices this big: a memory-mapped file is never loaded whole
+
+
+@dataclass(frozen=True)
+class InputCheck:
+    """What check_inputs found acceptable but worth saying: casts (notes) and lossy or non-finite data (warnings)."""
+
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass
+class _Scan:
+    nonfinite: int = 0
+    first_bad: int | None = None  # sample index of the first NaN/±Inf
+    low: float | int | None = None  # over the finite values
+    high: float | int | None = None
+
+
+def _scan(array: np.ndarray) -> _Scan:
+    """Count NaN/±Inf and find the range of the finite values, slice by slice."""
+    found = _Scan()
+    row_bytes = max(1, array.itemsize * int(np.prod(array.shape[1:], dtype=object)))
+    rows = max(1, SCAN_CHUNK_BYTES // row_bytes)
+    for start in range(0, array.shape[0], rows):
+        chunk = np.asarray(array[start:start + rows])
+        if chunk.dtype.kind == "f":
+            finite = np.isfinite(chunk)
+            bad = chunk.size - int(np.count_nonzero(finite))
+            if bad:
+                found.nonfinite += bad
+                if found.first_bad is None:
+                    found.first_bad = start + int(np.argwhere(~finite)[0][0])
+                chunk = chunk[finite]
+        if chunk.size:
+            low, high = chunk.min().item(), chunk.max().item()
+            found.low = low if found.low is None else min(found.low, low)
+            found.high = high if found.high is None else max(found.high, high)
+    return found
+
+
+def _model_dtype(graph: ModelGraph, name: str) -> np.dtype | None:
+    elem = graph.elem_type(name)
+    if not elem:
+        return None
+    try:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(elem))
+    except (KeyError, TypeError, ValueError):
+        return np.dtype(object)  # a type numpy cannot hold: refused below
+
+
+def _check_dtype(name: str, have: np.dtype, want: np.dtype, scan: _Scan) -> tuple[str | None, str | None]:
+    """(warning, note) for feeding `have` values to a `want` input; InputError when the cast would change them."""
+    what = f"input {name!r}: {have} values"
+    if want.kind not in "biuf":
+        raise InputError(f"input {name!r}: the model takes {want} tensors; only bool, integer and float inputs can "
+                         "be replayed")
+    if want.kind == "f":
+        if have.kind == "f" and have.itemsize > want.itemsize:
+            limit = float(np.finfo(want).max)
+            if scan.high is not None and max(abs(scan.low), abs(scan.high)) > limit:
+                raise InputError(f"{what} up to {max(abs(scan.low), abs(scan.high)):.3g} overflow the model's "
+                                 f"{want} input (largest {limit:.3g}); rescale the data")
+            return None, f"{what} rounded to {want}, the model's input type"
+        if have.kind in "iu":
+            exact = 2 ** (np.finfo(want).nmant + 1)
+            if scan.high is not None and max(abs(int(scan.low)), abs(int(scan.high))) > exact:
+                return (f"{what} above {exact} are not all exactly representable in the model's {want} input; "
+                        "they were rounded"), None
+        return None, f"{what} cast to {want}, the model's input type (exactly)"
+    if have.kind == "f":
+        raise InputError(f"{what} cannot be fed to the model's {want} input without truncating them; save "
+                         f"{want} arrays")
+    if want.kind == "b":
+        if have.kind != "b" and scan.low is not None and (scan.low < 0 or scan.high > 1):
+            raise InputError(f"{what} range over [{scan.low}, {scan.high}], the model's bool input takes 0 and 1")
+        return None, f"{what} cast to bool, the model's input type (exactly)"
+    info = np.iinfo(want)
+    if scan.low is not None and (scan.low < info.min or scan.high > info.max):
+        raise InputError(f"{what} range over [{scan.low}, {scan.high}], beyond the model's {want} input "
+                         f"([{info.min}, {info.max}])")
+    return None, f"{what} cast to {want}, the model's input type (exactly)"
+
+
+def _check_steps(match: MatchResult, steps: int) -> None:
+    for layer in match.layers:
+        if layer.spikes and layer.time_steps is not None and layer.time_steps != steps:
+            raise InputError(
+                f"layer {layer.name!r} is unrolled for {layer.time_steps} time steps in the graph, "
+                f"the inputs have {steps} (time on axis 1 after --time-axis); record {layer.time_steps} steps "
+                "or export the model stepwise"
+            )
+
+
+def check_inputs(graph: ModelGraph, match: MatchResult, inputs: RecordedInputs,
+                 allow_nonfinite: bool = False) -> InputCheck:
+    """Everything about the inputs that can be refused is refused here, before any replay runs: shapes against the
+    model, time steps against an unrolled graph, dtypes that a cast would change, and NaN/±Inf (unless allowed)."""
+    stepwise = match.style == "stepwise"
+    _check_steps(match, inputs.time_steps)
+    warnings: list[str] = []
+    notes: list[str] = []
+    for name, array in inputs.arrays.items():
+        if stepwise:
+            _check_shape(graph, name, (array.shape[0],) + array.shape[2:], "one time step of the inputs")
+        else:
+            _check_shape(graph, name, array.shape, "the inputs array")
+        scan = _scan(array)
+        if scan.nonfinite and not allow_nonfinite:
+            raise InputError(
+                f"input {name!r}: {scan.nonfinite} NaN or ±Inf value(s), the first in sample {scan.first_bad}; "
+                "clean the data, or pass --allow-nonfinite to replay them as they are"
+            )
+        if scan.nonfinite:
+            warnings.append(f"input {name!r}: {scan.nonfinite} NaN or ±Inf value(s) replayed as they are "
+                            "(--allow-nonfinite); a NaN membrane never spikes and counts as changed at every step")
+        want = _model_dtype(graph, name)
+        if want is not None and want != array.dtype:
+            warning, note = _check_dtype(name, array.dtype, want, scan)
+            warnings.extend([warning] if warning else [])
+            notes.extend([note] if note else [])
+    return InputCheck(tuple(warnings), tuple(notes))
+
+
+# --- memory ----------------------------------------------------------------------------------------------------------
+def _sample_bytes(graph: ModelGraph, name: str) -> int | None:
+    """Bytes of one sample's slice of a tensor (batch axis dropped), from the graph's static shape."""
+    shape = graph.shape(name)
+    if not shape:
+        return None
+    count = 1
+    for dim in shape[1:]:
+        if not isinstance(dim, int) or dim < 0:
+            return None
+        count *= dim  # Python ints: a declared 10¹² neurons is just a big number, nothing allocated
+    elem = graph.elem_type(name)
+    try:
+        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(elem)).itemsize if elem else 4
+    except (KeyError, TypeError, ValueError):
+        itemsize = 4
+    return count * itemsize
+
+
+def memory_per_sample(graph: ModelGraph, inputs: RecordedInputs, fetch: list[str], stepwise: bool,
+                      measured: int | None = None) -> int | None:
+    """Estimated bytes one sample of a batch needs: the exposed membrane/spike/state tensors (`measured` after a
+    probe run, else from static shapes; stepwise twice: the previous step is kept), every other intermediate tensor
+    whose shape is known (onnxruntime may hold them; it often reuses memory, so this errs high), and the input slice
+    with its cast copy. None when the exposed tensors' shapes are not static."""
+    if measured is None:
+        exposed = [_sample_bytes(graph, name) for name in fetch]
+        if any(size is None for size in exposed):
+            return None
+        measured = sum(size for size in exposed if size is not None)
+    total = measured * (2 if stepwise else 1)
+    fetched = set(fetch)
+    for info in graph.model.graph.value_info:
+        if info.name not in fetched:
+            total += _sample_bytes(graph, info.name) or 0
+    for array in inputs.arrays.values():
+        total += 2 * array.itemsize * int(np.prod(array.shape[1:], dtype=object))
+    return max(total, 1)
+
+
+def _plan(per_sample: int, wanted: int, fixed: int | None, explicit: bool, budget: int, max_memory: int,
+          steps: int | None, warnings: list[str], notes: list[str]) -> int:
+    """The batch size that fits `budget` bytes; MemoryLimitError when not even the smallest allowed one does.
+    `steps`: time steps replayed at once (unrolled), None when one step runs at a time (stepwise)."""
+    fits = budget // per_sample
+    limit = f"--max-memory {format_size(max_memory)}"
+    if fits < 1:
+        at_once = f"{steps} time steps at once" if steps is not None else "one time step"
+        raise MemoryLimitError(
+            f"one sample needs about {format_size(per_sample)} to replay ({at_once}), more than {limit} leaves; "
+            f"raise --max-memory{' or record shorter sequences' if steps is not None else ''}"
+        )
+    if fixed is not None and fixed > fits:
+        raise MemoryLimitError(
+            f"the graph fixes the batch at {fixed} samples, about {format_size(per_sample * fixed)} to replay, "
+            f"more than {limit} leaves; raise --max-memory or export with a dynamic batch axis"
+        )
+    if fixed is None and wanted > fits:
+        message = (f"batch size lowered from {wanted} to {fits} to stay under {limit} (about "
+                   f"{format_size(per_sample)} per sample); the counts do not depend on it")
+        (warnings if explicit else notes).append(message)
+        return fits
+    return wanted
+
+
 def replay(
     graph: ModelGraph,
     match: MatchResult,
@@ -166,22 +390,24 @@ def replay(
     check_finite: bool = True,
     sample_range: tuple[int, int] | None = None,
     session: Any = None,
+    max_memory: int | None = None,
+    deadline: Deadline | None = None,
 ) -> ReplayCounts:
     """Count spikes and membrane updates per layer over the recorded samples (or `sample_range` = [start, stop) of
     them: shards of one dataset merge into exactly the counts of the whole). `session` reuses one made by
-    `open_session` for the same graph and match (worker processes keep one per model across shards)."""
+    `open_session` for the same graph and match (worker processes keep one per model across shards).
+
+    With `max_memory` (bytes) the batch is sized from an estimate of what one sample needs (a one-sample probe run
+    when the graph's shapes do not say) and shrunk to fit, or the replay refused. With `deadline`, a run still going
+    when it passes is stopped and TimeLimitError raised."""
     layers = _counted_layers(match)
     stepwise = match.style == "stepwise"
+    deadline = deadline or Deadline(None)
     first, last = sample_range if sample_range is not None else (0, inputs.samples)
     if not 0 <= first < last <= inputs.samples:
         raise InputError(f"sample range [{first}, {last}) is outside the {inputs.samples} recorded samples")
     samples, steps = last - first, inputs.time_steps
-    for layer in layers:
-        if layer.time_steps is not None and layer.time_steps != steps:
-            raise InputError(
-                f"layer {layer.name!r} is unrolled for {layer.time_steps} time steps in the graph, "
-                f"the inputs have {steps} (time on axis 1 after --time-axis)"
-            )
+    _check_steps(match, steps)
     fixed = _fixed_batch(graph, tuple(inputs.arrays))
     if batch_size is not None and batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_size}")
@@ -190,6 +416,27 @@ def replay(
 
     fetch_names = _fetch_names(match)
     position = {name: i for i, name in enumerate(fetch_names)}
+
+    warnings: list[str] = []
+    notes: list[str] = []
+    budget = 0
+    probing = False  # True while a one-sample batch measures what the graph's shapes do not say
+    at_once = None if stepwise else steps
+    wanted = size
+    if max_memory is not None:
+        model_bytes = 2 * graph.model.ByteSize()  # our copy and onnxruntime's
+        budget = max_memory - model_bytes
+        if budget < 1:
+            raise MemoryLimitError(f"the model alone takes about {format_size(model_bytes)} in memory, more than "
+                                   f"--max-memory {format_size(max_memory)}; raise --max-memory")
+        per_sample = memory_per_sample(graph, inputs, fetch_names, stepwise)
+        if per_sample is not None:
+            size = _plan(per_sample, size, fixed, batch_size is not None, budget, max_memory, at_once, warnings,
+                         notes)
+        elif fixed is None and size > 1:
+            probing, size = True, 1
+
+    deadline.check("preparing the replay")
     if session is None:
         session = open_session(graph, match, threads)
 
@@ -226,70 +473,89 @@ def replay(
 
     state_at = [(pair.input, position[pair.output]) for pair in match.state_pairs] if stepwise else []
     done = 0
-    for start in range(first, last, size):
-        real = min(size, last - start)
-        batch = {}
-        for name, array in inputs.arrays.items():
-            chunk = np.asarray(array[start:start + real])
-            if check_finite and chunk.dtype.kind == "f" and not np.isfinite(chunk).all():
-                bad = start + int(np.argwhere(~np.isfinite(chunk))[0][0])
-                raise InputError(f"input {name!r}: sample {bad} holds NaN or ±Inf; clean the data first")
-            if fixed and real < size:  # the graph fixes the batch: pad, count only the real rows
-                pad = np.zeros((size - real,) + chunk.shape[1:], dtype=chunk.dtype)
-                chunk = np.concatenate([chunk, pad])
-            batch[name] = chunk
-        if not stepwise:
-            for name, chunk in batch.items():
-                _check_shape(graph, name, chunk.shape, "the inputs batch")
-            feeds = {name: _cast_for(graph, name, chunk) for name, chunk in batch.items()}
-            count_sequence(_run(session, fetch_names, feeds), real)
-        else:
-            previous: list[np.ndarray | None] = [None] * len(layers)
-            state = {}
-            for pair in match.state_pairs:
-                shape = graph.shape(pair.input) or graph.shape(pair.output)
-                if shape is None or any(not isinstance(d, int) for d in shape[1:]):
-                    raise InputError(f"state input {pair.input!r}: shape {shape} is not fully known; cannot start it")
-                elem = graph.elem_type(pair.input) or onnx.TensorProto.FLOAT
-                state[pair.input] = np.zeros((len(next(iter(batch.values()))),) + tuple(shape[1:]),
-                                             dtype=helper.tensor_dtype_to_np_dtype(elem))
-            by_step = {}  # time-major, cast once per batch: each step's feed is then a contiguous view
-            for name, chunk in batch.items():
-                _check_shape(graph, name, chunk[:, 0].shape, "one time step of the inputs")
-                by_step[name] = _cast_for(graph, name, np.moveaxis(chunk, 1, 0))
-            # steps are counted in blocks (memory bounded by the block, not by the number of steps)
-            held: list[list[np.ndarray]] = []
-            first_held = 0
-            for t in range(steps):
-                feeds = dict(state)
-                for name, chunk in by_step.items():
-                    feeds[name] = chunk[t]
-                outputs = _run(session, fetch_names, feeds)
-                held.append(outputs)
-                for name, k in state_at:
-                    state[name] = outputs[k]
-                if len(held) == STEP_BLOCK or t == steps - 1:
-                    for i in range(len(layers)):
-                        membranes = [out[membrane_at[i][0]] for out in held]
-                        count_block(i, membranes, [out[spike_at[i][0]] for out in held], first_held, real,
-                                    previous[i])
-                        previous[i] = membranes[-1]
-                    held, first_held = [], t + 1
-        for array in inputs.arrays.values():
-            release(array)
-        done += real
-        if progress is not None:
-            progress(done, samples)
+    start = first
+    with deadline.watch() as run_options:
+        while start < last:
+            doing = f"replaying ({done} of {samples} samples done)"
+            deadline.check(doing)
+            real = min(size, last - start)
+            batch = {}
+            for name, array in inputs.arrays.items():
+                chunk = np.asarray(array[start:start + real])
+                if check_finite and chunk.dtype.kind == "f" and not np.isfinite(chunk).all():
+                    bad = start + int(np.argwhere(~np.isfinite(chunk))[0][0])
+                    raise InputError(f"input {name!r}: sample {bad} holds NaN or ±Inf; clean the data first")
+                if fixed and real < size:  # the graph fixes the batch: pad, count only the real rows
+                    pad = np.zeros((size - real,) + chunk.shape[1:], dtype=chunk.dtype)
+                    chunk = np.concatenate([chunk, pad])
+                batch[name] = chunk
+            exposed_bytes = 0
+            if not stepwise:
+                for name, chunk in batch.items():
+                    _check_shape(graph, name, chunk.shape, "the inputs batch")
+                feeds = {name: _cast_for(graph, name, chunk) for name, chunk in batch.items()}
+                outputs = _run(session, fetch_names, feeds, run_options, deadline, doing)
+                exposed_bytes = sum(out.nbytes for out in outputs)
+                count_sequence(outputs, real)
+            else:
+                previous: list[np.ndarray | None] = [None] * len(layers)
+                state = {}
+                for pair in match.state_pairs:
+                    shape = graph.shape(pair.input) or graph.shape(pair.output)
+                    if shape is None or any(not isinstance(d, int) for d in shape[1:]):
+                        raise InputError(
+                            f"state input {pair.input!r}: shape {shape} is not fully known; cannot start it"
+                        )
+                    elem = graph.elem_type(pair.input) or onnx.TensorProto.FLOAT
+                    state[pair.input] = np.zeros((len(next(iter(batch.values()))),) + tuple(shape[1:]),
+                                                 dtype=helper.tensor_dtype_to_np_dtype(elem))
+                by_step = {}  # time-major, cast once per batch: each step's feed is then a contiguous view
+                for name, chunk in batch.items():
+                    _check_shape(graph, name, chunk[:, 0].shape, "one time step of the inputs")
+                    by_step[name] = _cast_for(graph, name, np.moveaxis(chunk, 1, 0))
+                # steps are counted in blocks (memory bounded by the block, not by the number of steps)
+                held: list[list[np.ndarray]] = []
+                first_held = 0
+                for t in range(steps):
+                    feeds = dict(state)
+                    for name, chunk in by_step.items():
+                        feeds[name] = chunk[t]
+                    outputs = _run(session, fetch_names, feeds, run_options, deadline, doing)
+                    exposed_bytes = max(exposed_bytes, sum(out.nbytes for out in outputs))
+                    held.append(outputs)
+                    for name, k in state_at:
+                        state[name] = outputs[k]
+                    if len(held) == STEP_BLOCK or t == steps - 1:
+                        for i in range(len(layers)):
+                            membranes = [out[membrane_at[i][0]] for out in held]
+                            count_block(i, membranes, [out[spike_at[i][0]] for out in held], first_held, real,
+                                        previous[i])
+                            previous[i] = membranes[-1]
+                        held, first_held = [], t + 1
+            if probing:  # one sample measured: size the other batches from it
+                probing = False
+                per_sample = memory_per_sample(graph, inputs, fetch_names, stepwise, measured=exposed_bytes)
+                size = _plan(per_sample or 1, wanted, None, batch_size is not None, budget, max_memory or 0,
+                             at_once, warnings, notes)
+            for array in inputs.arrays.values():
+                release(array)
+            start += real
+            done += real
+            if progress is not None:
+                progress(done, samples)
 
     by_layer = {id(layer): LayerCounts(spikes[i], updates[i], neurons[i], tuple(per_step[i]))
                 for i, layer in enumerate(layers)}
     counts = tuple(by_layer.get(id(layer)) for layer in match.layers)
-    return ReplayCounts(samples=samples, time_steps=steps, batch_size=size, layers=counts)
+    return ReplayCounts(samples=samples, time_steps=steps, batch_size=size, layers=counts,
+                        warnings=tuple(warnings), notes=tuple(notes))
 
 
-def _run(session, fetch_names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+def _run(session, fetch_names: list[str], feeds: dict[str, np.ndarray], run_options=None,
+         deadline: Deadline | None = None, doing: str = "replaying") -> list[np.ndarray]:
     try:
-        return session.run(fetch_names, feeds)
+        return session.run(fetch_names, feeds, run_options)
     except Exception as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ReplayError(f"onnxruntime failed during replay: {message[:300]}") from None
+        if run_options is not None and run_options.terminate and deadline is not None:
+            raise deadline.error(doing) from None
+        raise ReplayError(f"onnxruntime failed during replay: {ort_message(err)}") from None

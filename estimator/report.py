@@ -99,10 +99,11 @@ def build_report(
     counts: ReplayCounts | None = None,
     steps: int | None = None,
     warnings: tuple[str, ...] = (),
+    extra_notes: tuple[str, ...] = (),
 ) -> Report:
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    notes = list(match.notes)
+    notes = list(match.notes) + list(extra_notes)
     warned = list(warnings)
     rows: list[LayerRow] = []
     uncosted: list[Uncosted] = []

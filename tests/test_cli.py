@@ -111,7 +111,7 @@ def test_inputs_that_do_not_fit_name_the_input(workdir):
     result = run("estimate", "unrolled.onnx", "-i", "wrong.npz")
     assert result.exit_code == 1
     assert result.stderr.strip() == ("error: input 'input': model expects shape (batch, 6, 10), "
-                                     "the inputs batch has shape (2, 6, 11)")
+                                     "the inputs array has shape (2, 6, 11)")
     np.savez(workdir / "steps.npz", input=np.zeros((2, 4, 10), np.float32))
     result = run("estimate", "unrolled.onnx", "-i", "steps.npz")
     assert "is unrolled for 6 time steps in the graph, the inputs have 4" in result.stderr

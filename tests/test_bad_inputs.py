@@ -1,0 +1,744 @@
+"""A corpus of bad inputs, built here from the hand-built models of builders.py: each one must give its named error
+class, a one-line message saying what is wrong, and its exit code — never a traceback, never a hang.
+
+Every case runs twice: through the Python API (exact error class and message) and through the CLI (exit code, one
+`error: …` line on stderr). The table in docs/errors.md lists the same cases.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from builders import LeakyNet, _Builder, leaky_stepwise, leaky_unrolled, random_net
+from click.testing import CliRunner
+from onnx import TensorProto, helper, numpy_helper
+
+from estimator import (
+    CostTableError,
+    InputError,
+    ModelLoadError,
+    NeuronopsError,
+    NoNeuronLayersError,
+    ReplayError,
+    UncostedLayersError,
+    estimate,
+)
+from estimator.cli import main, write_atomic
+from estimator.errors import MemoryLimitError, OutputError, TimeLimitError
+from estimator.replay import memory_per_sample
+
+STEPS, FEATURES, SAMPLES = 5, 6, 7
+
+
+# --- models built for the corpus -------------------------------------------------------------------------------------
+def _net() -> LeakyNet:
+    return random_net(np.random.default_rng(3), [FEATURES, 8, 4])
+
+
+def _data(samples: int = SAMPLES, steps: int = STEPS, features: int = FEATURES) -> np.ndarray:
+    return (np.random.default_rng(4).random((samples, steps, features)) < 0.4).astype(np.float32)
+
+
+def _io(name: str, dims: list, elem: int = TensorProto.FLOAT) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, elem, dims)
+
+
+def _model(b: _Builder, inputs: list, outputs: list) -> onnx.ModelProto:
+    graph = helper.make_graph(b.nodes, "corpus", inputs, outputs, b.inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def stepwise_layer(width: int | str, make_current: Callable[[_Builder], str], inputs: list,
+                   update: Callable[[_Builder, str, str], str] | None = None) -> onnx.ModelProto:
+    """One stepwise Leaky layer (state `lif1.mem` of `width` neurons) fed by whatever `make_current` builds."""
+    b = _Builder("torchscript")
+    net = LeakyNet([np.zeros((1, 1), np.float32)])
+    theta = b.init(1.0, "threshold")
+    current = make_current(b)
+    if update is None:
+        new, spike = b.step(net, "lif1.mem", current, b.beta(net), theta)
+    else:
+        new = update(b, "lif1.mem", current)
+        spike = b.flag(new, theta)
+    b.nodes.append(helper.make_node("Identity", [new], ["lif1.mem.next"]))
+    b.nodes.append(helper.make_node("Identity", [spike], ["output"]))
+    return _model(b, inputs + [_io("lif1.mem", ["batch", width])],
+                  [_io("output", ["batch", width]), _io("lif1.mem.next", ["batch", width])])
+
+
+def huge_model(neurons: int) -> onnx.ModelProto:
+    """A layer declaring `neurons` neurons, fed by one input feature broadcast to all of them (no huge weights)."""
+    return stepwise_layer(neurons, lambda b: "input", [_io("input", ["batch", 1])])
+
+
+def two_input_model() -> onnx.ModelProto:
+    w = np.ones((FEATURES, 8), np.float32)
+    return stepwise_layer(8, lambda b: b.synapse(b.op("Add", ["a", "b"]), w),
+                          [_io("a", ["batch", FEATURES]), _io("b", ["batch", FEATURES])])
+
+
+def int_input_model() -> onnx.ModelProto:
+    w = np.ones((FEATURES, 8), np.float32)
+    return stepwise_layer(8, lambda b: b.synapse(b.op("Cast", ["input"], to=TensorProto.FLOAT), w),
+                          [_io("input", ["batch", FEATURES], TensorProto.INT64)])
+
+
+def slow_model(width: int = 1024, depth: int = 400) -> onnx.ModelProto:
+    """A long chain of (identity) MatMuls before the neurons: minutes per run on a batch of a few hundred."""
+    def chain(b: _Builder) -> str:
+        weight, x = b.init(np.eye(width, dtype=np.float32), "W"), "input"
+        for _ in range(depth):
+            x = b.op("MatMul", [x, weight])
+        return x
+
+    return stepwise_layer(width, chain, [_io("input", ["batch", width])])
+
+
+def tanh_model() -> onnx.ModelProto:
+    """A threshold layer whose update (tanh(U) + I) no registered kind reads: uncosted."""
+    w = np.ones((FEATURES, 8), np.float32)
+    return stepwise_layer(8, lambda b: b.synapse("input", w), [_io("input", ["batch", FEATURES])],
+                          update=lambda b, mem, cur: b.op("Add", [b.op("Tanh", [mem]), cur]))
+
+
+def relu_model() -> onnx.ModelProto:
+    b = _Builder("torchscript")
+    b.nodes.append(helper.make_node("Relu", ["input"], ["output"]))
+    return _model(b, [_io("input", ["batch", FEATURES])], [_io("output", ["batch", FEATURES])])
+
+
+def with_extra_node(model: onnx.ModelProto, node: onnx.NodeProto, opset: tuple[str, int] | None = None,
+                    ) -> onnx.ModelProto:
+    """`model` plus a node hanging off its output (and a graph output for it): the neurons are untouched."""
+    changed = onnx.ModelProto()
+    changed.CopyFrom(model)
+    changed.graph.node.append(node)
+    changed.graph.output.append(_io(node.output[0], ["batch", 4]))
+    if opset:
+        changed.opset_import.append(helper.make_opsetid(*opset))
+    return changed
+
+
+def save_external(model: onnx.ModelProto, folder: Path) -> Path:
+    folder.mkdir(exist_ok=True)
+    path = folder / "model.onnx"
+    onnx.save(model, path, save_as_external_data=True, all_tensors_to_one_file=True, location="model.onnx.data",
+              size_threshold=0)
+    return path
+
+
+def set_external(path: Path, key: str, value: str) -> None:
+    """Rewrite one external-data field of every tensor of the model at `path` (the data file is left alone)."""
+    model = onnx.load(path, load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == key:
+                entry.value = value
+    onnx.save(model, path)
+
+
+# --- the corpus ------------------------------------------------------------------------------------------------------
+@dataclass
+class Case:
+    """A bad input: `build(tmp)` writes it and returns (model, inputs or None, extra CLI args, extra API kwargs)."""
+
+    name: str
+    build: Callable[[Path], tuple]
+    error: type[NeuronopsError] | None  # None: only the CLI can meet it (usage errors)
+    message: str
+    exit_code: int = 1
+    cli_args: list[str] = field(default_factory=list)
+
+
+def _good(tmp: Path, style: str = "stepwise", inputs: np.ndarray | None = None) -> tuple[Path, Path]:
+    model = leaky_stepwise(_net()) if style == "stepwise" else leaky_unrolled(_net(), STEPS)
+    path = tmp / f"{style}.onnx"
+    onnx.save(model, path)
+    np.savez(tmp / "inputs.npz", input=_data() if inputs is None else inputs)
+    return path, tmp / "inputs.npz"
+
+
+def _write(tmp: Path, name: str, data: bytes) -> Path:
+    (tmp / name).write_bytes(data)
+    return tmp / name
+
+
+def _model_file(tmp: Path, model: onnx.ModelProto, name: str = "model.onnx") -> Path:
+    onnx.save(model, tmp / name)
+    return tmp / name
+
+
+def _inputs(tmp: Path, style: str = "stepwise", **arrays: np.ndarray) -> tuple[Path, Path]:
+    model, _ = _good(tmp, style)
+    np.savez(tmp / "bad.npz", **arrays)
+    return model, tmp / "bad.npz"
+
+
+def _npy(tmp: Path, array: np.ndarray, style: str = "stepwise", allow_pickle: bool = False) -> tuple[Path, Path]:
+    model, _ = _good(tmp, style)
+    np.save(tmp / "bad.npy", array, allow_pickle=allow_pickle)
+    return model, tmp / "bad.npy"
+
+
+def _with_nan(value: float) -> np.ndarray:
+    data = _data()
+    data[3, 2, 1] = value
+    return data
+
+
+def _cost_table(tmp: Path, text: str | bytes) -> tuple:
+    model, _ = _good(tmp)
+    path = tmp / "costs.toml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return model, None, ["--cost-table", str(path)], {"cost_tables": [path]}
+
+
+def _truncated_model(tmp: Path) -> Path:
+    raw = leaky_stepwise(_net()).SerializeToString()
+    return _write(tmp, "model.onnx", raw[: len(raw) // 2])
+
+
+def _tensor_as_model(tmp: Path) -> Path:
+    return _write(tmp, "model.onnx", numpy_helper.from_array(np.ones((3, 3), np.float32), "w").SerializeToString())
+
+
+def _fifo(tmp: Path) -> Path:
+    os.mkfifo(tmp / "model.onnx")
+    return tmp / "model.onnx"
+
+
+def _cyclic() -> onnx.ModelProto:
+    model = leaky_stepwise(_net())
+    synapse = next(node for node in model.graph.node if "input" in node.input)
+    spikes = model.graph.node[-1].input[0]  # the last layer's spikes, fed to the output Identity
+    synapse.input[list(synapse.input).index("input")] = spikes  # the first layer now reads the last: a loop
+    return model
+
+
+def _symbolic_features() -> onnx.ModelProto:
+    """The input's feature size left symbolic: wrong-sized data gets past every check and fails inside the run."""
+    model = leaky_stepwise(_net())
+    model.graph.input[0].type.tensor_type.shape.dim[1].dim_param = "features"
+    return model
+
+
+def _self_loop() -> onnx.ModelProto:
+    model = leaky_stepwise(_net())
+    model.graph.node[0].input[1] = model.graph.node[0].output[0]
+    return model
+
+
+def _checker_failing(tmp: Path) -> onnx.ModelProto:
+    model = leaky_stepwise(_net())
+    model.graph.node[3].input[0] = "nowhere"  # an input no node produces: the ONNX checker refuses it
+    return model
+
+
+def _external(tmp: Path, key: str | None = None, value: str = "", truncate: bool = False,
+              delete: bool = False) -> Path:
+    path = save_external(leaky_stepwise(_net()), tmp / "ext")
+    data = tmp / "ext" / "model.onnx.data"
+    (tmp / "secret.bin").write_bytes(b"\0" * 10_000)  # what an escaping location would point at
+    if truncate:
+        data.write_bytes(data.read_bytes()[:100])
+    if delete:
+        data.unlink()
+    if key is not None:
+        set_external(path, key, value)
+    return path
+
+
+def _symlink_out(tmp: Path) -> Path:
+    path = _external(tmp, "location", "link.data")
+    (tmp / "ext" / "link.data").symlink_to(tmp / "secret.bin")
+    return path
+
+
+def _huge_with_inputs(tmp: Path) -> tuple:
+    model = _model_file(tmp, huge_model(10**12))
+    np.savez(tmp / "inputs.npz", input=np.ones((2, 3, 1), np.float32))
+    return model, tmp / "inputs.npz", [], {}
+
+
+M = ModelLoadError
+CASES = [
+    # model files
+    Case("missing model", lambda t: (t / "absent.onnx", None, [], {}), M, "absent.onnx: no such file"),
+    Case("directory", lambda t: (t, None, [], {}), M, "is a directory, expected an .onnx file"),
+    Case("empty file", lambda t: (_write(t, "m.onnx", b""), None, [], {}), M, "file is empty"),
+    Case("random bytes", lambda t: (_write(t, "m.onnx", np.random.default_rng(0).bytes(4096)), None, [], {}), M,
+         "not a readable ONNX model"),
+    Case("truncated protobuf", lambda t: (_truncated_model(t), None, [], {}), M,
+         "not a readable ONNX model (truncated or not ONNX protobuf)"),
+    Case("protobuf, not a model", lambda t: (_tensor_as_model(t), None, [], {}), M, "not a readable ONNX model"),
+    Case("model without graph", lambda t: (_model_file(t, helper.make_model(helper.make_graph([], "g", [], []))),
+                                           None, [], {}), M, "not an ONNX model (no graph or no nodes)"),
+    Case("FIFO", lambda t: (_fifo(t), None, [], {}), M, "not a regular file"),
+    Case("cyclic graph", lambda t: (_model_file(t, _cyclic()), None, [], {}), M,
+         "the graph has a cycle (through tensor"),
+    Case("node reading its own output", lambda t: (_model_file(t, _self_loop()), None, [], {}), M,
+         "the graph has a cycle (through tensor"),  # found by the fuzz test: it hung the matcher
+    Case("no neuron layer", lambda t: (_model_file(t, relu_model()), None, [], {}), NoNeuronLayersError,
+         "no spiking neuron layer found"),
+    Case("fails the checker, replayed", lambda t: (_model_file(t, _checker_failing(t)), _good(t)[1], [], {}),
+         ReplayError, "onnxruntime cannot run this model: Invalid model. Node input 'nowhere'"),
+    Case("custom-domain op, replayed",
+         lambda t: (_model_file(t, with_extra_node(leaky_stepwise(_net()), helper.make_node(
+             "Frobnicate", ["output"], ["odd"], domain="com.example"), ("com.example", 1))), _good(t)[1], [], {}),
+         ReplayError, "com.example:Frobnicate(-1) is not a registered function/op; dense ops need no replay"),
+    Case("fails only when run", lambda t: (_model_file(t, _symbolic_features()), _inputs(t, input=_data(features=5))[1],
+                                           [], {}), ReplayError,
+         "onnxruntime failed during replay: Non-zero status code returned while running"),
+    Case("opset 99, replayed", lambda t: (_model_file(t, _opset(99)), _good(t)[1], [], {}), ReplayError,
+         "Opset 99 is under development"),
+    Case("external data missing", lambda t: (_external(t, delete=True), None, [], {}), M,
+         "external data file 'model.onnx.data' is missing beside the model"),
+    Case("external data truncated", lambda t: (_external(t, truncate=True), None, [], {}), M,
+         "external data file 'model.onnx.data' is truncated"),
+    Case("external data absolute", lambda t: (_external(t, "location", str(t / "secret.bin")), None, [], {}), M,
+         "is not a relative path"),
+    Case("external data ..", lambda t: (_external(t, "location", "../secret.bin"), None, [], {}), M,
+         "points outside the model's folder"),
+    Case("external data ../ inside a folder", lambda t: (_external(t, "location", "sub/../../secret.bin"), None,
+                                                         [], {}), M, "points outside the model's folder"),
+    Case("external data symlink out", lambda t: (_symlink_out(t), None, [], {}), M,
+         "points outside the model's folder"),
+    Case("external data bad offset", lambda t: (_external(t, "offset", "-5"), None, [], {}), M,
+         "external data offset '-5' is not a byte count"),
+    Case("external data wrong length", lambda t: (_external(t, "length", "3"), None, [], {}), M,
+         "external data length 3 does not match its shape"),
+    # inputs
+    Case("missing inputs", lambda t: (_good(t)[0], t / "absent.npz", [], {}), InputError, "no such inputs file"),
+    Case("inputs not numpy", lambda t: (_good(t)[0], _write(t, "x.npz", b"time,value\n0,1\n"), [], {}), InputError,
+         "not a .npy or .npz file"),
+    Case("truncated npz", lambda t: (_good(t)[0], _write(t, "x.npz", (_good(t)[1]).read_bytes()[:200]), [], {}),
+         InputError, "not a readable .npy/.npz file"),
+    Case("wrong names", lambda t: (*_inputs(t, x=_data(), y=_data()), [], {}), InputError,
+         "no array for model input(s) 'input' (file has 'x', 'y'"),
+    Case("wrong rank", lambda t: (*_inputs(t, input=_data()[..., None]), [], {}), InputError,
+         "model expects 2 dims (batch, 6), one time step of the inputs has shape (7, 6, 1)"),
+    Case("wrong size", lambda t: (*_inputs(t, input=_data(features=5)), [], {}), InputError,
+         "model expects shape (batch, 6), one time step of the inputs has shape (7, 5)"),
+    Case("wrong size, unrolled", lambda t: (*_inputs(t, "unrolled", input=_data(features=5)), [], {}), InputError,
+         "model expects shape (batch, 5, 6), the inputs array has shape (7, 5, 5)"),
+    Case("complex dtype", lambda t: (*_inputs(t, input=_data().astype(np.complex64)), [], {}), InputError,
+         "dtype complex64 is not a real number type"),
+    Case("string dtype", lambda t: (*_inputs(t, input=_data().astype(str)), [], {}), InputError,
+         "is not a real number type"),
+    Case("object npy", lambda t: (*_npy(t, np.array([[1, "a"]], dtype=object), allow_pickle=True), [], {}),
+         InputError, "holds object (pickled) arrays, which are never loaded"),
+    Case("float into int input", lambda t: (_model_file(t, int_input_model()), _good(t)[1], [], {}), InputError,
+         "float32 values cannot be fed to the model's int64 input without truncating them"),
+    Case("float64 overflow", lambda t: (*_inputs(t, input=_data().astype(np.float64) * 1e300), [], {}), InputError,
+         "float64 values up to 1e+300 overflow the model's float32 input"),
+    Case("NaN", lambda t: (*_inputs(t, input=_with_nan(np.nan)), [], {}), InputError,
+         "input 'input': 1 NaN or ±Inf value(s), the first in sample 3; clean the data, or pass --allow-nonfinite"),
+    Case("-Inf", lambda t: (*_inputs(t, "unrolled", input=_with_nan(-np.inf)), [], {}), InputError,
+         "the first in sample 3"),
+    Case("no samples", lambda t: (*_inputs(t, input=_data(samples=0)), [], {}), InputError,
+         "shape (0, 5, 6) is empty (no samples or no time steps)"),
+    Case("no time steps", lambda t: (*_inputs(t, input=_data(steps=0)), [], {}), InputError,
+         "shape (7, 0, 6) is empty"),
+    Case("no time axis", lambda t: (*_npy(t, np.ones(7, np.float32)), [], {}), InputError,
+         "shape (7,) has no time axis"),
+    Case("time axis out of range", lambda t: (*_good(t), ["--time-axis", "5"], {"time_axis": 5}), InputError,
+         "--time-axis 5 does not exist in shape (7, 5, 6)"),
+    Case("batch sizes disagree", lambda t: (_model_file(t, two_input_model()), _two_arrays(t, 6, STEPS), [], {}),
+         InputError, "inputs 'a' and 'b' disagree on (samples, time): (7, 5) vs (6, 5)"),
+    Case("time sizes disagree", lambda t: (_model_file(t, two_input_model()), _two_arrays(t, SAMPLES, 4), [], {}),
+         InputError, "disagree on (samples, time): (7, 5) vs (7, 4)"),
+    Case("steps vs unrolled graph", lambda t: (*_inputs(t, "unrolled", input=_data(steps=3)), [], {}), InputError,
+         "layer 'leaky1' is unrolled for 5 time steps in the graph, the inputs have 3"),
+    Case("npz member not an array", lambda t: (_good(t)[0], _zip_with_text(t), [], {}), InputError,
+         "member 'notes.txt' is not a numpy array"),
+    Case("npz over --max-memory", lambda t: (*_good(t), ["--max-memory", "100"], {"max_memory": 100}), InputError,
+         "once unpacked, more than --max-memory 100 B"),
+    # cost tables
+    Case("cost table missing", lambda t: (_good(t)[0], None, ["--cost-table", str(t / "no.toml")],
+                                          {"cost_tables": [t / "no.toml"]}), CostTableError,
+         "no such cost table file"),
+    Case("cost table not TOML", lambda t: _cost_table(t, "[costs.leaky\nsubtract = 4"), CostTableError,
+         "not valid TOML"),
+    Case("cost table binary", lambda t: _cost_table(t, b"\xff\xfe\x00garbage"), CostTableError, "cannot read"),
+    Case("cost table empty", lambda t: _cost_table(t, ""), CostTableError, "no [costs.<kind>] entries"),
+    Case("unknown kind", lambda t: _cost_table(t, "[costs.izhikevich]\nsubtract = 4"), CostTableError,
+         "costs.izhikevich: unknown neuron kind"),
+    Case("unknown reset", lambda t: _cost_table(t, "[costs.leaky]\nhalve = 4"), CostTableError,
+         "costs.leaky.halve: unknown reset"),
+    Case("negative cost", lambda t: _cost_table(t, "[costs.leaky]\nsubtract = -1"), CostTableError,
+         "costs.leaky.subtract = -1 is negative"),
+    Case("fractional cost", lambda t: _cost_table(t, "[costs.leaky]\nsubtract = 4.5"), CostTableError,
+         "costs.leaky.subtract = 4.5 is not a whole number of operations"),
+    Case("text cost", lambda t: _cost_table(t, '[costs.leaky]\nsubtract = "four"'), CostTableError,
+         "costs.leaky.subtract = 'four' is not a number"),
+    Case("boolean cost", lambda t: _cost_table(t, "[costs.leaky]\nsubtract = true"), CostTableError,
+         "is not a number"),
+    Case("infinite cost", lambda t: _cost_table(t, "[costs.leaky]\nsubtract = inf"), CostTableError,
+         "is not a whole number"),
+    Case("split does not add up", lambda t: _cost_table(
+        t, "[costs.leaky.subtract]\ntotal = 4\nsplit = { add = 1, multiply = 1 }"), CostTableError,
+         "costs.leaky.subtract.split adds up to 2, but total is 4"),
+    Case("unknown field", lambda t: _cost_table(t, "[costs.leaky.subtract]\ntotal = 4\nenergy = 3"),
+         CostTableError, "unknown field 'energy'"),
+    Case("unknown top-level key", lambda t: _cost_table(t, "[cost.leaky]\nsubtract = 4"), CostTableError,
+         "unknown top-level key 'cost'"),
+    # resources and --strict
+    Case("one sample over --max-memory", _huge_with_inputs, MemoryLimitError,
+         "one sample needs about", cli_args=[]),
+    Case("model over --max-memory", lambda t: (*_good(t), ["--max-memory", "1kB"], {"max_memory": "1kB"}),
+         MemoryLimitError, "the model alone takes about"),
+    Case("expired --timeout", lambda t: (*_good(t), ["--timeout", "1e-9"], {"timeout": 1e-9}), TimeLimitError,
+         "gave up after --timeout 1e-09 s while analysing the model"),
+    Case("uncosted under --strict", lambda t: (_model_file(t, tanh_model()), None, ["--strict"], {"strict": True}),
+         UncostedLayersError, "1 layer(s) could not be costed (--strict); first: lif1: update uses ops the matcher "
+         "cannot read (Tanh)", exit_code=3),
+    # usage errors: the command line itself (click's exit code 2)
+    Case("bad --max-memory", lambda t: (*_good(t), ["--max-memory", "lots"], {}), None,
+         "'lots' is not a size; use e.g. 2GB", exit_code=2),
+    Case("bad --timeout", lambda t: (*_good(t), ["--timeout", "0"], {}), None,
+         "Invalid value for '--timeout': 0.0 is not in the range x>0. (see 'main estimate --help')", exit_code=2),
+    Case("bad --batch-size", lambda t: (*_good(t), ["--batch-size", "0"], {}), None, "--batch-size", exit_code=2),
+    Case("unknown option", lambda t: (*_good(t), ["--fast"], {}), None,
+         "No such option '--fast'. (Did you mean one of: '--format'", exit_code=2),
+    Case("bad --format", lambda t: (*_good(t), ["--format", "xml"], {}), None,
+         "Invalid value for '--format' / '-f': 'xml' is not one of 'table', 'json', 'csv', 'markdown', 'html'.",
+         exit_code=2),
+]
+
+
+def _opset(version: int) -> onnx.ModelProto:
+    model = leaky_stepwise(_net())
+    model.opset_import[0].version = version
+    return model
+
+
+def _two_arrays(tmp: Path, b_samples: int, b_steps: int) -> Path:
+    np.savez(tmp / "two.npz", a=_data(), b=_data(samples=b_samples, steps=b_steps))
+    return tmp / "two.npz"
+
+
+def _zip_with_text(tmp: Path) -> Path:
+    import zipfile
+
+    path = tmp / "mixed.npz"
+    np.savez(path, input=_data())
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("notes.txt", "recorded on Tuesday")
+    return path
+
+
+def run_cli(*args: object):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_cli_error(result, code: int, message: str) -> None:
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and message in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, inputs, cli_args, kwargs = case.build(tmp_path)
+    if case.error is not None:
+        with pytest.raises(NeuronopsError) as caught:
+            estimate(model, inputs, **kwargs)
+        assert type(caught.value) is case.error
+        assert case.message in str(caught.value)
+        assert "\n" not in str(caught.value)
+        assert caught.value.exit_code == case.exit_code
+    args = ["estimate", model, *(["--inputs", inputs] if inputs is not None else []), *cli_args]
+    assert_cli_error(run_cli(*args), case.exit_code, case.message)
+
+
+@pytest.mark.parametrize("name", ["fails only when run", "missing model", "bad --format", "NaN"])
+def test_a_real_process_prints_one_line(name, tmp_path):
+    """In a subprocess, so that what onnxruntime's C++ side writes to file descriptor 2 is seen too."""
+    import subprocess
+    import sys
+
+    case = next(c for c in CASES if c.name == name)
+    model, inputs, cli_args, _ = case.build(tmp_path)
+    args = [str(model), *(["--inputs", str(inputs)] if inputs is not None else []), *cli_args]
+    done = subprocess.run([sys.executable, "-m", "estimator", "estimate", *args], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent, timeout=120)
+    assert done.returncode == case.exit_code
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ") and case.message in done.stderr
+
+
+# --- what still works, and what is said, when part of the input is bad ----------------------------------------------
+def test_checker_failure_is_a_warning_and_dense_ops_still_come(tmp_path):
+    model = _model_file(tmp_path, _checker_failing(tmp_path))
+    report = estimate(model, steps=STEPS)
+    assert any("fails the ONNX checker" in w and "'nowhere'" in w for w in report.warnings)
+    assert report.totals.neuron_dense_ops == (8 + 4) * STEPS * 4  # Leaky subtract costs 4 (NeuroBench)
+    result = run_cli("estimate", model, "--steps", STEPS)
+    assert result.exit_code == 0 and "warning: the model fails the ONNX checker" in result.stdout
+
+
+@pytest.mark.parametrize("model", ["custom op", "opset 99"])
+def test_unrunnable_model_still_gives_dense_ops(tmp_path, model):
+    proto = _opset(99) if model == "opset 99" else with_extra_node(
+        leaky_stepwise(_net()), helper.make_node("Frobnicate", ["output"], ["odd"], domain="com.example"),
+        ("com.example", 1))
+    report = estimate(_model_file(tmp_path, proto), steps=STEPS)
+    assert report.totals.neuron_dense_ops == (8 + 4) * STEPS * 4
+    assert [row.kind for row in report.layers] == ["leaky", "leaky"]
+    if model == "opset 99":
+        assert any("opset 99" in w for w in report.warnings)
+
+
+def test_threshold_of_shape_one_is_read(tmp_path):
+    """Found by the fuzz test: a threshold stored with shape (1,) instead of () broke `explain`'s update text."""
+    model = leaky_stepwise(_net())
+    for tensor in model.graph.initializer:
+        if tensor.name.startswith("threshold"):
+            tensor.dims[:] = [1]
+    path = _model_file(tmp_path, model)
+    report = estimate(path, steps=STEPS)
+    assert [(row.kind, row.reset) for row in report.layers] == [("leaky", "subtract")] * 2
+    assert run_cli("explain", path).exit_code == 0
+
+
+def test_external_data_refused_before_any_byte_is_read(tmp_path, monkeypatch):
+    def read_nothing(*args, **kwargs):
+        raise AssertionError("external data was read")
+
+    monkeypatch.setattr(onnx.external_data_helper, "load_external_data_for_model", read_nothing)
+    for location in (str(tmp_path / "secret.bin"), "../secret.bin"):
+        path = _external(tmp_path, "location", location)
+        with pytest.raises(ModelLoadError, match="relative path|outside the model's folder"):
+            estimate(path)
+
+
+def test_external_data_inside_the_folder_is_fine(tmp_path):
+    path = save_external(leaky_stepwise(_net()), tmp_path / "ext")
+    data = _data()
+    np.savez(tmp_path / "inputs.npz", input=data)
+    report = estimate(path, tmp_path / "inputs.npz")
+    assert [row.spikes for row in report.layers] == _net().reference(data)["spikes"]
+
+
+def test_pickled_inputs_are_never_unpickled(tmp_path):
+    marker = tmp_path / "unpickled"
+
+    class Trap:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    _, path = _npy(tmp_path, np.array([Trap()], dtype=object), allow_pickle=True)
+    np.savez(tmp_path / "trap.npz", input=np.array([Trap()], dtype=object), allow_pickle=True)
+    for inputs in (path, tmp_path / "trap.npz"):
+        with pytest.raises(InputError, match="object"):
+            estimate(tmp_path / "stepwise.onnx", inputs)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float16, np.int32, np.uint8, np.bool_])
+def test_castable_dtypes_give_the_float32_figures_and_say_so(tmp_path, dtype):
+    model, _ = _good(tmp_path)
+    data = _data()
+    np.savez(tmp_path / "cast.npz", input=data.astype(dtype))
+    report = estimate(model, tmp_path / "cast.npz")
+    assert [row.spikes for row in report.layers] == _net().reference(data)["spikes"]
+    said = " ".join(report.notes + report.warnings)
+    assert f"input 'input': {np.dtype(dtype)} values" in said and "float32" in said
+
+
+def test_large_integers_are_a_warning(tmp_path):
+    model, _ = _good(tmp_path)
+    np.save(tmp_path / "big.npy", (_data() * (2**25 + 1)).astype(np.int64))
+    report = estimate(model, tmp_path / "big.npy")
+    assert any("int64 values above 16777216 are not all exactly representable" in w for w in report.warnings)
+
+
+def test_nonfinite_inputs_replayed_with_allow_nonfinite(tmp_path):
+    model, inputs = _inputs(tmp_path, input=_with_nan(np.nan))
+    report = estimate(model, inputs, allow_nonfinite=True)
+    assert report.samples == SAMPLES and any("--allow-nonfinite" in w for w in report.warnings)
+    result = run_cli("estimate", model, "--inputs", inputs, "--allow-nonfinite")
+    assert result.exit_code == 0 and "warning: input 'input': 1 NaN or ±Inf value(s) replayed" in result.stdout
+
+
+def test_int_input_model_takes_integers(tmp_path):
+    model = _model_file(tmp_path, int_input_model())
+    np.savez(tmp_path / "ints.npz", input=_data().astype(np.int64))
+    report = estimate(model, tmp_path / "ints.npz")
+    assert report.samples == SAMPLES and not report.warnings
+
+
+# --- resources -------------------------------------------------------------------------------------------------------
+def test_huge_declared_shapes_give_exact_dense_ops_without_allocating(tmp_path):
+    neurons = 10**12
+    report = estimate(_model_file(tmp_path, huge_model(neurons)), steps=1000)
+    assert report.layers[0].neurons_per_sample == neurons
+    assert report.totals.neuron_dense_ops == neurons * 1000 * 4  # exact Python int, far beyond any array
+
+
+def test_batch_shrinks_to_fit_max_memory_and_counts_do_not_change(tmp_path):
+    model, inputs = _good(tmp_path, inputs=_data(samples=40))
+    free = estimate(model, inputs)
+    analysis_bytes = 2 * _analysed_model_bytes(model)
+    per_sample = _per_sample_bytes(model, inputs)
+    limit = analysis_bytes + 3 * per_sample  # room for exactly 3 samples
+    for explicit in (None, 64):
+        tight = estimate(model, inputs, max_memory=limit, batch_size=explicit)
+        assert [r.spikes for r in tight.layers] == [r.spikes for r in free.layers]
+        assert [r.membrane_updates for r in tight.layers] == [r.membrane_updates for r in free.layers]
+        said = tight.warnings if explicit else tight.notes
+        assert any("batch size lowered from 40 to 3" in s for s in said)
+
+
+def test_probe_sizes_the_batch_when_shapes_are_symbolic(tmp_path):
+    """Neurons whose count the graph leaves symbolic: one sample is run first and measured."""
+    b = _Builder("torchscript")
+    net = LeakyNet([np.zeros((1, 1), np.float32)])
+    beta, theta, mem, stacked = b.beta(net), b.init(1.0, "threshold"), None, []
+    for t in range(STEPS):
+        index, axes = b.name("t"), b.name("axes")
+        b.inits += [numpy_helper.from_array(np.asarray(t, np.int64), index),
+                    numpy_helper.from_array(np.asarray([1], np.int64), axes)]
+        x = b.op("Gather", ["input", index], axis=1)
+        if mem is None:
+            mem = b.op("ConstantOfShape", [b.op("Shape", [x])], value=numpy_helper.from_array(np.zeros(1, np.float32)))
+        mem, spike = b.step(net, mem, x, beta, theta)
+        stacked.append(b.op("Unsqueeze", [spike, axes]))
+    b.nodes.append(helper.make_node("Concat", stacked, ["output"], axis=1))
+    model = _model(b, [_io("input", ["batch", STEPS, "n"])], [_io("output", ["batch", STEPS, "n"])])
+    path = _model_file(tmp_path, model)
+    data = np.random.default_rng(5).random((30, STEPS, 40)).astype(np.float32) * 1.5
+    np.save(tmp_path / "in.npy", data)
+    free = estimate(path, tmp_path / "in.npy")
+    assert free.layers[0].neurons_per_sample == 40  # known only after the replay
+    limit = 2 * _analysed_model_bytes(path) + 3 * memory_per_sample_measured(path, tmp_path / "in.npy")
+    tight = estimate(path, tmp_path / "in.npy", max_memory=limit)
+    assert tight.layers[0].spikes == free.layers[0].spikes
+    assert any("batch size lowered from 30 to 3" in n for n in tight.notes)
+
+
+def test_timeout_stops_a_running_onnxruntime_call(tmp_path):
+    path = _model_file(tmp_path, slow_model())
+    np.save(tmp_path / "in.npy", np.ones((256, 2, 1024), np.float32))
+    with pytest.raises(TimeLimitError, match=r"gave up after --timeout 0.5 s while replaying \(0 of 256 samples"):
+        estimate(path, tmp_path / "in.npy", timeout=0.5)
+    result = run_cli("estimate", path, "--inputs", tmp_path / "in.npy", "--timeout", "0.5")
+    assert_cli_error(result, 1, "gave up after --timeout 0.5 s while replaying")
+
+
+def _analysed_model_bytes(path: Path) -> int:
+    from estimator.api import analyse
+
+    return analyse(path).graph.model.ByteSize()
+
+
+def _per_sample_bytes(model: Path, inputs: Path) -> int:
+    from estimator.api import analyse
+    from estimator.inputs import read_inputs
+
+    analysis = analyse(model)
+    recorded = read_inputs(inputs, analysis.match.data_inputs)
+    fetch = [name for layer in analysis.match.layers for name in layer.membranes + layer.spikes]
+    fetch += [pair.output for pair in analysis.match.state_pairs]
+    return memory_per_sample(analysis.graph, recorded, list(dict.fromkeys(fetch)), analysis.match.style == "stepwise")
+
+
+def memory_per_sample_measured(model: Path, inputs: Path) -> int:
+    """The estimate replay makes after its one-sample probe, computed here from the probe's own outputs."""
+    import onnxruntime as ort
+
+    from estimator.api import analyse
+    from estimator.inputs import read_inputs
+
+    analysis = analyse(model)
+    recorded = read_inputs(inputs, analysis.match.data_inputs)
+    fetch = list(dict.fromkeys(n for layer in analysis.match.layers for n in layer.membranes + layer.spikes))
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(analysis.graph.model)
+    exposed.graph.output.extend(helper.make_tensor_value_info(n, analysis.graph.elem_type(n), None) for n in fetch)
+    session = ort.InferenceSession(exposed.SerializeToString(), providers=["CPUExecutionProvider"])
+    outputs = session.run(fetch, {"input": np.asarray(recorded.arrays["input"][:1])})
+    measured = sum(out.nbytes for out in outputs)
+    return memory_per_sample(analysis.graph, recorded, fetch, False, measured=measured)
+
+
+# --- output files ----------------------------------------------------------------------------------------------------
+def test_report_written_atomically_with_usual_permissions(tmp_path):
+    model, inputs = _good(tmp_path)
+    out = tmp_path / "report.json"
+    result = run_cli("estimate", model, "--inputs", inputs, "--format", "json", "-o", out)
+    assert result.exit_code == 0 and out.read_text().startswith("{")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".report")] == []
+
+
+def test_failed_write_leaves_the_old_report_and_no_temp_file(tmp_path, monkeypatch):
+    out = tmp_path / "report.txt"
+    out.write_text("the previous report\n")
+
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OutputError, match="No space left on device"):
+        write_atomic(out, "x" * 100_000)
+    assert out.read_text() == "the previous report\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.txt"]
+
+
+def test_interrupted_write_leaves_the_old_report(tmp_path, monkeypatch):
+    out = tmp_path / "report.txt"
+    out.write_text("the previous report\n")
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(out, "new")
+    assert out.read_text() == "the previous report\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.txt"]
+
+
+def test_unwritable_output_is_an_error_not_a_traceback(tmp_path):
+    model, _ = _good(tmp_path)
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    result = run_cli("estimate", model, "-o", blocker / "report.txt")
+    assert_cli_error(result, 1, f"cannot write the report there ({blocker} is not a folder)")
+
+
+def test_only_write_atomic_writes_files():
+    """Every file the tool writes goes through cli.write_atomic: no other write call in the package."""
+    import re
+
+    package = Path(__file__).resolve().parent.parent / "estimator"
+    writers = re.compile(r"write_text|write_bytes|open\([^)]*['\"][wax]b?['\"]|os\.fdopen|np\.save|onnx\.save")
+    found = [f"{path.name}:{n}" for path in sorted(package.glob("*.py"))
+             for n, line in enumerate(path.read_text().splitlines(), 1) if writers.search(line)]
+    # cli.write_atomic for reports; parallel.py's worker-side model cache writes bytes the same way (temp + rename)
+    assert found == ["cli.py:" + str(_line_of(package / "cli.py", "os.fdopen")),
+                     "parallel.py:" + str(_line_of(package / "parallel.py", 'open(tmp, "wb")'))]
+
+
+def _line_of(path: Path, text: str) -> int:
+    return next(n for n, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+def test_help_documents_exit_codes():
+    for command in ([], ["estimate"], ["layers"], ["explain"]):
+        result = run_cli(*command, "--help")
+        assert result.exit_code == 0
+        text = " ".join(result.output.split())
+        assert "Exit codes: 0 ok, 1 estimation error" in text and "2 usage error" in text
+        assert "3 uncosted layers under --strict" in text
