@@ -1,6 +1,6 @@
 """The floor: plain onnxruntime inference of an export over recorded inputs — load, batch, run, nothing else.
 
-    python benchmarks/floor.py MODEL.onnx INPUTS.npy [--batch-size 100] [--threads 0]
+    python benchmarks/floor.py MODEL.onnx INPUTS.npy [--batch-size 100] [--threads 0] [--no-spin]
 
 Unrolled exports get each batch's whole sequences; stepwise exports are driven step by step with their membranes
 fed back (inputs `X` ← outputs `X.next`, zero at the start of each batch). The estimator cannot be faster than this.
@@ -23,10 +23,14 @@ def main() -> None:
     parser.add_argument("inputs")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--no-spin", action="store_true",
+                        help="idle intra-op threads sleep (session.intra_op.allow_spinning=0), as the estimator sets")
     args = parser.parse_args()
     options = ort.SessionOptions()
     if args.threads:
         options.intra_op_num_threads = args.threads
+    if args.no_spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(args.model, options, providers=["CPUExecutionProvider"])
     data_name = session.get_inputs()[0].name
     states = {i.name: i for i in session.get_inputs()[1:]}  # stepwise: membranes, fed back from `<name>.next`
