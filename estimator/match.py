@@ -238,6 +238,26 @@ class _StepReader:
         self.memo: dict[str, Poly] = {}
         self.unreadable: list[str] = []
 
+    def stateful(self, tensor: str) -> bool:
+        """Whether `tensor` depends, inside the component, on this layer's state (previous membrane, carried
+        state, reset flags): what does not is input current, whatever ops shaped it."""
+        seen: set[str] = set()
+        stack = [tensor]
+        while stack:
+            current = stack.pop()
+            if current == self.prev or current in self.own_state or current in self.compare_of_output:
+                return True
+            node = self.graph.node_of(current)
+            if node is None or not self.in_component(node) or self.graph.is_constant(current):
+                continue
+            if current != tensor and self.previous_region(current):
+                return True
+            for name in node.inputs:
+                if name and name not in seen:
+                    seen.add(name)
+                    stack.append(name)
+        return False
+
     def recurrent(self, tensor: str) -> bool:
         """A current made by a weight op (outside the component) from this layer's own output or state: a
         recurrent synapse (RLeaky's V(S_{t-1})), as opposed to the feed-forward input of an earlier layer."""
@@ -290,6 +310,8 @@ class _StepReader:
             return Poly.symbol(f"X:{tensor}")
         handler = _SYMBOLIC.get(node.op_type)
         if handler is None or node.domain not in ("", "ai.onnx"):
+            if not self.stateful(tensor):  # e.g. Conv → MaxPool → Leaky: the pooled current is still input
+                return Poly.symbol("I:" + tensor)
             self.unreadable.append(node.op_type)
             return Poly.symbol(f"X:{node.op_type}:{tensor}")
         args = [self.read(name, depth + 1) if name else Poly.constant(0.0) for name in node.inputs]

@@ -139,3 +139,27 @@ def test_per_neuron_parameters(write_model, tmp_path, style, spelling):
     assert [(row.kind, row.reset) for row in report.layers] == [("leaky", "zero")]
     assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
     assert [row.spikes for row in report.layers] == want["spikes"]
+
+
+def test_current_shaped_by_other_ops_is_still_input(write_model, tmp_path):
+    """Conv → MaxPool → Leaky puts a pooling op between the synapse and the membrane: the pooled (here rectified)
+    current is input, not neuron state."""
+    from onnx import helper
+
+    rng = np.random.default_rng(21)
+    net = random_net(rng, [8, 6])
+    net.weights = [np.abs(weight) for weight in net.weights]  # Relu is then the identity: same reference counts
+    model = leaky_stepwise(net)
+    matmul = next(node for node in model.graph.node if node.op_type == "MatMul")
+    shaped = matmul.output[0] + "_shaped"
+    for node in model.graph.node:
+        node.input[:] = [shaped if name == matmul.output[0] else name for name in node.input]
+    model.graph.node.insert(list(model.graph.node).index(matmul) + 1,
+                            helper.make_node("Relu", [matmul.output[0]], [shaped]))
+    data = _data(rng, 4, 6, 8)
+    report = estimate(write_model(model, inputs=data), tmp_path / "inputs.npz", convention="neurobench")
+    assert [(row.kind, row.reset) for row in report.layers] == [("leaky", "subtract")]
+    assert report.uncosted == ()
+    want = net.reference(data)
+    assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
+    assert [row.spikes for row in report.layers] == want["spikes"]
