@@ -243,7 +243,7 @@ def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output
     emit(REPORT_FORMATS[fmt](report), output)
 
 
-@main.command()
+@main.command(epilog=EXIT_CODES_HELP)
 @click.argument("reports", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "-f", "fmt", type=click.Choice(REPORT_FORMAT_NAMES), default="table", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
@@ -295,7 +295,7 @@ def explain(model: Path) -> None:
     click.echo(format_explain(str(model), analysis.match), nl=False)
 
 
-@main.command()
+@main.command(epilog=EXIT_CODES_HELP)
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--out", "-o", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for results/<name>.json (one per model), summary.csv and summary.json.")

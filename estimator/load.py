@@ -161,7 +161,7 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
             onnx.external_data_helper.load_external_data_for_model(original, str(model_path.parent))
         except (OSError, ValueError) as err:
             raise ModelLoadError(f"{model_path}: cannot read external data ({err})") from None
-    warnings = _checker_warnings(original, model_path)
+    warnings = _checker_warnings(original if external else raw, original)
 
     had_functions = len(original.functions) > 0
     if had_functions:
@@ -187,15 +187,16 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
                        warnings=tuple(warnings))
 
 
-def _checker_warnings(model: onnx.ModelProto, path: Path) -> list[str]:
-    """What the ONNX checker and the version stamps say; warnings, not refusals (see the module docstring)."""
+def _checker_warnings(source: onnx.ModelProto | bytes, model: onnx.ModelProto) -> list[str]:
+    """What the ONNX checker and the opset stamps say; warnings, not refusals (see the module docstring). `source`
+    is the file's bytes when they hold the whole model (no second serialisation for the C++ checker)."""
     warnings = []
     newest = onnx.defs.onnx_opset_version()
     for opset in model.opset_import:
         if opset.domain in ("", "ai.onnx") and opset.version > newest:
             warnings.append(f"the model asks for ONNX opset {opset.version}; this onnx knows up to {newest}")
     try:
-        onnx.checker.check_model(model)
+        onnx.checker.check_model(source)
     except Exception as err:  # ValidationError, ValueError for protos over 2 GB, …: the checker only advises
         reason = " ".join(str(err).split())
         warnings.append(f"the model fails the ONNX checker: {reason[:300]}")

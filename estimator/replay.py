@@ -247,21 +247,42 @@ def _model_dtype(graph: ModelGraph, name: str) -> np.dtype | None:
         return np.dtype(object)  # a type numpy cannot hold: refused below
 
 
+def _finfo(dtype: np.dtype) -> Any:
+    """Float limits, also for the ONNX types numpy does not know itself (bfloat16, float8…: ml_dtypes, onnx's own
+    dependency)."""
+    try:
+        return np.finfo(dtype)
+    except (ValueError, TypeError):
+        import ml_dtypes
+
+        return ml_dtypes.finfo(dtype)
+
+
+def _is_float(dtype: np.dtype) -> bool:
+    try:
+        _finfo(dtype)
+    except (ValueError, TypeError, ImportError):
+        return False
+    return True
+
+
 def _check_dtype(name: str, have: np.dtype, want: np.dtype, scan: _Scan) -> tuple[str | None, str | None]:
     """(warning, note) for feeding `have` values to a `want` input; InputError when the cast would change them."""
     what = f"input {name!r}: {have} values"
-    if want.kind not in "biuf":
+    # bfloat16 and the float8 types are floats numpy lacks (kind "V", or "f" without np.finfo)
+    want_kind = "f" if want.kind not in "biuf" and _is_float(want) else want.kind
+    if want_kind not in "biuf":
         raise InputError(f"input {name!r}: the model takes {want} tensors; only bool, integer and float inputs can "
                          "be replayed")
-    if want.kind == "f":
+    if want_kind == "f":
         if have.kind == "f" and have.itemsize > want.itemsize:
-            limit = float(np.finfo(want).max)
+            limit = float(_finfo(want).max)
             if scan.high is not None and max(abs(scan.low), abs(scan.high)) > limit:
                 raise InputError(f"{what} up to {max(abs(scan.low), abs(scan.high)):.3g} overflow the model's "
                                  f"{want} input (largest {limit:.3g}); rescale the data")
             return None, f"{what} rounded to {want}, the model's input type"
         if have.kind in "iu":
-            exact = 2 ** (np.finfo(want).nmant + 1)
+            exact = 2 ** (_finfo(want).nmant + 1)
             if scan.high is not None and max(abs(int(scan.low)), abs(int(scan.high))) > exact:
                 return (f"{what} above {exact} are not all exactly representable in the model's {want} input; "
                         "they were rounded"), None
@@ -269,7 +290,7 @@ def _check_dtype(name: str, have: np.dtype, want: np.dtype, scan: _Scan) -> tupl
     if have.kind == "f":
         raise InputError(f"{what} cannot be fed to the model's {want} input without truncating them; save "
                          f"{want} arrays")
-    if want.kind == "b":
+    if want_kind == "b":
         if have.kind != "b" and scan.low is not None and (scan.low < 0 or scan.high > 1):
             raise InputError(f"{what} range over [{scan.low}, {scan.high}], the model's bool input takes 0 and 1")
         return None, f"{what} cast to bool, the model's input type (exactly)"
@@ -342,15 +363,16 @@ def _sample_bytes(graph: ModelGraph, name: str) -> int | None:
 def memory_per_sample(graph: ModelGraph, inputs: RecordedInputs, fetch: list[str], stepwise: bool,
                       measured: int | None = None) -> int | None:
     """Estimated bytes one sample of a batch needs: the exposed membrane/spike/state tensors (`measured` after a
-    probe run, else from static shapes; stepwise twice: the previous step is kept), every other intermediate tensor
-    whose shape is known (onnxruntime may hold them; it often reuses memory, so this errs high), and the input slice
-    with its cast copy. None when the exposed tensors' shapes are not static."""
+    probe run, else from static shapes; stepwise: times the block of up to STEP_BLOCK steps held before counting,
+    plus the step before it), every other intermediate tensor whose shape is known (onnxruntime may hold them; it
+    often reuses memory, so this errs high), and the input slice with its cast copy. None when the exposed tensors'
+    shapes are not static."""
     if measured is None:
         exposed = [_sample_bytes(graph, name) for name in fetch]
         if any(size is None for size in exposed):
             return None
         measured = sum(size for size in exposed if size is not None)
-    total = measured * (2 if stepwise else 1)
+    total = measured * (min(STEP_BLOCK, inputs.time_steps) + 1 if stepwise else 1)
     fetched = set(fetch)
     for info in graph.model.graph.value_info:
         if info.name not in fetched:

@@ -554,6 +554,20 @@ def test_castable_dtypes_give_the_float32_figures_and_say_so(tmp_path, dtype):
     assert f"input 'input': {np.dtype(dtype)} values" in said and "float32" in said
 
 
+@pytest.mark.parametrize("elem", [TensorProto.BFLOAT16, TensorProto.FLOAT8E5M2, TensorProto.FLOAT16])
+def test_inputs_of_types_numpy_lacks(tmp_path, elem):
+    """Found by the fuzz test: a model input typed bfloat16 or float8 broke the dtype check (numpy has no finfo)."""
+    model = leaky_stepwise(_net())
+    model.graph.input[0].type.tensor_type.elem_type = elem
+    path = _model_file(tmp_path, model)
+    np.savez(tmp_path / "inputs.npz", input=_data())
+    with pytest.raises(ReplayError, match="onnxruntime cannot run this model"):  # the graph now mixes types
+        estimate(path, tmp_path / "inputs.npz")
+    np.savez(tmp_path / "huge.npz", input=_data().astype(np.float64) * 1e300)
+    with pytest.raises(InputError, match="overflow the model's"):
+        estimate(path, tmp_path / "huge.npz")
+
+
 def test_large_integers_are_a_warning(tmp_path):
     model, _ = _good(tmp_path)
     np.save(tmp_path / "big.npy", (_data() * (2**25 + 1)).astype(np.int64))
@@ -736,7 +750,7 @@ def _line_of(path: Path, text: str) -> int:
 
 
 def test_help_documents_exit_codes():
-    for command in ([], ["estimate"], ["layers"], ["explain"]):
+    for command in ([], *([name] for name in main.commands)):
         result = run_cli(*command, "--help")
         assert result.exit_code == 0
         text = " ".join(result.output.split())
