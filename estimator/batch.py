@@ -27,7 +27,8 @@ from .report import CONVENTIONS, SCHEMA
 
 SUMMARY_SCHEMA = "neuronops.batch-summary/1"
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
-MANIFEST_KEYS = ("model", "inputs", "name", "convention", "batch_size", "time_axis", "steps", "cost_table", "strict")
+MANIFEST_KEYS = ("model", "inputs", "name", "convention", "batch_size", "time_axis", "steps", "cost_table", "strict",
+                 "allow_nonfinite")
 BESIDE_MODEL = ("{dir}/{stem}.npz", "{dir}/{stem}.npy", "{dir}/inputs.npz", "{dir}/inputs.npy")
 SUMMARY_COLUMNS = ("name", "status", "error", "model", "inputs", "convention", "samples", "time_steps",
                    "neuron_dense_ops", "effective_neuron_ops", "effective_neuron_ops_run", "complete", "result")
@@ -89,6 +90,7 @@ def _row_job(row: dict[str, Any], base: Path, defaults: ModelJob, where: str) ->
         tables = [part for part in tables.split(";") if part.strip()]  # CSV: several tables separated by ';'
     time_axis = _int(row.get("time_axis"), "time_axis", where)
     strict = _bool(row.get("strict"), "strict", where)
+    allow_nonfinite = _bool(row.get("allow_nonfinite"), "allow_nonfinite", where)
     job = ModelJob(
         model=path(str(model)),
         inputs=path(str(row["inputs"])) if row.get("inputs") else defaults.inputs,
@@ -98,6 +100,7 @@ def _row_job(row: dict[str, Any], base: Path, defaults: ModelJob, where: str) ->
         steps=_int(row.get("steps"), "steps", where, 1) or defaults.steps,
         cost_tables=tuple(path(t.strip()) for t in tables) if tables else defaults.cost_tables,
         strict=defaults.strict if strict is None else strict,
+        allow_nonfinite=defaults.allow_nonfinite if allow_nonfinite is None else allow_nonfinite,
     )
     name = row.get("name")
     return (str(name) if name else None), job
@@ -235,6 +238,7 @@ def fingerprint(job: ModelJob) -> dict[str, Any]:
     return {
         "model": job.model, "inputs": job.inputs, "convention": job.convention, "time_axis": job.time_axis,
         "steps": job.steps, "cost_tables": list(job.cost_tables), "strict": job.strict,
+        "allow_nonfinite": job.allow_nonfinite,
         "files": {"model": _stat(job.model), "inputs": _stat(job.inputs),
                   "cost_tables": [_stat(t) for t in job.cost_tables]},
     }

@@ -190,19 +190,32 @@ class MemorySize(click.ParamType):
                    "fit, or the replay refused, from an estimate made before it runs.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Give up (exit 1) when the estimate takes longer; a running onnxruntime call is stopped.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1),
+              help="Split the replay's samples across N local worker processes (one onnxruntime thread each); "
+                   "with --scheduler local, the number of Dask workers. Same figures as one process.")
+@click.option("--shard-size", type=click.IntRange(min=1),
+              help="With --jobs or --scheduler: samples per job (default: about 4 jobs per worker).")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Replay on a Dask cluster (tcp://host:8786, or 'local' to start one here; needs "
+                   "neuronops[dask]); the workers must see the model and inputs files. Default: "
+                   "$DASK_SCHEDULER_ADDRESS when --jobs is not given.")
+@click.option("--scheduler-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A Dask scheduler file (dask scheduler --scheduler-file PATH).")
 @handle_errors
 def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output: Path | None,
              step_rate: float | None, budget: float | None, budget_basis: str, energy_table: Path | None,
              batch_size: int | None, time_axis: int, steps: int | None, cost_tables: tuple[Path, ...],
              strict: bool, threads: int, progress: bool | None, allow_nonfinite: bool, max_memory: int | None,
-             timeout: float | None) -> None:
+             timeout: float | None, jobs: int | None, shard_size: int | None, scheduler: str | None,
+             scheduler_file: Path | None) -> None:
     """Estimate Neuron Dense Ops and Effective Neuron Ops for MODEL (.onnx).
 
     Dense ops need only the graph. Effective ops need --inputs; the model is replayed in onnxruntime and spikes
-    and membrane changes are counted exactly (integers), then divided once by the number of samples.
+    and membrane changes are counted exactly (integers), then divided once by the number of samples. With --jobs
+    or --scheduler the samples are split across workers; the figures are the same.
     """
     from .api import estimate as run_estimate
-    from .errors import FeasibilityError
+    from .errors import FeasibilityError, UsageError
     from .formats import REPORT_FORMATS
 
     if budget is not None and step_rate is None:  # checked before a long replay, not after it
@@ -214,6 +227,17 @@ def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output
         from .feasibility import read_energy_table
 
         energy = read_energy_table(energy_table)  # read first: a typo in it fails before a long replay
+    if scheduler is not None and scheduler_file is not None:
+        raise UsageError("give --scheduler or --scheduler-file, not both")
+    if scheduler is None and scheduler_file is None and jobs is None:
+        scheduler = os.environ.get("DASK_SCHEDULER_ADDRESS") or None  # explicit options win over the environment
+    split = inputs is not None and ((jobs or 1) > 1 or scheduler is not None or scheduler_file is not None)
+    if split:
+        alone = [name for name, given in (("--max-memory", max_memory is not None), ("--timeout", timeout is not None),
+                                          ("--threads", threads != 0)) if given]
+        if alone:
+            raise UsageError(f"{' and '.join(alone)} cannot be combined with --jobs/--scheduler (a split replay); "
+                             "drop one or the other")
     show = sys.stderr.isatty() if progress is None else progress
     bar = None
 
@@ -227,10 +251,15 @@ def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output
         bar.update(done - bar.pos)
 
     try:
-        report = run_estimate(model, inputs, convention=convention, batch_size=batch_size, time_axis=time_axis,
-                              steps=steps, cost_tables=cost_tables, strict=strict, threads=threads,
-                              progress=on_progress, allow_nonfinite=allow_nonfinite, max_memory=max_memory,
-                              timeout=timeout)
+        if split:
+            assert inputs is not None
+            report = _estimate_split(model, inputs, convention, batch_size, time_axis, steps, cost_tables, strict,
+                                     allow_nonfinite, jobs, shard_size, scheduler, scheduler_file, on_progress)
+        else:
+            report = run_estimate(model, inputs, convention=convention, batch_size=batch_size, time_axis=time_axis,
+                                  steps=steps, cost_tables=cost_tables, strict=strict, threads=threads,
+                                  progress=on_progress, allow_nonfinite=allow_nonfinite, max_memory=max_memory,
+                                  timeout=timeout)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
@@ -241,6 +270,29 @@ def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output
 
         report = replace(report, feasibility=assess(report, step_rate, budget, budget_basis, energy))
     emit(REPORT_FORMATS[fmt](report), output)
+
+
+def _estimate_split(model: Path, inputs: Path, convention: str, batch_size: int | None, time_axis: int,
+                    steps: int | None, cost_tables: tuple[Path, ...], strict: bool, allow_nonfinite: bool,
+                    jobs: int | None, shard_size: int | None, scheduler: str | None, scheduler_file: Path | None,
+                    on_progress: Callable[[int, int], None]) -> Any:
+    """One model's replay cut into shards for worker processes or a Dask cluster (the batch machinery)."""
+    from .parallel import estimate_sharded, open_backend, peek_samples
+
+    total = peek_samples(inputs) or 0
+    done = 0
+
+    def on_samples(count: int) -> None:
+        nonlocal done
+        done += count
+        if total:
+            on_progress(done, total)
+
+    with open_backend(jobs or 1, scheduler, str(scheduler_file) if scheduler_file else None) as backend:
+        return estimate_sharded(model, inputs, backend=backend, convention=convention, batch_size=batch_size,
+                                time_axis=time_axis, steps=steps, cost_tables=tuple(map(str, cost_tables)),
+                                strict=strict, shard_size=shard_size, allow_nonfinite=allow_nonfinite,
+                                on_samples=on_samples)
 
 
 @main.command(epilog=EXIT_CODES_HELP)
@@ -310,6 +362,8 @@ def explain(model: Path) -> None:
 @click.option("--cost-table", "cost_tables", multiple=True, type=click.Path(path_type=Path),
               help="A TOML cost table laid over the bundled ones (repeatable).")
 @click.option("--strict", is_flag=True, help="A model with uncosted layers fails (exit 3 if that is all that failed).")
+@click.option("--allow-nonfinite", is_flag=True,
+              help="Replay inputs holding NaN or ±Inf (with a warning) instead of failing those models.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1),
               help="Local worker processes, one onnxruntime thread each [default: 1]; with --scheduler local, the "
                    "number of Dask workers.")
@@ -334,9 +388,9 @@ def explain(model: Path) -> None:
               help="Progress bar on stderr (default: only when stderr is a terminal).")
 @handle_errors
 def batch(sources: tuple[str, ...], out: Path, inputs_pattern: str | None, convention: str, batch_size: int | None,
-          time_axis: int, steps: int | None, cost_tables: tuple[Path, ...], strict: bool, jobs: int | None,
-          shard_size: int | None, resume: bool, scheduler: str | None, scheduler_file: Path | None, ship: str,
-          max_shard_mb: int, retries: int, progress: bool | None) -> None:
+          time_axis: int, steps: int | None, cost_tables: tuple[Path, ...], strict: bool, allow_nonfinite: bool,
+          jobs: int | None, shard_size: int | None, resume: bool, scheduler: str | None,
+          scheduler_file: Path | None, ship: str, max_shard_mb: int, retries: int, progress: bool | None) -> None:
     """Estimate many models: SOURCES are manifests (.csv, .jsonl, .json), models, quoted globs or folders.
 
     Each model's samples are cut into jobs run by worker processes (--jobs) or a Dask cluster (--scheduler);
@@ -351,7 +405,7 @@ def batch(sources: tuple[str, ...], out: Path, inputs_pattern: str | None, conve
     if scheduler is not None and scheduler_file is not None:
         raise UsageError("give --scheduler or --scheduler-file, not both")
     defaults = ModelJob(model="", convention=convention, batch_size=batch_size, time_axis=time_axis, steps=steps,
-                        cost_tables=tuple(map(str, cost_tables)), strict=strict)
+                        cost_tables=tuple(map(str, cost_tables)), strict=strict, allow_nonfinite=allow_nonfinite)
     entries = collect(sources, defaults, inputs_pattern)
     if scheduler is None and scheduler_file is None and jobs is None:
         scheduler = os.environ.get("DASK_SCHEDULER_ADDRESS") or None  # explicit options win over the environment

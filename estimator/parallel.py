@@ -42,7 +42,7 @@ from .errors import (
     UncostedLayersError,
 )
 from .inputs import RecordedInputs, read_inputs
-from .replay import DEFAULT_BATCH_SIZE, ReplayCounts, open_session, replay
+from .replay import DEFAULT_BATCH_SIZE, ReplayCounts, check_inputs, open_session, replay
 from .report import CONVENTIONS, Report
 
 DEFAULT_MAX_SHARD_BYTES = 256 * 2**20
@@ -63,6 +63,7 @@ class ModelJob:
     steps: int | None = None
     cost_tables: tuple[str, ...] = ()
     strict: bool = False
+    allow_nonfinite: bool = False
 
 
 @dataclass(frozen=True)
@@ -189,15 +190,20 @@ def run_model(job: ModelJob, shown_as: str, threads: int = 1) -> ModelResult:
             raise InputError(f"convention must be one of {', '.join(CONVENTIONS)}, got {job.convention!r}")
         table = load_costs(job.cost_tables)
         counts = None
+        notes: tuple[str, ...] = ()
         if job.inputs is None:
             analysis = analyse(job.model)
+            warnings = analysis.warnings
         else:
             shard = Shard(-1, job.model, job.inputs, job.time_axis, job.batch_size, 0, 0, threads)
             analysis, session = _model_for(shard, None)
             recorded = _recorded(job.inputs, analysis, job.time_axis)
+            checked = check_inputs(analysis.graph, analysis.match, recorded, job.allow_nonfinite)
+            warnings, notes = analysis.warnings + checked.warnings, checked.notes
             counts = replay(analysis.graph, analysis.match, recorded, batch_size=job.batch_size, threads=threads,
-                            session=session)
-        return ModelResult(finish_report(shown_as, analysis, table, job.convention, counts, job.steps, job.strict))
+                            session=session, check_finite=False)
+        return ModelResult(finish_report(shown_as, analysis, table, job.convention, counts, job.steps, job.strict,
+                                         warnings, notes))
     except NeuronopsError as err:
         return ModelResult(None, str(err), err.exit_code)
 
@@ -213,8 +219,9 @@ def run_shard(shard: Shard, blob: bytes | None = None, arrays: dict[str, np.ndar
         else:
             recorded = RecordedInputs(arrays, Path(f"<{shard.where()}>"))
             sample_range = None
+        # the client checked the whole inputs (check_inputs) before cutting them into shards
         counts = replay(analysis.graph, analysis.match, recorded, batch_size=shard.batch_size,
-                        threads=shard.threads, sample_range=sample_range, session=session)
+                        threads=shard.threads, sample_range=sample_range, session=session, check_finite=False)
         return ShardResult(shard, counts, tuple(layer.name for layer in analysis.match.layers))
     except NeuronopsError as err:
         return ShardResult(shard, None, error=str(err), exit_code=err.exit_code)
@@ -446,6 +453,8 @@ class _Plan:
     counts: ReplayCounts | None = None
     remaining: int = 0
     failed: bool = False
+    warnings: tuple[str, ...] = ()  # the model's (ONNX checker) and the inputs' (casts, non-finite values)
+    notes: tuple[str, ...] = ()
     whole: bool = False  # one job runs the whole model on a worker (run_model); the client never opens it
 
 
@@ -460,10 +469,12 @@ def _plan(index: int, job: ModelJob, backend: Backend, shard_size: int | None, t
         raise InputError(f"convention must be one of {', '.join(CONVENTIONS)}, got {job.convention!r}")
     table = load_costs(job.cost_tables)
     analysis = analyse(job.model)
-    plan = _Plan(index, job, analysis, table)
+    plan = _Plan(index, job, analysis, table, warnings=analysis.warnings)
     if job.inputs is None:
         return plan
     recorded = read_inputs(job.inputs, analysis.match.data_inputs, job.time_axis)
+    checked = check_inputs(analysis.graph, analysis.match, recorded, job.allow_nonfinite)  # once, for all shards
+    plan.warnings, plan.notes = analysis.warnings + checked.warnings, checked.notes
     plan.samples = recorded.samples
     model_ref, blob, model_size = os.path.abspath(job.model), None, 0
     limit = backend.max_shard_bytes
@@ -528,7 +539,7 @@ def _finish(plan: _Plan) -> JobOutcome:
     assert plan.analysis is not None and plan.table is not None
     try:
         report = finish_report(str(job.model), plan.analysis, plan.table, job.convention, plan.counts, job.steps,
-                               job.strict)
+                               job.strict, plan.warnings, plan.notes)
     except UncostedLayersError as err:
         return JobOutcome(plan.index, job, error=str(err), exit_code=err.exit_code)
     return JobOutcome(plan.index, job, report)
@@ -643,11 +654,13 @@ def run_jobs(
 def estimate_sharded(model: str | os.PathLike[str], inputs: str | os.PathLike[str], *, backend: Backend,
                      convention: str = "spikes", batch_size: int | None = None, time_axis: int = 1,
                      steps: int | None = None, cost_tables: Sequence[str] = (), strict: bool = False,
-                     shard_size: int | None = None) -> Report:
-    """`estimate()` with the samples split across the backend's workers: exactly the same report."""
+                     shard_size: int | None = None, allow_nonfinite: bool = False,
+                     on_samples: Callable[[int], None] | None = None) -> Report:
+    """`estimate()` with the samples split across the backend's workers: exactly the same report. `on_samples(n)`
+    reports samples replayed as shards come in."""
     job = ModelJob(str(model), str(inputs), convention, batch_size, time_axis, steps, tuple(map(str, cost_tables)),
-                   strict)
-    outcome = next(run_jobs([job], backend, shard_size=shard_size))
+                   strict, allow_nonfinite)
+    outcome = next(run_jobs([job], backend, shard_size=shard_size, on_samples=on_samples))
     if outcome.report is None:
         error = UncostedLayersError if outcome.exit_code == UncostedLayersError.exit_code else NeuronopsError
         raise error(outcome.error or "failed")

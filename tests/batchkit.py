@@ -47,3 +47,29 @@ def build_models(root: Path, count: int = 5, broken: int | None = 2, samples: in
         onnx.save(leaky_stepwise(net) if i % 2 else leaky_unrolled(net, steps), model)
         built.append(Built(f"net{i}", model, inputs, net, data))
     return built
+
+
+
+def fail_above_one(model_path: Path) -> None:
+    """Rewrite a stepwise model so that onnxruntime itself fails on any batch holding an input value above 1 (an
+    out-of-range Gather index) and computes the same figures otherwise: a failure only a worker's replay meets,
+    which no check of the inputs before the replay catches."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(model_path)
+    nodes = list(model.graph.node)
+    at = next(i for i, node in enumerate(nodes) if "input" in node.input)  # the first synapse
+    current = nodes[at].output[0]
+    guarded = current + ".guarded"
+    for node in nodes[at + 1:]:
+        node.input[:] = [guarded if name == current else name for name in node.input]
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros(2, np.float32), "guard.table"))
+    guard = [
+        helper.make_node("ReduceMax", ["input"], ["guard.max"], keepdims=0),
+        helper.make_node("Cast", ["guard.max"], ["guard.index"], to=TensorProto.INT64),
+        helper.make_node("Gather", ["guard.table", "guard.index"], ["guard.zero"]),
+        helper.make_node("Add", [current, "guard.zero"], [guarded]),
+    ]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes[:at + 1] + guard + nodes[at + 1:])
+    onnx.save(model, model_path)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from batchkit import build_models
+from batchkit import build_models, fail_above_one
 from builders import leaky_stepwise, leaky_unrolled, random_net
 from click.testing import CliRunner
 from conftest import SAMPLES
@@ -86,15 +86,32 @@ def test_broken_model_in_the_middle_is_reported_and_the_others_written(tmp_path)
 
 def test_a_failing_shard_is_reported_with_its_sample_range(tmp_path):
     built = build_models(tmp_path / "models", count=3, broken=None, samples=300)
+    fail_above_one(built[1].model)  # onnxruntime fails on the batch holding sample 150, and only there
     data = np.load(built[1].inputs)["input"].copy()
-    data[150, 2, 3] = np.nan  # only the shard holding sample 150 fails
+    data[150, 2, 3] = 5.0
+    np.savez(built[1].inputs, input=data)
+    out = tmp_path / "out"
+    result = run("batch", str(tmp_path / "models"), "--out", str(out), "--shard-size", "64", "--batch-size", "32")
+    assert result.exit_code == 1
+    rows = {row["name"]: row for row in summary_rows(out)}
+    error = rows["net1"]["error"]
+    assert error.startswith("samples [128, 192): onnxruntime failed") and "Gather" in error, error
+    assert [rows[b.name]["status"] for b in built] == ["ok", "error", "ok"]
+    for b in (built[0], built[2]):
+        assert int(rows[b.name]["effective_neuron_ops_run"]) == b.expected_run("spikes")
+
+
+def test_non_finite_inputs_fail_the_model_before_any_shard_runs(tmp_path):
+    built = build_models(tmp_path / "models", count=3, broken=None, samples=300)
+    data = np.load(built[1].inputs)["input"].copy()
+    data[150, 2, 3] = np.nan
     np.savez(built[1].inputs, input=data)
     out = tmp_path / "out"
     result = run("batch", str(tmp_path / "models"), "--out", str(out), "--shard-size", "64")
     assert result.exit_code == 1
     rows = {row["name"]: row for row in summary_rows(out)}
-    assert rows["net1"]["error"] == "samples [128, 192): input 'input': sample 150 holds NaN or ±Inf; " \
-                                          "clean the data first"
+    assert rows["net1"]["error"] == ("input 'input': 1 NaN or ±Inf value(s), the first in sample 150; clean the "
+                                     "data, or pass --allow-nonfinite to replay them as they are")
     assert [rows[b.name]["status"] for b in built] == ["ok", "error", "ok"]
 
 
@@ -368,3 +385,76 @@ def test_inline_backend_runs_the_same_shards(tmp_path):
     built = build_models(tmp_path / "models", count=1, broken=None, samples=90)
     report = estimate_sharded(built[0].model, built[0].inputs, backend=InlineBackend(), shard_size=13)
     assert report == estimate(built[0].model, built[0].inputs)
+
+
+# ---------------------------------------------------------------- `estimate --jobs`: one model, split from the CLI
+
+
+@pytest.mark.parametrize("style", ["stepwise", "unrolled"])
+def test_estimate_with_jobs_prints_the_one_process_report(tmp_path, style):
+    rng = np.random.default_rng(17)
+    net = random_net(rng, [10, 12, 5])
+    model = tmp_path / "model.onnx"
+    onnx.save(leaky_stepwise(net) if style == "stepwise" else leaky_unrolled(net, 6), model)
+    data = (rng.random((40, 6, 10)) < 0.3).astype(np.float64)  # float64: the "rounded to float32" note must come too
+    np.save(tmp_path / "inputs.npy", data)
+    for convention in ("spikes", "neurobench"):
+        args = ["estimate", str(model), "-i", str(tmp_path / "inputs.npy"), "-c", convention, "-f", "json"]
+        one = run(*args)
+        split = run(*args, "--jobs", "2", "--shard-size", "7")
+        assert one.exit_code == 0 and split.exit_code == 0, split.output
+        assert split.stdout == one.stdout
+        report = json.loads(split.stdout)
+        counted = net.reference(data.astype(np.float32))["spikes" if convention == "spikes" else "membrane_updates"]
+        assert report["totals"]["effective_neuron_ops_run"] == 4 * sum(counted)
+        assert any("rounded to float32" in note for note in report["notes"])
+
+
+def test_sharded_runs_keep_the_models_and_the_inputs_warnings(tmp_path):
+    """The ONNX checker's objection and the inputs' non-finite values are said by a split run as by one process."""
+    rng = np.random.default_rng(3)
+    net = random_net(rng, [6, 4])
+    proto = leaky_stepwise(net)
+    proto.metadata_props.add(key="k", value="1")
+    proto.metadata_props.add(key="k", value="2")  # the ONNX checker objects; onnxruntime runs it
+    model = tmp_path / "model.onnx"
+    onnx.save(proto, model)
+    data = (rng.random((30, 5, 6)) < 0.4).astype(np.float32)
+    data[4, 2, 1] = np.nan
+    np.save(tmp_path / "inputs.npy", data)
+    with pytest.raises(Exception, match="NaN"):
+        estimate_sharded(model, tmp_path / "inputs.npy", backend=InlineBackend(), shard_size=8)
+    whole = estimate(model, tmp_path / "inputs.npy", allow_nonfinite=True)
+    assert any("ONNX checker" in w for w in whole.warnings) and any("NaN" in w for w in whole.warnings)
+    for shard_size in (None, 8):  # None: one job, run whole on the worker; 8: shards merged on the client
+        sharded = estimate_sharded(model, tmp_path / "inputs.npy", backend=InlineBackend(), shard_size=shard_size,
+                                   allow_nonfinite=True)
+        assert sharded == whole
+
+
+def test_estimate_refuses_one_process_options_with_jobs(tmp_path):
+    sample = SAMPLES / "leaky_zero_fc2__unrolled__torchscript"
+    result = run("estimate", str(sample / "model.onnx"), "-i", str(sample / "inputs.npz"), "--jobs", "2",
+                 "--timeout", "5")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("error: --timeout cannot be combined with --jobs/--scheduler (a split replay); "
+                                     "drop one or the other")
+
+
+def test_manifest_allow_nonfinite(tmp_path):
+    rng = np.random.default_rng(4)
+    net = random_net(rng, [6, 4])
+    onnx.save(leaky_stepwise(net), tmp_path / "model.onnx")
+    data = (rng.random((10, 5, 6)) < 0.4).astype(np.float32)
+    data[0, 0, 0] = np.inf
+    np.save(tmp_path / "inputs.npy", data)
+    (tmp_path / "m.jsonl").write_text('{"model": "model.onnx", "inputs": "inputs.npy", "name": "refused"}\n'
+                                      '{"model": "model.onnx", "inputs": "inputs.npy", "name": "allowed", '
+                                      '"allow_nonfinite": true}\n')
+    result = run("batch", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    rows = {row["name"]: row for row in summary_rows(tmp_path / "out")}
+    assert rows["refused"]["status"] == "error" and "NaN or ±Inf" in rows["refused"]["error"]
+    assert rows["allowed"]["status"] == "ok"
+    stored = json.loads((tmp_path / "out" / rows["allowed"]["result"]).read_text())
+    assert any("NaN or ±Inf" in w or "non-finite" in w for w in stored["warnings"])

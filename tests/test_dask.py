@@ -17,7 +17,7 @@ import distributed  # in the `test` extra: these tests always run in CI, never s
 import numpy as np
 import onnx
 import pytest
-from batchkit import build_models
+from batchkit import build_models, fail_above_one
 from builders import leaky_stepwise, leaky_unrolled, random_net
 from click.testing import CliRunner
 
@@ -163,14 +163,14 @@ def test_scheduler_options_fail_in_one_line(tmp_path):
 
 def test_a_failing_shard_on_a_worker_names_its_samples_and_keeps_the_others(tmp_path, client):
     built = build_models(tmp_path / "models", count=3, broken=None, samples=200)
+    fail_above_one(built[1].model)  # onnxruntime fails on the worker holding samples [64, 96), and only there
     data = np.load(built[1].inputs)["input"].copy()
-    data[77, 0, 0] = np.inf  # the worker holding samples [64, 96) finds it
+    data[77, 0, 0] = 5.0
     np.savez(built[1].inputs, input=data)
     entries = collect([str(tmp_path / "models")], ModelJob(model=""))
     summary = run_batch(entries, tmp_path / "out", DaskBackend(client), shard_size=32)
     rows = {row["name"]: row for row in summary.rows}
-    assert rows["net1"]["error"] == ("samples [64, 96): input 'input': sample 77 holds NaN or ±Inf; "
-                                            "clean the data first")
+    assert rows["net1"]["error"].startswith("samples [64, 96): onnxruntime failed"), rows["net1"]["error"]
     for b in (built[0], built[2]):
         assert rows[b.name]["effective_neuron_ops_run"] == b.expected_run("spikes")
 
@@ -204,3 +204,22 @@ def test_a_shard_whose_worker_keeps_dying_fails_its_model_only(tmp_path):
         if row["status"] == "ok":
             assert row["effective_neuron_ops_run"] == b.expected_run("spikes")
     assert summary.exit_code == 1
+
+
+def test_estimate_on_the_cluster_from_the_environment(tmp_path, cluster, client):
+    """`neuronops estimate` picks DASK_SCHEDULER_ADDRESS up (as batch does) and prints the one-process report."""
+    rng = np.random.default_rng(23)
+    net = random_net(rng, [8, 10, 4])
+    model = tmp_path / "model.onnx"
+    onnx.save(leaky_unrolled(net, 7), model)
+    data = (rng.random((90, 7, 8)) < 0.3).astype(np.float32)
+    np.save(tmp_path / "inputs.npy", data)
+    args = ["estimate", str(model), "-i", str(tmp_path / "inputs.npy"), "-c", "neurobench", "-f", "json"]
+    one = run(*args, env={"DASK_SCHEDULER_ADDRESS": ""})
+    with distributed.get_task_stream(client) as stream:
+        remote = run(*args, "--shard-size", "16", env={"DASK_SCHEDULER_ADDRESS": cluster.scheduler_address})
+    assert len([task for task in stream.data if task["key"].startswith("run_shard")]) == 6  # 90 samples / 16
+    assert one.exit_code == 0 and remote.exit_code == 0, remote.output
+    assert remote.stdout == one.stdout
+    assert json.loads(remote.stdout)["totals"]["effective_neuron_ops_run"] == \
+        4 * sum(net.reference(data)["membrane_updates"])
