@@ -146,3 +146,20 @@ register_kind(NeuronKind(
     "rsynaptic", ("RSynaptic",), ("spk", "syn", "mem"), "spk", lambda f: _expect(f, 1, True, True),
     "I_syn,t = αI_syn,t-1 + I_t + V(S_{t-1}); U_t = βU_{t-1} + I_syn,t − R_t·θ",
 ))
+
+_BUILTIN: dict[str, NeuronKind] = dict(_REGISTRY)
+
+KindsSpec = tuple[str | NeuronKind, ...]  # the registry in order: a built-in kind by name, any other as itself
+
+
+def kinds_spec() -> KindsSpec | None:
+    """The registry as worker processes need it, or None when it holds just the built-in kinds, in their order."""
+    spec = tuple(name if _BUILTIN.get(name) is kind else kind for name, kind in _REGISTRY.items())
+    return None if spec == tuple(_BUILTIN) else spec
+
+
+def restore_kinds(spec: KindsSpec | None) -> None:
+    """Make this process's registry the one `kinds_spec()` described (None: the built-in kinds)."""
+    kinds = [_BUILTIN[entry] if isinstance(entry, str) else entry for entry in (spec or tuple(_BUILTIN))]
+    _REGISTRY.clear()
+    _REGISTRY.update((kind.name, kind) for kind in kinds)

@@ -19,6 +19,7 @@ import hashlib
 import math
 import multiprocessing
 import os
+import pickle
 import shutil
 import tempfile
 import threading
@@ -40,8 +41,10 @@ from .errors import (
     MissingExtraError,
     NeuronopsError,
     UncostedLayersError,
+    UsageError,
 )
 from .inputs import RecordedInputs, read_inputs
+from .kinds import KindsSpec, NeuronKind, kinds_spec, registered_kinds, restore_kinds
 from .replay import DEFAULT_BATCH_SIZE, ReplayCounts, check_inputs, open_session, replay
 from .report import CONVENTIONS, Report
 
@@ -116,6 +119,7 @@ _MODELS: OrderedDict[tuple, tuple[Analysis, Any]] = OrderedDict()
 _INPUTS: OrderedDict[tuple, RecordedInputs] = OrderedDict()
 _MODEL_CACHE, _INPUT_CACHE = 4, 2  # models (session + graph) and inputs files kept per worker process
 _BLOB_DIR: list[str] = []
+_KINDS: list[KindsSpec | None] = [None]  # the registry this worker process was last given
 
 
 def _file_key(path: str) -> tuple:
@@ -157,9 +161,19 @@ def _blob_path(digest: str, blob: bytes) -> str:
     return path
 
 
+def _use_kinds(spec: KindsSpec | None) -> None:
+    """The client's neuron kinds (those registered from Python too), before this task matches anything."""
+    with _LOCK:
+        if spec is not None or _KINDS[0] is not None:
+            restore_kinds(spec)
+            _KINDS[0] = spec
+
+
 def _model_for(shard: Shard, blob: bytes | None) -> tuple[Analysis, Any]:
     path = _blob_path(shard.model, blob) if blob is not None else shard.model
-    key = (("sha256", shard.model) if blob is not None else _file_key(path)) + (shard.threads,)
+    kinds = tuple((kind.name, getattr(kind.recognise, "__module__", ""), getattr(kind.recognise, "__qualname__", ""))
+                  for kind in registered_kinds())  # another registry matches differently
+    key = (("sha256", shard.model) if blob is not None else _file_key(path)) + (shard.threads, kinds)
 
     def make() -> tuple[Analysis, Any]:
         analysis = analyse(path)
@@ -182,10 +196,11 @@ class ModelResult:
     exit_code: int = EXIT_ERROR
 
 
-def run_model(job: ModelJob, shown_as: str, threads: int = 1) -> ModelResult:
+def run_model(job: ModelJob, shown_as: str, threads: int = 1, kinds: KindsSpec | None = None) -> ModelResult:
     """Estimate a model whose samples fit one shard, entirely on the worker: what `estimate()` does, step by step,
     with the worker's cached session. `job` holds absolute paths; the report names the model as `shown_as`."""
     try:
+        _use_kinds(kinds)
         if job.convention not in CONVENTIONS:
             raise InputError(f"convention must be one of {', '.join(CONVENTIONS)}, got {job.convention!r}")
         table = load_costs(job.cost_tables)
@@ -208,10 +223,12 @@ def run_model(job: ModelJob, shown_as: str, threads: int = 1) -> ModelResult:
         return ModelResult(None, str(err), err.exit_code)
 
 
-def run_shard(shard: Shard, blob: bytes | None = None, arrays: dict[str, np.ndarray] | None = None) -> ShardResult:
+def run_shard(shard: Shard, blob: bytes | None = None, arrays: dict[str, np.ndarray] | None = None,
+              kinds: KindsSpec | None = None) -> ShardResult:
     """Replay one shard and return its integer counts. Our own errors come back as values (they are deterministic:
     retrying them would only repeat them); anything else raises, so Dask retries it."""
     try:
+        _use_kinds(kinds)
         analysis, session = _model_for(shard, blob)
         if arrays is None:
             recorded = _recorded(shard.inputs, analysis, shard.time_axis)
@@ -242,6 +259,7 @@ class Backend:
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES
     retries: int = DEFAULT_RETRIES
     handles_worker_loss: bool = False  # True: the backend retries lost workers itself (Dask)
+    pickles_functions: bool = True  # False: tasks go through the standard pickle (functions only by reference)
     description: str = ""
 
     def submit(self, function: Callable[..., Any], *args: Any) -> Any:
@@ -292,6 +310,8 @@ class InlineBackend(Backend):
 
 class ProcessBackend(Backend):
     """--jobs N: N local worker processes (spawned: a clean interpreter each, never a forked onnxruntime)."""
+
+    pickles_functions = False
 
     def __init__(self, jobs: int, retries: int = DEFAULT_RETRIES) -> None:
         self.workers = jobs
@@ -561,13 +581,23 @@ def run_jobs(
     upcoming = iter(range(len(jobs)))
     window = 2 * backend.workers + 2  # shards queued ahead: workers never starve, the client plans lazily
     report_samples = on_samples or (lambda n: None)
+    kinds = kinds_spec()  # kinds registered from Python travel with every task
+    if kinds is not None and not backend.pickles_functions:
+        for kind in kinds:
+            if isinstance(kind, NeuronKind):
+                try:
+                    pickle.dumps(kind)
+                except Exception:
+                    raise UsageError(f"neuron kind {kind.name!r} cannot reach worker processes: its recognise "
+                                     "function cannot be pickled; define it at module level (not a lambda or a "
+                                     "nested function), or use one process") from None
 
     def submit(plan: _Plan, number: int, attempts: int) -> None:
         if plan.whole:
-            future = backend.submit(run_model, _absolute(plan.job), str(plan.job.model), threads)
+            future = backend.submit(run_model, _absolute(plan.job), str(plan.job.model), threads, kinds)
         else:
             blob, arrays = plan.payloads[number]
-            future = backend.submit(run_shard, plan.shards[number], blob, arrays)
+            future = backend.submit(run_shard, plan.shards[number], blob, arrays, kinds)
         pending[future] = (plan, number, attempts)
 
     def fail(plan: _Plan, message: str, code: int) -> JobOutcome:

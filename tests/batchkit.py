@@ -73,3 +73,19 @@ def fail_above_one(model_path: Path) -> None:
     del model.graph.node[:]
     model.graph.node.extend(nodes[:at + 1] + guard + nodes[at + 1:])
     onnx.save(model, model_path)
+
+
+def quadratic_if(features) -> str | None:
+    """A kind registered from Python for the parallel tests (module level: worker processes import it by name)."""
+    return None if features.nonlinear_terms == ("U·U",) else "no U² term"
+
+
+def quadratic_model(folder: Path, samples: int = 90) -> tuple[Path, Path]:
+    from builders import quadratic_stepwise
+
+    rng = np.random.default_rng(2)
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(quadratic_stepwise(rng.normal(size=(6, 4)).astype(np.float32)), folder / "model.onnx")
+    np.save(folder / "inputs.npy", (rng.random((samples, 5, 6)) < 0.5).astype(np.float32))
+    (folder / "qif.toml").write_text("[costs.qif]\nsubtract = 6\n")
+    return folder / "model.onnx", folder / "inputs.npy"

@@ -458,3 +458,36 @@ def test_manifest_allow_nonfinite(tmp_path):
     assert rows["allowed"]["status"] == "ok"
     stored = json.loads((tmp_path / "out" / rows["allowed"]["result"]).read_text())
     assert any("NaN or ±Inf" in w or "non-finite" in w for w in stored["warnings"])
+
+
+# ---------------------------------------------------------------- kinds registered from Python reach the workers
+
+
+def test_a_kind_registered_in_python_reaches_worker_processes(tmp_path, pool):
+    from batchkit import quadratic_if, quadratic_model
+
+    from estimator import NeuronKind, register_kind
+    from estimator.errors import UsageError
+    from estimator.kinds import unregister_kind
+
+    model, inputs = quadratic_model(tmp_path)
+    tables = [str(tmp_path / "qif.toml")]
+    assert estimate_sharded(model, inputs, backend=pool, shard_size=16).layers[0].kind is None  # not yet known
+    register_kind(NeuronKind("qif", ("QIF",), ("mem",), "spk", quadratic_if, "U = U + βU² + I − Rθ"))
+    try:
+        whole = estimate(model, inputs, cost_tables=tables)
+        # 16: shards counted on the workers, the report made here; None: one job, the report made on a worker
+        sharded = [estimate_sharded(model, inputs, backend=pool, shard_size=size, cost_tables=tables)
+                   for size in (16, None)]
+    finally:
+        unregister_kind("qif")
+    assert (whole.layers[0].kind, whole.layers[0].cost_per_update) == ("qif", 6)
+    assert sharded == [whole, whole]
+    assert estimate_sharded(model, inputs, backend=pool).layers[0].kind is None  # and forgotten
+
+    register_kind(NeuronKind("qif", ("QIF",), ("mem",), "spk", lambda f: quadratic_if(f)))
+    try:
+        with pytest.raises(UsageError, match="neuron kind 'qif' cannot reach worker processes"):
+            estimate_sharded(model, inputs, backend=pool, shard_size=16)
+    finally:
+        unregister_kind("qif")

@@ -223,3 +223,22 @@ def test_estimate_on_the_cluster_from_the_environment(tmp_path, cluster, client)
     assert remote.stdout == one.stdout
     assert json.loads(remote.stdout)["totals"]["effective_neuron_ops_run"] == \
         4 * sum(net.reference(data)["membrane_updates"])
+
+
+def test_a_kind_registered_in_python_reaches_dask_workers(tmp_path, client):
+    """Dask pickles functions by value (cloudpickle): even a lambda-recognised kind reaches the workers."""
+    from batchkit import quadratic_if, quadratic_model
+
+    from estimator import NeuronKind, register_kind
+    from estimator.kinds import unregister_kind
+
+    model, inputs = quadratic_model(tmp_path)
+    tables = [str(tmp_path / "qif.toml")]
+    register_kind(NeuronKind("qif", ("QIF",), ("mem",), "spk", lambda f: quadratic_if(f)))
+    try:
+        whole = estimate(model, inputs, cost_tables=tables)
+        sharded = [estimate_sharded(model, inputs, backend=DaskBackend(client), shard_size=size, cost_tables=tables)
+                   for size in (16, None)]  # None: one job, its report made on a worker
+    finally:
+        unregister_kind("qif")
+    assert whole.layers[0].kind == "qif" and sharded == [whole, whole]
