@@ -30,6 +30,11 @@ from .limits import Deadline, format_size
 from .match import MatchResult
 
 DEFAULT_BATCH_SIZE = 64
+# onnxruntime's graph optimisations cost session set-up time in proportion to the graph's size and pay back a little
+# in every run. An unrolled export is large (T copies of every step) and, for a typical dataset, run only a few times
+# (once per batch): there set-up dominates. Measured on the benchmark's 3000-node fc and conv exports with 10 runs:
+# 0.2-0.3 s less wall time without them; a stepwise export (T runs per batch) keeps them.
+OPTIMIZE_FROM_RUNS = 50
 STEP_BLOCK = 16  # stepwise: steps whose outputs are held and then counted together
 
 
@@ -83,7 +88,7 @@ def _value_info(graph: ModelGraph, name: str, fallback: int) -> onnx.ValueInfoPr
 
 
 def _session(model: onnx.ModelProto, fetch: list[str], graph: ModelGraph, threads: int,
-             extra_nodes: list[onnx.NodeProto]):
+             extra_nodes: list[onnx.NodeProto], optimize: bool = True):
     import onnxruntime as ort  # imported here: keeps `neuronops layers` and --help fast
 
     present = {o.name for o in model.graph.output}
@@ -97,9 +102,12 @@ def _session(model: onnx.ModelProto, fetch: list[str], graph: ModelGraph, thread
     exposed = model.SerializeToString() + extra.SerializeToString()
     options = ort.SessionOptions()
     options.log_severity_level = 4  # fatal only: its errors reach the user once, as our one-line message
-    # onnxruntime optimises the graph as it would for plain inference. Idle intra-op threads sleep instead of
-    # spinning: between runs this process counts (and a stepwise replay runs thousands of small steps), and spinning
-    # threads would take the cores the counting needs (2× the wall time on a 2-core machine). Results are unaffected.
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    # onnxruntime optimises the graph as it would for plain inference, unless it will run only a few times (see
+    # OPTIMIZE_FROM_RUNS). Idle intra-op threads sleep instead of spinning: between runs this process counts (and a
+    # stepwise replay runs thousands of small steps), and spinning threads would take the cores the counting needs
+    # (2× the wall time on a 2-core machine).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
@@ -153,10 +161,11 @@ def _fetch_names(match: MatchResult) -> list[str]:
     return list(dict.fromkeys(fetch + state_fetch))
 
 
-def open_session(graph: ModelGraph, match: MatchResult, threads: int = 0) -> Any:
-    """An onnxruntime session exposing what `replay` reads; reusable across replays of the same model."""
+def open_session(graph: ModelGraph, match: MatchResult, threads: int = 0, optimize: bool = True) -> Any:
+    """An onnxruntime session exposing what `replay` reads; reusable across replays of the same model. `optimize`
+    False skips onnxruntime's graph optimisations (set-up time for a graph run only a few times)."""
     extra_nodes = [node for layer in _counted_layers(match) for node in layer.extra_nodes]
-    return _session(graph.model, _fetch_names(match), graph, threads, extra_nodes)
+    return _session(graph.model, _fetch_names(match), graph, threads, extra_nodes, optimize)
 
 
 def _fixed_batch(graph: ModelGraph, names: tuple[str, ...]) -> int | None:
@@ -465,7 +474,8 @@ def replay(
 
     deadline.check("preparing the replay")
     if session is None:
-        session = open_session(graph, match, threads)
+        runs = -(-samples // size) * (steps if stepwise else 1)
+        session = open_session(graph, match, threads, optimize=runs >= OPTIMIZE_FROM_RUNS)
 
     spikes = [0] * len(layers)
     updates = [0] * len(layers)

@@ -33,3 +33,11 @@ def test_neurobench_unit_test_is_among_the_samples():
             expected = json.loads((case / "expected.json").read_text())["expected"]["neurobench"]
             assert (expected["neuron_dense_ops"], expected["effective_neuron_ops"]) == (200, effective)
             assert check_case(case, "neurobench") == []
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_sample_parity_with_onnxruntime_optimisations(case, monkeypatch):
+    """The small samples replay in a few runs, so onnxruntime's graph optimisations are skipped (OPTIMIZE_FROM_RUNS);
+    a large dataset gets them. Both must give NeuroBench's figures to the last membrane update."""
+    monkeypatch.setattr("estimator.replay.OPTIMIZE_FROM_RUNS", 0)
+    assert check_case(case, "neurobench") == []
