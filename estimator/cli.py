@@ -91,6 +91,12 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+def _show_version(ctx: click.Context) -> None:
+    # looked up only when asked: importlib.metadata scans the installed distributions (slow for every --help)
+    click.echo(f"{ctx.find_root().info_name}, version {_version()}")
+    ctx.exit()
+
+
 class OneLineErrors(click.Group):
     """Command-line mistakes get one line too — `error: <what is wrong> (see '<command> --help')`, exit 2 — instead
     of click's usage block."""
@@ -111,7 +117,8 @@ class OneLineErrors(click.Group):
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
              epilog=EXIT_CODES_HELP)
-@click.version_option(version=_version())
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, help="Show the version and exit.",
+              callback=lambda ctx, _param, value: _show_version(ctx) if value else None)
 def main() -> None:
     """How much work the neurons of a spiking neural network do, read from its ONNX export.
 

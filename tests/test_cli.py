@@ -138,3 +138,15 @@ def test_model_without_neurons_says_what_was_looked_for(tmp_path):
     result = run("layers", str(tmp_path / "mlp.onnx"))
     assert result.exit_code == 1
     assert "no spiking neuron layer found; looked for a threshold compare H(U − θ)" in result.stderr
+
+
+def test_version():
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version("neuronops")
+    except PackageNotFoundError:
+        installed = "unknown (not installed)"
+    result = CliRunner().invoke(main, ["--version"], prog_name="neuronops")
+    assert result.exit_code == 0
+    assert result.output == f"neuronops, version {installed}\n"
