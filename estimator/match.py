@@ -513,6 +513,12 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
                 heads.append(membrane)
             else:
                 successors.setdefault(pred, []).append(membrane)
+        if len(heads) == len(members) > 1:
+            # No membrane reads an earlier one: the membrane is no state of its own (Alpha with reset none,
+            # U_t = τ(I_exc,t + I_inh,t)), and the steps are linked through the other state the layer carries. In
+            # an unrolled export they share one component (weight ops cut layers apart): one layer, a step each.
+            chains.append((component, [[membrane] for membrane in members], None))
+            continue
         for head in heads:
             steps, problem, current = [[head]], None, head
             while current in successors:
@@ -631,6 +637,15 @@ def _build_layer(
 ) -> NeuronLayer:
     stepwise_pair = membrane_pair.pair if membrane_pair is not None and len(steps) == 1 else None
     in_component = lambda node: component_of[node.index] == component  # noqa: E731
+    own_pairs = [  # stepwise: the state pairs this layer reads or writes
+        p for p in pairs
+        if any(in_component(n) for n in graph.users(p.input))
+        or (graph.node_of(graph.canonical(p.output)) is not None
+            and in_component(graph.node_of(graph.canonical(p.output))))
+    ]
+    # a stepwise layer whose membrane is no state (Alpha with reset none: the exporter may drop the unused membrane
+    # input) but which carries other state: the tool still drives it step by step
+    stateless_membrane = stepwise_pair is None and len(steps) == 1 and bool(own_pairs)
     notes: list[str] = []
     # per step: the membrane after the step (what NeuroBench records) and the tensor its spike compares
     chain = [step[-1] for step in steps]
@@ -640,17 +655,12 @@ def _build_layer(
     # removed. Read the update one step earlier, and rebuild that membrane for the replay (see _rebuild).
     rebuild = len(steps) > 2 and len(steps[-2]) > len(steps[-1])
     read_steps = steps[:-1] if rebuild else steps
-    if stepwise_pair is not None:
+    if stepwise_pair is not None or stateless_membrane:
         layer_style = "stepwise"
-        chain = [membrane_pair.input_target]
+        chain = [membrane_pair.input_target] if stepwise_pair is not None else [steps[0][-1]]
         current_step = set(steps[0]) - {chain[0]}
-        prev, target = stepwise_pair.input, chain[0]
-        own_state = {
-            p.input for p in pairs
-            if any(in_component(n) for n in graph.users(p.input))
-            or (graph.node_of(graph.canonical(p.output)) is not None
-                and in_component(graph.node_of(graph.canonical(p.output))))
-        }
+        prev, target = (stepwise_pair.input if stepwise_pair is not None else ""), chain[0]
+        own_state = {p.input for p in own_pairs}
         previous_region: Callable[[str], bool] = lambda name: False  # noqa: E731
         time_steps = None
     else:
@@ -672,12 +682,12 @@ def _build_layer(
         own_state = {step[-1] for step in read_steps[:-1]}
     reader = _StepReader(graph, compare_of_output, in_component, prev, target, previous_region, own_state,
                          current_step)
-    if stepwise_pair is not None:  # state fed back from this step's spike (graded or not): c·H(U_t − θ)
+    if layer_style == "stepwise":  # state fed back from this step's spike (graded or not): c·H(U_t − θ)
         reader.spike_state = {p.input for p in pairs if p.input in own_state and p is not stepwise_pair
                               and reader.read(graph.canonical(p.output)).symbols() == {"Snow"}}
     update = reader.read(target)
     state_updates: tuple[Poly, ...] = ()
-    if stepwise_pair is not None:  # the other state this layer carries, e.g. Alpha's synaptic currents
+    if layer_style == "stepwise":  # the other state this layer carries, e.g. Alpha's synaptic currents
         state_updates = tuple(
             reader.read(graph.canonical(p.output)) for p in pairs
             if p.input in own_state and p is not stepwise_pair and p.input not in reader.spike_state
@@ -730,7 +740,7 @@ def _build_layer(
         notes.append("the last step's post-reset membrane is not in the graph (the exporter dropped it as unused); "
                      "the replay rebuilds it from that step's spike and reset flag")
     tensors = ([stepwise_pair.input] if stepwise_pair else []) + list(chain)
-    name = _state_base(stepwise_pair.input) if stepwise_pair else None
+    name = _state_base((stepwise_pair or own_pairs[0]).input) if layer_style == "stepwise" else None
     first_step_nodes = [n for n in component_nodes if n.index <= graph.producer[chain[0]]]
     name = name or _scope_name(graph, first_step_nodes or component_nodes, tensors)
     location = ", ".join(dict.fromkeys(n.name for n in first_step_nodes[:3] if n.name)) or f"tensor {chain[0]!r}"

@@ -41,3 +41,24 @@ def test_sample_parity_with_onnxruntime_optimisations(case, monkeypatch):
     a large dataset gets them. Both must give NeuroBench's figures to the last membrane update."""
     monkeypatch.setattr("estimator.replay.OPTIMIZE_FROM_RUNS", 0)
     assert check_case(case, "neurobench") == []
+
+
+KINDS = ("leaky", "synaptic", "lapicque", "alpha", "rleaky", "rsynaptic")
+RESETS = ("subtract", "zero", "none")
+STYLES = (("unrolled", "torchscript"), ("unrolled", "dynamo"), ("stepwise", "torchscript"), ("stepwise", "dynamo"))
+
+
+def test_every_kind_reset_style_and_exporter_is_bundled():
+    """Issue 3's matrix: every snnTorch kind × reset × export style × exporter has a sample, or the generator
+    recorded why snnTorch could not export it (samples/index.json, listed in samples/README.md)."""
+    index = json.loads((SAMPLES / "index.json").read_text())
+    not_exported = {failure["case"] for failure in index["not_exported"]}
+    covered: set[tuple[str, str, str, str]] = set()
+    for case in CASES:
+        expected = json.loads((case / "expected.json").read_text())
+        for layer in expected["layers"]:
+            covered.add((layer["kind"], layer["reset"], expected["style"], expected["exporter"]))
+    missing = [(kind, reset, style, exporter) for kind in KINDS for reset in RESETS for style, exporter in STYLES
+               if (kind, reset, style, exporter) not in covered]
+    assert not missing, missing
+    assert all(not (SAMPLES / name).exists() for name in not_exported)
