@@ -359,6 +359,13 @@ NETS: list[Net] = [
         conv_kind_net("alpha", "zero"), binary((6, 10, 1, 8, 8), 0.3), 3, seed=28),
     Net("lapicque_sub_conv", "Conv2d(1,4,3) + Lapicque + MaxPool2d + Flatten + Linear + Lapicque, 8x8 binary images",
         conv_kind_net("lapicque", "subtract"), binary((6, 10, 1, 8, 8), 0.3), 3, seed=29),
+    Net("synaptic_sub_fc2_vecparams", "2 layers fc, Synaptic subtract, per-neuron learnable alpha and beta",
+        lambda: [("fc1", nn.Linear(14, 12)),
+                 ("syn1", snn.Synaptic(alpha=torch.linspace(0.5, 0.9, 12), beta=torch.linspace(0.6, 0.95, 12),
+                                       learn_alpha=True, learn_beta=True)),
+                 ("fc2", nn.Linear(12, 6)),
+                 ("syn2", snn.Synaptic(alpha=torch.linspace(0.7, 0.8, 6), beta=torch.linspace(0.8, 0.9, 6)))],
+        binary((6, 12, 14), 0.3), 3, seed=30),
     Net("leaky_sub_relumix", "fc -> ReLU -> fc -> Leaky subtract (NeuroBench: AttributeError on the ReLU -> 0)",
         relu_net, floats((6, 10, 16), 1.0), 3, seed=18),
 ]
