@@ -617,6 +617,21 @@ def _inside(graph: ModelGraph, name: str, in_component: Callable[[OpNode], bool]
     return producer is not None and in_component(producer)
 
 
+def _flag_entries(graph: ModelGraph, prev: str, target: str, compare_of_output: dict[str, Compare],
+                  in_component: Callable[[OpNode], bool], previous_region: Callable[[str], bool]) -> int:
+    """How many op inputs of this step's update read the previous membrane's compare (the reset flag R, or the
+    previous spike: one tensor), not counting casts of it."""
+    flags = {tensor for tensor, compare in compare_of_output.items() if compare.membrane == prev}
+    region = graph.ancestors(target, stop=lambda name: name in flags or previous_region(name)
+                             or not _inside(graph, name, in_component)) | {target}
+    nodes = {graph.node_of(name) for name in region} - {None}
+    return sum(
+        sum(1 for name in node.inputs if name in flags)
+        for node in nodes
+        if node is not None and in_component(node) and not set(node.outputs) <= flags
+    )
+
+
 @dataclass(frozen=True)
 class _MembranePair:
     pair: StatePair
@@ -701,6 +716,13 @@ def _build_layer(
         raw.flags = frozenset()
         if any(m.count("R") > 1 for m in raw.read(target).monomials()):
             features = replace(features, recurrent=True)
+
+    if (layer_style == "unrolled" and prev and features.reset == "subtract" and features.recurrent
+            and not any(symbol.startswith("V:") for symbol in update.symbols())
+            and _flag_entries(graph, prev, target, compare_of_output, in_component, previous_region) == 1):
+        # U_t = βU + I + c·R: an elementwise recurrent V·S_{t-1} (S_{t-1} is the flag R) and a subtracted θ·R add
+        # up to one coefficient. Where R enters the step once, there is no reset term: reset none + V·S.
+        features = replace(features, reset="none")
 
     kind_name: str | None = None
     near_misses: dict[str, str] = {}

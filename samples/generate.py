@@ -336,6 +336,12 @@ NETS: list[Net] = [
     Net("rleaky_zero_fc1_onetoone", "RLeaky zero, one-to-one recurrence (all_to_all=False, elementwise V=0.5)",
         lambda: fc_stack([16, 12], "rleaky", "zero", all_to_all=False, V=0.5), binary((6, 12, 16), 0.3), 3,
         seed=19),
+    Net("rleaky_none_fc1_onetoone", "RLeaky reset none, one-to-one recurrence (all_to_all=False, elementwise V=0.5)",
+        lambda: fc_stack([16, 12], "rleaky", "none", all_to_all=False, V=0.5), binary((6, 12, 16), 0.25), 3,
+        seed=31),
+    Net("rleaky_sub_fc1_onetoone", "RLeaky subtract, one-to-one recurrence (all_to_all=False, elementwise V=0.5)",
+        lambda: fc_stack([16, 12], "rleaky", "subtract", all_to_all=False, V=0.5), binary((6, 12, 16), 0.3), 3,
+        seed=32),
     Net("rsynaptic_sub_fc1", "RSynaptic subtract, all-to-all Linear recurrence (NeuroBench: KeyError -> 0)",
         lambda: fc_stack([16, 12], "rsynaptic", "subtract"), binary((6, 12, 16), 0.3), 3, seed=17),
     # ---- the rest of the kind x reset matrix, and conv networks of other kinds
