@@ -204,7 +204,7 @@ def _cast_for(graph: ModelGraph, name: str, array: np.ndarray) -> np.ndarray:
 
 
 # --- before the replay: the inputs against the model ----------------------------------------------------------------
-SCAN_CHUNK_BYTES = 64 * 2**20  # values are scanned in slices this big: a memory-mapped file is never loaded whole
+SCAN_CHUNK_BYTES = 4 * 2**20  # values are scanned (and released) in slices this big: a flat peak in the file size
 
 
 @dataclass(frozen=True)
@@ -534,6 +534,7 @@ def replay(
                 outputs = _run(session, fetch_names, feeds, run_options, deadline, doing)
                 exposed_bytes = sum(out.nbytes for out in outputs)
                 count_sequence(outputs, real)
+                del outputs, feeds  # freed before the next batch runs: one batch's tensors at a time, not two
             else:
                 previous: list[np.ndarray | None] = [None] * len(layers)
                 state = {}
