@@ -432,15 +432,6 @@ def test_sharded_runs_keep_the_models_and_the_inputs_warnings(tmp_path):
         assert sharded == whole
 
 
-def test_estimate_refuses_one_process_options_with_jobs(tmp_path):
-    sample = SAMPLES / "leaky_zero_fc2__unrolled__torchscript"
-    result = run("estimate", str(sample / "model.onnx"), "-i", str(sample / "inputs.npz"), "--jobs", "2",
-                 "--timeout", "5")
-    assert result.exit_code == 2
-    assert result.stderr.strip() == ("error: --timeout cannot be combined with --jobs/--scheduler (a split replay); "
-                                     "drop one or the other")
-
-
 def test_manifest_allow_nonfinite(tmp_path):
     rng = np.random.default_rng(4)
     net = random_net(rng, [6, 4])
