@@ -62,3 +62,5 @@ def test_every_kind_reset_style_and_exporter_is_bundled():
                if (kind, reset, style, exporter) not in covered]
     assert not missing, missing
     assert all(not (SAMPLES / name).exists() for name in not_exported)
+    functions = {kind for kind, _, style, _ in covered if style == "functions"}
+    assert functions == set(KINDS)  # export_modules_as_functions: every kind as a function node
