@@ -559,7 +559,8 @@ def replay(
                     for name, chunk in by_step.items():
                         feeds[name] = chunk[t]
                     outputs = _run(session, fetch_names, feeds, run_options, deadline, doing)
-                    exposed_bytes = max(exposed_bytes, sum(out.nbytes for out in outputs))
+                    if probing:  # only the one-sample probe needs the sizes
+                        exposed_bytes = max(exposed_bytes, sum(out.nbytes for out in outputs))
                     held.append(outputs)
                     for name, k in state_at:
                         state[name] = outputs[k]
