@@ -723,6 +723,8 @@ def _build_layer(
         # U_t = βU + I + c·R: an elementwise recurrent V·S_{t-1} (S_{t-1} is the flag R) and a subtracted θ·R add
         # up to one coefficient. Where R enters the step once, there is no reset term: reset none + V·S.
         features = replace(features, reset="none")
+        notes.append("R here is also the previous spike S_{t-1}: its one term is the elementwise recurrent weight "
+                     "V·S_{t-1}, and there is no reset term (reset none)")
 
     kind_name: str | None = None
     near_misses: dict[str, str] = {}
