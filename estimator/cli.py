@@ -208,13 +208,18 @@ class MemorySize(click.ParamType):
                    "$DASK_SCHEDULER_ADDRESS when --jobs is not given.")
 @click.option("--scheduler-file", type=click.Path(dir_okay=False, path_type=Path),
               help="A Dask scheduler file (dask scheduler --scheduler-file PATH).")
+@click.option("--ship", type=click.Choice(["paths", "bytes"]), default="paths", show_default=True,
+              help="With a Dask scheduler: jobs carry file paths (the workers see the same files) or bytes (the "
+                   "model and each job's slice of the inputs; capped by --max-shard-mb).")
+@click.option("--max-shard-mb", type=click.IntRange(min=1), default=256, show_default=True,
+              help="With --ship bytes: the most one job may carry.")
 @handle_errors
 def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output: Path | None,
              step_rate: float | None, budget: float | None, budget_basis: str, energy_table: Path | None,
              batch_size: int | None, time_axis: int, steps: int | None, cost_tables: tuple[Path, ...],
              strict: bool, threads: int, progress: bool | None, allow_nonfinite: bool, max_memory: int | None,
              timeout: float | None, jobs: int | None, shard_size: int | None, scheduler: str | None,
-             scheduler_file: Path | None) -> None:
+             scheduler_file: Path | None, ship: str, max_shard_mb: int) -> None:
     """Estimate Neuron Dense Ops and Effective Neuron Ops for MODEL (.onnx).
 
     Dense ops need only the graph. Effective ops need --inputs; the model is replayed in onnxruntime and spikes
@@ -261,7 +266,8 @@ def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output
         if split:
             assert inputs is not None
             report = _estimate_split(model, inputs, convention, batch_size, time_axis, steps, cost_tables, strict,
-                                     allow_nonfinite, jobs, shard_size, scheduler, scheduler_file, on_progress)
+                                     allow_nonfinite, jobs, shard_size, scheduler, scheduler_file, ship,
+                                     max_shard_mb, on_progress)
         else:
             report = run_estimate(model, inputs, convention=convention, batch_size=batch_size, time_axis=time_axis,
                                   steps=steps, cost_tables=cost_tables, strict=strict, threads=threads,
@@ -282,7 +288,7 @@ def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output
 def _estimate_split(model: Path, inputs: Path, convention: str, batch_size: int | None, time_axis: int,
                     steps: int | None, cost_tables: tuple[Path, ...], strict: bool, allow_nonfinite: bool,
                     jobs: int | None, shard_size: int | None, scheduler: str | None, scheduler_file: Path | None,
-                    on_progress: Callable[[int, int], None]) -> Any:
+                    ship: str, max_shard_mb: int, on_progress: Callable[[int, int], None]) -> Any:
     """One model's replay cut into shards for worker processes or a Dask cluster (the batch machinery)."""
     from .parallel import estimate_sharded, open_backend, peek_samples
 
@@ -295,7 +301,8 @@ def _estimate_split(model: Path, inputs: Path, convention: str, batch_size: int 
         if total:
             on_progress(done, total)
 
-    with open_backend(jobs or 1, scheduler, str(scheduler_file) if scheduler_file else None) as backend:
+    with open_backend(jobs or 1, scheduler, str(scheduler_file) if scheduler_file else None, ship,
+                      max_shard_mb * 2**20) as backend:
         return estimate_sharded(model, inputs, backend=backend, convention=convention, batch_size=batch_size,
                                 time_axis=time_axis, steps=steps, cost_tables=tuple(map(str, cost_tables)),
                                 strict=strict, shard_size=shard_size, allow_nonfinite=allow_nonfinite,

@@ -223,6 +223,9 @@ def test_estimate_on_the_cluster_from_the_environment(tmp_path, cluster, client)
     assert remote.stdout == one.stdout
     assert json.loads(remote.stdout)["totals"]["effective_neuron_ops_run"] == \
         4 * sum(net.reference(data)["membrane_updates"])
+    shipped = run(*args, "--shard-size", "16", "--ship", "bytes",
+                  env={"DASK_SCHEDULER_ADDRESS": cluster.scheduler_address})
+    assert shipped.exit_code == 0 and shipped.stdout == one.stdout, shipped.output
 
 
 def test_a_kind_registered_in_python_reaches_dask_workers(tmp_path, client):
