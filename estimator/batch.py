@@ -101,6 +101,8 @@ def _row_job(row: dict[str, Any], base: Path, defaults: ModelJob, where: str) ->
         cost_tables=tuple(path(t.strip()) for t in tables) if tables else defaults.cost_tables,
         strict=defaults.strict if strict is None else strict,
         allow_nonfinite=defaults.allow_nonfinite if allow_nonfinite is None else allow_nonfinite,
+        timeout=defaults.timeout,
+        max_memory=defaults.max_memory,
     )
     name = row.get("name")
     return (str(name) if name else None), job

@@ -193,8 +193,9 @@ class MemorySize(click.ParamType):
 @click.option("--allow-nonfinite", is_flag=True,
               help="Replay inputs holding NaN or ±Inf as they are (with a warning) instead of refusing them.")
 @click.option("--max-memory", type=MemorySize(), default=None,
-              help="Memory the replay may use, e.g. 2GB, 512MiB (default: half the RAM). The batch is shrunk to "
-                   "fit, or the replay refused, from an estimate made before it runs.")
+              help="Memory the replay may use, e.g. 2GB, 512MiB (default: half the RAM; with --jobs/--scheduler: "
+                   "per job, no default). The batch is shrunk to fit, or the replay refused, from an estimate made "
+                   "before it runs.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Give up (exit 1) when the estimate takes longer; a running onnxruntime call is stopped.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1),
@@ -245,8 +246,7 @@ def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output
         scheduler = os.environ.get("DASK_SCHEDULER_ADDRESS") or None  # explicit options win over the environment
     split = inputs is not None and ((jobs or 1) > 1 or scheduler is not None or scheduler_file is not None)
     if split:
-        alone = [name for name, given in (("--max-memory", max_memory is not None), ("--timeout", timeout is not None),
-                                          ("--threads", threads != 0)) if given]
+        alone = [name for name, given in (("--timeout", timeout is not None), ("--threads", threads != 0)) if given]
         if alone:
             raise UsageError(f"{' and '.join(alone)} cannot be combined with --jobs/--scheduler (a split replay); "
                              "drop one or the other")
@@ -266,7 +266,7 @@ def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output
         if split:
             assert inputs is not None
             report = _estimate_split(model, inputs, convention, batch_size, time_axis, steps, cost_tables, strict,
-                                     allow_nonfinite, jobs, shard_size, scheduler, scheduler_file, ship,
+                                     allow_nonfinite, max_memory, jobs, shard_size, scheduler, scheduler_file, ship,
                                      max_shard_mb, on_progress)
         else:
             report = run_estimate(model, inputs, convention=convention, batch_size=batch_size, time_axis=time_axis,
@@ -287,8 +287,9 @@ def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output
 
 def _estimate_split(model: Path, inputs: Path, convention: str, batch_size: int | None, time_axis: int,
                     steps: int | None, cost_tables: tuple[Path, ...], strict: bool, allow_nonfinite: bool,
-                    jobs: int | None, shard_size: int | None, scheduler: str | None, scheduler_file: Path | None,
-                    ship: str, max_shard_mb: int, on_progress: Callable[[int, int], None]) -> Any:
+                    max_memory: int | None, jobs: int | None, shard_size: int | None, scheduler: str | None,
+                    scheduler_file: Path | None, ship: str, max_shard_mb: int,
+                    on_progress: Callable[[int, int], None]) -> Any:
     """One model's replay cut into shards for worker processes or a Dask cluster (the batch machinery)."""
     from .parallel import estimate_sharded, open_backend, peek_samples
 
@@ -306,7 +307,7 @@ def _estimate_split(model: Path, inputs: Path, convention: str, batch_size: int 
         return estimate_sharded(model, inputs, backend=backend, convention=convention, batch_size=batch_size,
                                 time_axis=time_axis, steps=steps, cost_tables=tuple(map(str, cost_tables)),
                                 strict=strict, shard_size=shard_size, allow_nonfinite=allow_nonfinite,
-                                on_samples=on_samples)
+                                on_samples=on_samples, max_memory=max_memory)
 
 
 @main.command(epilog=EXIT_CODES_HELP)
@@ -378,6 +379,12 @@ def explain(model: Path) -> None:
 @click.option("--strict", is_flag=True, help="A model with uncosted layers fails (exit 3 if that is all that failed).")
 @click.option("--allow-nonfinite", is_flag=True,
               help="Replay inputs holding NaN or ±Inf (with a warning) instead of failing those models.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Give up on a job (a whole model, or one shard of its samples) that runs longer: that model "
+                   "fails, the others go on.")
+@click.option("--max-memory", type=MemorySize(), default=None,
+              help="Memory one job's replay may use, e.g. 2GB (each worker runs one job at a time): its batch is "
+                   "shrunk to fit, or the model fails. Default: no limit.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1),
               help="Local worker processes, one onnxruntime thread each [default: 1]; with --scheduler local, the "
                    "number of Dask workers.")
@@ -403,8 +410,9 @@ def explain(model: Path) -> None:
 @handle_errors
 def batch(sources: tuple[str, ...], out: Path, inputs_pattern: str | None, convention: str, batch_size: int | None,
           time_axis: int, steps: int | None, cost_tables: tuple[Path, ...], strict: bool, allow_nonfinite: bool,
-          jobs: int | None, shard_size: int | None, resume: bool, scheduler: str | None,
-          scheduler_file: Path | None, ship: str, max_shard_mb: int, retries: int, progress: bool | None) -> None:
+          timeout: float | None, max_memory: int | None, jobs: int | None, shard_size: int | None, resume: bool,
+          scheduler: str | None, scheduler_file: Path | None, ship: str, max_shard_mb: int, retries: int,
+          progress: bool | None) -> None:
     """Estimate many models: SOURCES are manifests (.csv, .jsonl, .json), models, quoted globs or folders.
 
     Each model's samples are cut into jobs run by worker processes (--jobs) or a Dask cluster (--scheduler);
@@ -419,7 +427,8 @@ def batch(sources: tuple[str, ...], out: Path, inputs_pattern: str | None, conve
     if scheduler is not None and scheduler_file is not None:
         raise UsageError("give --scheduler or --scheduler-file, not both")
     defaults = ModelJob(model="", convention=convention, batch_size=batch_size, time_axis=time_axis, steps=steps,
-                        cost_tables=tuple(map(str, cost_tables)), strict=strict, allow_nonfinite=allow_nonfinite)
+                        cost_tables=tuple(map(str, cost_tables)), strict=strict, allow_nonfinite=allow_nonfinite,
+                        timeout=timeout, max_memory=max_memory)
     entries = collect(sources, defaults, inputs_pattern)
     if scheduler is None and scheduler_file is None and jobs is None:
         scheduler = os.environ.get("DASK_SCHEDULER_ADDRESS") or None  # explicit options win over the environment

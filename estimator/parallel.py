@@ -45,6 +45,7 @@ from .errors import (
 )
 from .inputs import RecordedInputs, read_inputs
 from .kinds import KindsSpec, NeuronKind, kinds_spec, registered_kinds, restore_kinds
+from .limits import Deadline
 from .replay import DEFAULT_BATCH_SIZE, ReplayCounts, check_inputs, open_session, replay
 from .report import CONVENTIONS, Report
 
@@ -67,6 +68,8 @@ class ModelJob:
     cost_tables: tuple[str, ...] = ()
     strict: bool = False
     allow_nonfinite: bool = False
+    timeout: float | None = None  # seconds per job (the whole model, or one shard of it); never changes a count
+    max_memory: int | None = None  # bytes one job's replay may use (its batch is shrunk to fit, or it fails)
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,8 @@ class Shard:
     start: int
     stop: int
     threads: int = 1
+    timeout: float | None = None
+    max_memory: int | None = None
 
     @property
     def samples(self) -> int:
@@ -203,6 +208,7 @@ def run_model(job: ModelJob, shown_as: str, threads: int = 1, kinds: KindsSpec |
         _use_kinds(kinds)
         if job.convention not in CONVENTIONS:
             raise InputError(f"convention must be one of {', '.join(CONVENTIONS)}, got {job.convention!r}")
+        deadline = Deadline(job.timeout)
         table = load_costs(job.cost_tables)
         counts = None
         notes: tuple[str, ...] = ()
@@ -212,11 +218,13 @@ def run_model(job: ModelJob, shown_as: str, threads: int = 1, kinds: KindsSpec |
         else:
             shard = Shard(-1, job.model, job.inputs, job.time_axis, job.batch_size, 0, 0, threads)
             analysis, session = _model_for(shard, None)
+            deadline.check("analysing the model")
             recorded = _recorded(job.inputs, analysis, job.time_axis)
             checked = check_inputs(analysis.graph, analysis.match, recorded, job.allow_nonfinite)
             warnings, notes = analysis.warnings + checked.warnings, checked.notes
+            deadline.check("checking the inputs")
             counts = replay(analysis.graph, analysis.match, recorded, batch_size=job.batch_size, threads=threads,
-                            session=session, check_finite=False)
+                            session=session, check_finite=False, max_memory=job.max_memory, deadline=deadline)
         return ModelResult(finish_report(shown_as, analysis, table, job.convention, counts, job.steps, job.strict,
                                          warnings, notes))
     except NeuronopsError as err:
@@ -238,7 +246,8 @@ def run_shard(shard: Shard, blob: bytes | None = None, arrays: dict[str, np.ndar
             sample_range = None
         # the client checked the whole inputs (check_inputs) before cutting them into shards
         counts = replay(analysis.graph, analysis.match, recorded, batch_size=shard.batch_size,
-                        threads=shard.threads, sample_range=sample_range, session=session, check_finite=False)
+                        threads=shard.threads, sample_range=sample_range, session=session, check_finite=False,
+                        max_memory=shard.max_memory, deadline=Deadline(shard.timeout))
         return ShardResult(shard, counts, tuple(layer.name for layer in analysis.match.layers))
     except NeuronopsError as err:
         return ShardResult(shard, None, error=str(err), exit_code=err.exit_code)
@@ -526,7 +535,7 @@ def _plan(index: int, job: ModelJob, backend: Backend, shard_size: int | None, t
                     "(--max-shard-mb); use a smaller --shard-size, or --ship paths on a shared filesystem"
                 )
         plan.shards.append(Shard(index, model_ref, "" if backend.ships_bytes else os.path.abspath(job.inputs),
-                                 job.time_axis, job.batch_size, start, stop, threads))
+                                 job.time_axis, job.batch_size, start, stop, threads, job.timeout, job.max_memory))
         plan.payloads.append((blob, arrays))
     plan.remaining = len(plan.shards)
     return plan
@@ -685,11 +694,12 @@ def estimate_sharded(model: str | os.PathLike[str], inputs: str | os.PathLike[st
                      convention: str = "spikes", batch_size: int | None = None, time_axis: int = 1,
                      steps: int | None = None, cost_tables: Sequence[str] = (), strict: bool = False,
                      shard_size: int | None = None, allow_nonfinite: bool = False,
-                     on_samples: Callable[[int], None] | None = None) -> Report:
+                     on_samples: Callable[[int], None] | None = None, timeout: float | None = None,
+                     max_memory: int | None = None) -> Report:
     """`estimate()` with the samples split across the backend's workers: exactly the same report. `on_samples(n)`
-    reports samples replayed as shards come in."""
+    reports samples replayed as shards come in. `timeout` (seconds) and `max_memory` (bytes) bound each job."""
     job = ModelJob(str(model), str(inputs), convention, batch_size, time_axis, steps, tuple(map(str, cost_tables)),
-                   strict, allow_nonfinite)
+                   strict, allow_nonfinite, timeout, max_memory)
     outcome = next(run_jobs([job], backend, shard_size=shard_size, on_samples=on_samples))
     if outcome.report is None:
         error = UncostedLayersError if outcome.exit_code == UncostedLayersError.exit_code else NeuronopsError

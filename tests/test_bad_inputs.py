@@ -651,6 +651,56 @@ def test_timeout_stops_a_running_onnxruntime_call(tmp_path):
     assert_cli_error(result, 1, "gave up after --timeout 0.5 s while replaying")
 
 
+def test_batch_timeout_fails_the_slow_model_only(tmp_path):
+    """`batch --timeout` bounds each job: the slow model fails with the deadline's message, the others are written."""
+    import csv
+    import json
+
+    (tmp_path / "slow").mkdir()
+    onnx.save(slow_model(), tmp_path / "slow" / "model.onnx")
+    np.save(tmp_path / "slow" / "inputs.npy", np.ones((200, 2, 1024), np.float32))
+    (tmp_path / "good").mkdir()
+    _good(tmp_path / "good")
+    (tmp_path / "good" / "stepwise.onnx").rename(tmp_path / "good" / "model.onnx")
+    out = tmp_path / "out"
+    result = run_cli("batch", tmp_path / "slow" / "model.onnx", tmp_path / "good" / "model.onnx", "--out", out,
+                     "--timeout", "0.5")
+    assert result.exit_code == 1
+    with open(out / "summary.csv", newline="") as handle:
+        rows = {row["name"]: row for row in csv.DictReader(handle)}
+    assert rows["slow"]["status"] == "error"
+    assert rows["slow"]["error"].startswith("gave up after --timeout 0.5 s while ")
+    assert rows["good"]["status"] == "ok"
+    good = json.loads((out / rows["good"]["result"]).read_text())
+    assert good["totals"] == json.loads(json.dumps(estimate(tmp_path / "good" / "model.onnx",
+                                                            tmp_path / "good" / "inputs.npz").to_dict()["totals"]))
+
+
+def test_a_shard_over_its_timeout_is_stopped_and_named(tmp_path):
+    from estimator.parallel import InlineBackend, estimate_sharded
+
+    path = _model_file(tmp_path, slow_model())
+    np.save(tmp_path / "in.npy", np.ones((200, 2, 1024), np.float32))
+    with pytest.raises(NeuronopsError, match=r"^samples \[(0, 100|100, 200)\): gave up after --timeout 0.5 s while "
+                                             r"replaying \(0 of 100 samples done\)"):
+        estimate_sharded(path, tmp_path / "in.npy", backend=InlineBackend(), shard_size=100, timeout=0.5)
+
+
+def test_batch_max_memory_shrinks_each_jobs_batch_and_keeps_the_counts(tmp_path):
+    import json
+
+    path, inputs = _good(tmp_path, inputs=_data(samples=40))
+    free = estimate(path, inputs, batch_size=40)
+    limit = 2 * _analysed_model_bytes(path) + 3 * _per_sample_bytes(path, inputs)
+    out = tmp_path / "out"
+    result = run_cli("batch", path, "--inputs-pattern", str(inputs), "--out", out, "--max-memory", limit,
+                     "--batch-size", "40")
+    assert result.exit_code == 0, result.output
+    stored = json.loads((out / "results" / "stepwise.json").read_text())
+    assert [layer["spikes"] for layer in stored["layers"]] == [row.spikes for row in free.layers]
+    assert any("batch size lowered from 40 to 3" in w for w in stored["warnings"])
+
+
 def _analysed_model_bytes(path: Path) -> int:
     from estimator.api import analyse
 
