@@ -240,10 +240,7 @@ def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output
         from .feasibility import read_energy_table
 
         energy = read_energy_table(energy_table)  # read first: a typo in it fails before a long replay
-    if scheduler is not None and scheduler_file is not None:
-        raise UsageError("give --scheduler or --scheduler-file, not both")
-    if scheduler is None and scheduler_file is None and jobs is None:
-        scheduler = os.environ.get("DASK_SCHEDULER_ADDRESS") or None  # explicit options win over the environment
+    scheduler = _scheduler(jobs, scheduler, scheduler_file)
     split = inputs is not None and ((jobs or 1) > 1 or scheduler is not None or scheduler_file is not None)
     if split:
         alone = [name for name, given in (("--timeout", timeout is not None), ("--threads", threads != 0)) if given]
@@ -283,6 +280,18 @@ def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output
 
         report = replace(report, feasibility=assess(report, step_rate, budget, budget_basis, energy))
     emit(REPORT_FORMATS[fmt](report), output)
+
+
+def _scheduler(jobs: int | None, scheduler: str | None, scheduler_file: Path | None) -> str | None:
+    """The Dask scheduler to use: --scheduler, else $DASK_SCHEDULER_ADDRESS unless --jobs or --scheduler-file says
+    otherwise (explicit options win over the environment)."""
+    from .errors import UsageError
+
+    if scheduler is not None and scheduler_file is not None:
+        raise UsageError("give --scheduler or --scheduler-file, not both")
+    if scheduler is None and scheduler_file is None and jobs is None:
+        return os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+    return scheduler
 
 
 def _estimate_split(model: Path, inputs: Path, convention: str, batch_size: int | None, time_axis: int,
@@ -421,17 +430,13 @@ def batch(sources: tuple[str, ...], out: Path, inputs_pattern: str | None, conve
     1 when any failed (3 when all failures are uncosted layers under --strict), 2 for a bad command or manifest.
     """
     from .batch import collect, run_batch, total_samples
-    from .errors import UsageError
     from .parallel import ModelJob, open_backend
 
-    if scheduler is not None and scheduler_file is not None:
-        raise UsageError("give --scheduler or --scheduler-file, not both")
+    scheduler = _scheduler(jobs, scheduler, scheduler_file)
     defaults = ModelJob(model="", convention=convention, batch_size=batch_size, time_axis=time_axis, steps=steps,
                         cost_tables=tuple(map(str, cost_tables)), strict=strict, allow_nonfinite=allow_nonfinite,
                         timeout=timeout, max_memory=max_memory)
     entries = collect(sources, defaults, inputs_pattern)
-    if scheduler is None and scheduler_file is None and jobs is None:
-        scheduler = os.environ.get("DASK_SCHEDULER_ADDRESS") or None  # explicit options win over the environment
     backend = open_backend(jobs or 1, scheduler, str(scheduler_file) if scheduler_file else None, ship,
                            max_shard_mb * 2**20, retries)
     show = sys.stderr.isatty() if progress is None else progress
