@@ -28,6 +28,12 @@ DENSE_COLOUR = "#8d99ae"
 EFFECTIVE_COLOUR = "#e07a1f"
 RATE_COLOUR = "#2f6fbf"
 SERIES = ("#2f6fbf", "#e07a1f", "#2a9d8f", "#c0392b", "#8e44ad", "#7f8c8d", "#b7950b", "#d35400")
+DASHES = ("", "7 4", "2 3", "9 3 2 3")  # after every colour has been used once: the same colours, dashed
+
+
+def _series_style(index: int) -> tuple[str, str]:
+    """(colour, stroke-dasharray) of line `index`: distinct for len(SERIES) × len(DASHES) lines."""
+    return SERIES[index % len(SERIES)], DASHES[(index // len(SERIES)) % len(DASHES)]
 CHART_WIDTH = 880
 CHAR_WIDTH = 7  # px per character of the 12 px labels, for the name column's width
 
@@ -115,14 +121,20 @@ def _x_axis(left: int, right: int, top: int, bottom: int, ticks: list[float], fm
     return out
 
 
-def _legend(x: int, y: int, items: Sequence[tuple[str, str]]) -> tuple[list[str], int]:
-    """Coloured keys in rows that wrap at the chart's width; returns the elements and the height they take."""
+def _legend(x: int, y: int, items: Sequence[tuple[str, str]], dashes: Sequence[str] = ()) -> tuple[list[str], int]:
+    """Coloured keys in rows that wrap at the chart's width (a dashed line for a dashed series); returns the
+    elements and the height they take."""
     out, start, rows = [], x, 1
-    for label, colour in items:
+    for index, (label, colour) in enumerate(items):
         width = 17 + min(len(label), 40) * CHAR_WIDTH + 18
         if x > start and x + width > CHART_WIDTH:
             x, y, rows = start, y + 18, rows + 1
-        out.append(f'<rect x="{x}" y="{y - 10}" width="12" height="12" fill="{colour}"/>')
+        dash = dashes[index] if index < len(dashes) else ""
+        if dash:
+            out.append(f'<line x1="{x}" y1="{y - 4}" x2="{x + 12}" y2="{y - 4}" stroke="{colour}" stroke-width="3" '
+                       f'stroke-dasharray="{dash}"/>')
+        else:
+            out.append(f'<rect x="{x}" y="{y - 10}" width="12" height="12" fill="{colour}"/>')
         out.append(f'<text x="{x + 17}" y="{y}">{_e(_short(label, 40))}</text>')
         x += width
     return out, 18 * rows
@@ -216,7 +228,9 @@ def step_chart(report: Report) -> str | None:
     series = step_series(report)
     if not series or max(len(values) for _, values in series) < 2:
         return None
-    legend, legend_height = _legend(56, 16, [(name, SERIES[i % len(SERIES)]) for i, (name, _) in enumerate(series)])
+    styles = [_series_style(i) for i in range(len(series))]
+    keys = [(name, colour) for (name, _), (colour, _) in zip(series, styles, strict=True)]
+    legend, legend_height = _legend(56, 16, keys, [dash for _, dash in styles])
     left, right, top = 56, CHART_WIDTH - 20, 16 + legend_height
     bottom = top + 210
     steps = max(len(values) for _, values in series)
@@ -240,11 +254,11 @@ def step_chart(report: Report) -> str | None:
         out.append(f'<text class="tick" x="{x_of(step):.1f}" y="{bottom + 15}" text-anchor="middle">{step}</text>')
     out.append(f'<text class="tick" x="{(left + right) / 2:.0f}" y="{bottom + 32}" text-anchor="middle">'
                "time step</text>")
-    for index, (name, values) in enumerate(series):
-        colour = SERIES[index % len(SERIES)]
+    for (name, values), (colour, dash) in zip(series, styles, strict=True):
         points = " ".join(f"{x_of(t):.1f},{bottom - (bottom - top) * v / span:.1f}" for t, v in enumerate(values))
-        out.append(f'<polyline class="series" fill="none" stroke="{colour}" stroke-width="2" points="{points}">'
-                   f"<title>{_e(name)}</title></polyline>")
+        dashed = f' stroke-dasharray="{dash}"' if dash else ""
+        out.append(f'<polyline class="series" fill="none" stroke="{colour}" stroke-width="2"{dashed} '
+                   f'points="{points}"><title>{_e(name)}</title></polyline>')
         if steps <= 40:  # markers while they stay readable
             for t, v in enumerate(values):
                 out.append(f'<circle cx="{x_of(t):.1f}" cy="{bottom - (bottom - top) * v / span:.1f}" r="2.5" '

@@ -217,3 +217,21 @@ def test_html_shows_uncosted_layers_verdict_and_assumptions(reports):
     for assumption in report.feasibility.assumptions:
         assert " ".join(assumption.split()) in text
     assert "Conventions" in text
+
+
+def test_html_step_chart_tells_many_layers_apart(reports):
+    """Beyond the palette's 8 colours, lines repeat the colours dashed: every layer keeps its own line style, and
+    the legend shows the dash."""
+    from dataclasses import replace
+
+    base = reports["replay"]
+    layers = tuple(replace(row, name=f"{row.name}_{i}") for i in range(6) for row in base.layers)
+    assert len(layers) >= 12
+    page = parse(REPORT_FORMATS["html"](replace(base, layers=layers)))
+    lines = page.find("polyline", "series")
+    assert len(lines) == len(layers)
+    styles = [(a["stroke"], a.get("stroke-dasharray", "")) for a in lines]
+    assert len(set(styles)) == len(styles)
+    assert all(dash == "" for _, dash in styles[:8]) and all(dash for _, dash in styles[8:])
+    dashed_keys = [a for a in page.find("line") if a.get("stroke-dasharray")]
+    assert len(dashed_keys) == len(layers) - 8
