@@ -24,6 +24,7 @@ import shutil
 import tempfile
 import threading
 import zipfile
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -260,7 +261,7 @@ class WorkerLost(Exception):
     """A local worker process died while it held shards (the pool is rebuilt and the shards sent again)."""
 
 
-class Backend:
+class Backend(ABC):
     """Runs jobs. `submit` returns a future; `wait` returns the finished ones; `result` gives the job's answer."""
 
     workers: int = 1
@@ -271,9 +272,9 @@ class Backend:
     pickles_functions: bool = True  # False: tasks go through the standard pickle (functions only by reference)
     description: str = ""
 
+    @abstractmethod
     def submit(self, function: Callable[..., Any], *args: Any) -> Any:
         """Run function(*args) on a worker (function is run_shard or run_model)."""
-        raise NotImplementedError
 
     def wait(self, futures: Sequence[Any]) -> set[Any]:
         done, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
@@ -290,10 +291,10 @@ class Backend:
         """Send a model's bytes to the workers once; shards refer to the returned handle."""
         return blob
 
-    def recover(self) -> None:
+    def recover(self) -> None:  # noqa: B027 (an optional hook: most backends have nothing to do)
         """After WorkerLost: make the backend usable again."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (an optional hook: most backends have nothing to do)
         pass
 
     def __enter__(self) -> Backend:
