@@ -115,6 +115,24 @@ class OneLineErrors(click.Group):
             _fail("interrupted", 130)
 
 
+def dask_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The Dask cluster options, shared by `estimate` (one model's replay) and `batch` (many models)."""
+    for option in reversed((
+        click.option("--scheduler", metavar="ADDRESS",
+                     help="Send the jobs to a Dask cluster (tcp://host:8786), or 'local' to start one here. Needs "
+                          "neuronops[dask]. Default: $DASK_SCHEDULER_ADDRESS when --jobs is not given."),
+        click.option("--scheduler-file", type=click.Path(dir_okay=False, path_type=Path),
+                     help="A Dask scheduler file (dask scheduler --scheduler-file PATH)."),
+        click.option("--ship", type=click.Choice(["paths", "bytes"]), default="paths", show_default=True,
+                     help="How jobs reach Dask workers: file paths (the workers see the same files) or bytes (model "
+                          "and the job's slice of inputs, sent over the network; capped by --max-shard-mb)."),
+        click.option("--max-shard-mb", type=click.IntRange(min=1), default=256, show_default=True,
+                     help="With --ship bytes: the most one job may carry."),
+    )):
+        command = option(command)
+    return command
+
+
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
              epilog=EXIT_CODES_HELP)
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, help="Show the version and exit.",
@@ -203,17 +221,7 @@ class MemorySize(click.ParamType):
                    "with --scheduler local, the number of Dask workers. Same figures as one process.")
 @click.option("--shard-size", type=click.IntRange(min=1),
               help="With --jobs or --scheduler: samples per job (default: about 4 jobs per worker).")
-@click.option("--scheduler", metavar="ADDRESS",
-              help="Replay on a Dask cluster (tcp://host:8786, or 'local' to start one here; needs "
-                   "neuronops[dask]); the workers must see the model and inputs files. Default: "
-                   "$DASK_SCHEDULER_ADDRESS when --jobs is not given.")
-@click.option("--scheduler-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="A Dask scheduler file (dask scheduler --scheduler-file PATH).")
-@click.option("--ship", type=click.Choice(["paths", "bytes"]), default="paths", show_default=True,
-              help="With a Dask scheduler: jobs carry file paths (the workers see the same files) or bytes (the "
-                   "model and each job's slice of the inputs; capped by --max-shard-mb).")
-@click.option("--max-shard-mb", type=click.IntRange(min=1), default=256, show_default=True,
-              help="With --ship bytes: the most one job may carry.")
+@dask_options
 @handle_errors
 def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output: Path | None,
              step_rate: float | None, budget: float | None, budget_basis: str, energy_table: Path | None,
@@ -402,16 +410,7 @@ def explain(model: Path) -> None:
                    "batches.")
 @click.option("--resume", is_flag=True,
               help="Keep the results already in --out for the same model, inputs and options; run only the rest.")
-@click.option("--scheduler", metavar="ADDRESS",
-              help="Send the jobs to a Dask cluster (tcp://host:8786), or 'local' to start one here. Needs "
-                   "neuronops[dask]. Default: $DASK_SCHEDULER_ADDRESS when --jobs is not given.")
-@click.option("--scheduler-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="A Dask scheduler file (dask scheduler --scheduler-file PATH).")
-@click.option("--ship", type=click.Choice(["paths", "bytes"]), default="paths", show_default=True,
-              help="How jobs reach Dask workers: file paths (the workers see the same files) or bytes (model and "
-                   "the job's slice of inputs, sent over the network; capped by --max-shard-mb).")
-@click.option("--max-shard-mb", type=click.IntRange(min=1), default=256, show_default=True,
-              help="With --ship bytes: the most one job may carry.")
+@dask_options
 @click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
               help="Times a job is sent again after its worker died (or, on Dask, raised).")
 @click.option("--progress/--no-progress", default=None,
