@@ -624,12 +624,8 @@ def _flag_entries(graph: ModelGraph, prev: str, target: str, compare_of_output: 
     flags = {tensor for tensor, compare in compare_of_output.items() if compare.membrane == prev}
     region = graph.ancestors(target, stop=lambda name: name in flags or previous_region(name)
                              or not _inside(graph, name, in_component)) | {target}
-    nodes = {graph.node_of(name) for name in region} - {None}
-    return sum(
-        sum(1 for name in node.inputs if name in flags)
-        for node in nodes
-        if node is not None and in_component(node) and not set(node.outputs) <= flags
-    )
+    nodes = {node for node in map(graph.node_of, region) if node is not None and in_component(node)}
+    return sum(sum(1 for name in node.inputs if name in flags) for node in nodes if not set(node.outputs) <= flags)
 
 
 @dataclass(frozen=True)
