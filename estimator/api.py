@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .costs import CostTable, load_costs
 from .errors import InputError, ModelLoadError, NoNeuronLayersError, UncostedLayersError
 from .graph import ModelGraph
-from .inputs import read_inputs
+from .inputs import RecordedInputs, read_inputs
 from .limits import Deadline, default_max_memory, parse_size
 from .load import load_model
 from .match import MatchResult, match_layers
@@ -94,19 +95,27 @@ def estimate(
     table = load_costs(tuple(cost_tables))
     analysis = analyse(model)
     deadline.check("analysing the model")
-    counts = None
-    warnings: list[str] = list(analysis.warnings)
-    notes: list[str] = []
-    if inputs is not None:
-        recorded = read_inputs(inputs, analysis.match.data_inputs, time_axis, max_bytes=memory_limit)
-        checked = check_inputs(analysis.graph, analysis.match, recorded, allow_nonfinite)
-        warnings.extend(checked.warnings)
-        notes.extend(checked.notes)
-        deadline.check("checking the inputs")
-        counts = replay(analysis.graph, analysis.match, recorded, batch_size=batch_size, threads=threads,
-                        progress=progress, check_finite=False, max_memory=memory_limit, deadline=deadline)
-    return finish_report(str(model), analysis, table, convention, counts, steps, strict, tuple(warnings),
-                         tuple(notes))
+    if inputs is None:
+        return finish_report(str(model), analysis, table, convention, None, steps, strict, analysis.warnings)
+    recorded = read_inputs(inputs, analysis.match.data_inputs, time_axis, max_bytes=memory_limit)
+    return replay_report(str(model), analysis, recorded, table, convention=convention, steps=steps, strict=strict,
+                         batch_size=batch_size, threads=threads, allow_nonfinite=allow_nonfinite,
+                         max_memory=memory_limit, deadline=deadline, progress=progress)
+
+
+def replay_report(shown_as: str, analysis: Analysis, recorded: RecordedInputs, table: CostTable, *, convention: str,
+                  steps: int | None, strict: bool, batch_size: int | None, threads: int, allow_nonfinite: bool,
+                  max_memory: int | None, deadline: Deadline, progress: Progress | None = None,
+                  session: Any = None) -> Report:
+    """The replay half of `estimate`: check the recorded inputs against the model, replay them, make the report.
+    Also what a worker runs for a whole model (with its cached `session`)."""
+    checked = check_inputs(analysis.graph, analysis.match, recorded, allow_nonfinite)
+    deadline.check("checking the inputs")
+    counts = replay(analysis.graph, analysis.match, recorded, batch_size=batch_size, threads=threads,
+                    progress=progress, check_finite=False, max_memory=max_memory, deadline=deadline,
+                    session=session)
+    return finish_report(shown_as, analysis, table, convention, counts, steps, strict,
+                         analysis.warnings + checked.warnings, checked.notes)
 
 
 def finish_report(model: str, analysis: Analysis, table: CostTable, convention: str, counts: ReplayCounts | None,

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .api import Analysis, analyse, finish_report
+from .api import Analysis, analyse, finish_report, replay_report
 from .costs import CostTable, load_costs
 from .errors import (
     EXIT_ERROR,
@@ -211,23 +211,18 @@ def run_model(job: ModelJob, shown_as: str, threads: int = 1, kinds: KindsSpec |
             raise InputError(f"convention must be one of {', '.join(CONVENTIONS)}, got {job.convention!r}")
         deadline = Deadline(job.timeout)
         table = load_costs(job.cost_tables)
-        counts = None
-        notes: tuple[str, ...] = ()
         if job.inputs is None:
             analysis = analyse(job.model)
-            warnings = analysis.warnings
-        else:
-            shard = Shard(-1, job.model, job.inputs, job.time_axis, job.batch_size, 0, 0, threads)
-            analysis, session = _model_for(shard, None)
-            deadline.check("analysing the model")
-            recorded = _recorded(job.inputs, analysis, job.time_axis)
-            checked = check_inputs(analysis.graph, analysis.match, recorded, job.allow_nonfinite)
-            warnings, notes = analysis.warnings + checked.warnings, checked.notes
-            deadline.check("checking the inputs")
-            counts = replay(analysis.graph, analysis.match, recorded, batch_size=job.batch_size, threads=threads,
-                            session=session, check_finite=False, max_memory=job.max_memory, deadline=deadline)
-        return ModelResult(finish_report(shown_as, analysis, table, job.convention, counts, job.steps, job.strict,
-                                         warnings, notes))
+            return ModelResult(finish_report(shown_as, analysis, table, job.convention, None, job.steps, job.strict,
+                                             analysis.warnings))
+        shard = Shard(-1, job.model, job.inputs, job.time_axis, job.batch_size, 0, 0, threads)
+        analysis, session = _model_for(shard, None)
+        deadline.check("analysing the model")
+        recorded = _recorded(job.inputs, analysis, job.time_axis)
+        return ModelResult(replay_report(shown_as, analysis, recorded, table, convention=job.convention,
+                                         steps=job.steps, strict=job.strict, batch_size=job.batch_size,
+                                         threads=threads, allow_nonfinite=job.allow_nonfinite,
+                                         max_memory=job.max_memory, deadline=deadline, session=session))
     except NeuronopsError as err:
         return ModelResult(None, str(err), err.exit_code)
 
