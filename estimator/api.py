@@ -10,17 +10,20 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from . import cache as analysis_cache
 from .costs import CostTable, load_costs
 from .errors import InputError, ModelLoadError, NoNeuronLayersError, UncostedLayersError
-from .graph import ModelGraph
 from .inputs import RecordedInputs, read_inputs
+from .layers import MatchResult
 from .limits import Deadline, default_max_memory, parse_size
-from .load import load_model
-from .match import MatchResult, match_layers
-from .replay import Progress, ReplayCounts, check_inputs, replay
+from .replay import Progress, ReplayCounts, ReplayPlan, check_inputs, replay
 from .report import CONVENTIONS, Report, build_report
+
+if TYPE_CHECKING:
+    from .graph import ModelGraph
 
 PathLike = str | os.PathLike[str]
 
@@ -32,16 +35,42 @@ LOOKED_FOR = (
 
 @dataclass(frozen=True)
 class Analysis:
-    """The static part: the graph and the neuron layers found in it."""
+    """The static part: the graph and the neuron layers found in it, and what a replay needs (`plan`)."""
 
     path: str
-    graph: ModelGraph
+    graph: ModelGraph | None  # None when the analysis was read from the cache (cache.py)
     match: MatchResult
     warnings: tuple[str, ...] = ()  # what loading noticed (e.g. the ONNX checker's objection)
+    plan: ReplayPlan | None = None  # with for_replay=True
 
 
-def analyse(model: PathLike) -> Analysis:
-    """Load a model and find its neuron layers (no data needed)."""
+def analyse(model: PathLike, *, for_replay: bool = False, cache: bool = True) -> Analysis:
+    """Load a model and find its neuron layers (no data needed). `for_replay` also makes the replay plan, read from
+    the analysis cache when this model file was analysed before (unless `cache` is False; see cache.py)."""
+    from .kinds import kinds_spec
+
+    folder, key = None, None
+    if for_replay and cache and kinds_spec() is None and Path(model).is_file():
+        folder = analysis_cache.cache_dir()
+        try:
+            key = analysis_cache.model_key(Path(model)) if folder is not None else None
+        except OSError:
+            key = None  # load_model says what is wrong with the file
+        hit = analysis_cache.lookup(folder, key) if folder is not None and key is not None else None
+        if hit is not None:
+            return Analysis(str(model), None, hit.plan.match, hit.warnings, hit.plan)
+    analysis = _analyse(model, for_replay)
+    if folder is not None and key is not None and analysis.plan is not None and analysis.plan.cacheable:
+        analysis_cache.store(folder, key, analysis.plan, analysis.warnings)
+    return analysis
+
+
+def _analyse(model: PathLike, for_replay: bool) -> Analysis:
+    from .graph import ModelGraph
+    from .load import load_model
+    from .match import match_layers
+    from .replay import make_plan
+
     loaded = load_model(model)
     try:
         graph = ModelGraph(loaded.model)
@@ -59,7 +88,9 @@ def analyse(model: PathLike) -> Analysis:
         raise ModelLoadError(f"{model}: cannot analyse the graph ({type(err).__name__}); {checker[0]}") from None
     if not match.layers:
         raise NoNeuronLayersError(f"{model}: no spiking neuron layer found; looked for {LOOKED_FOR}")
-    return Analysis(str(model), graph, match, loaded.warnings)
+    # a model with external data is not cached: its weights live in other files, which the key does not cover
+    plan = make_plan(graph, match, cacheable=not loaded.external_data) if for_replay else None
+    return Analysis(str(model), graph, match, loaded.warnings, plan)
 
 
 def estimate(
@@ -77,12 +108,14 @@ def estimate(
     allow_nonfinite: bool = False,
     max_memory: int | str | None = None,
     timeout: float | None = None,
+    cache: bool = True,
 ) -> Report:
     """Neuron Dense Ops (always) and Effective Neuron Ops (with `inputs`), per layer and per sample.
 
     Inputs holding NaN or ±Inf are refused unless `allow_nonfinite`. `max_memory` (bytes, or "2GB"; default half
     the RAM) bounds the replay: the batch is shrunk to fit or the replay refused (MemoryLimitError). `timeout`
-    (seconds) bounds the whole estimate (TimeLimitError)."""
+    (seconds) bounds the whole estimate (TimeLimitError). With `inputs`, the static analysis is read from (and
+    written to) the analysis cache unless `cache` is False (see cache.py): the figures are the same either way."""
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {', '.join(CONVENTIONS)}")
     if steps is not None and steps < 1:
@@ -93,7 +126,7 @@ def estimate(
     except ValueError as err:
         raise InputError(str(err)) from None
     table = load_costs(tuple(cost_tables))
-    analysis = analyse(model)
+    analysis = analyse(model, for_replay=inputs is not None, cache=cache)
     deadline.check("analysing the model")
     if inputs is None:
         return finish_report(str(model), analysis, table, convention, None, steps, strict, analysis.warnings)
@@ -109,9 +142,12 @@ def replay_report(shown_as: str, analysis: Analysis, recorded: RecordedInputs, t
                   session: Any = None) -> Report:
     """The replay half of `estimate`: check the recorded inputs against the model, replay them, make the report.
     Also what a worker runs for a whole model (with its cached `session`)."""
-    checked = check_inputs(analysis.graph, analysis.match, recorded, allow_nonfinite)
+    plan = analysis.plan
+    if plan is None:
+        raise ValueError("replay_report needs an analysis made with analyse(..., for_replay=True)")
+    checked = check_inputs(plan, recorded, allow_nonfinite)
     deadline.check("checking the inputs")
-    counts = replay(analysis.graph, analysis.match, recorded, batch_size=batch_size, threads=threads,
+    counts = replay(plan, recorded, batch_size=batch_size, threads=threads,
                     progress=progress, check_finite=False, max_memory=max_memory, deadline=deadline,
                     session=session)
     return finish_report(shown_as, analysis, table, convention, counts, steps, strict,

@@ -7,7 +7,7 @@ so a graph that declares huge shapes gives an exact (huge) number and allocates 
 from __future__ import annotations
 
 from .costs import Cost, CostTable
-from .match import NeuronLayer
+from .layers import NeuronLayer
 
 
 def layer_cost(layer: NeuronLayer, table: CostTable) -> tuple[Cost | None, str | None]:

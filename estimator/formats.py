@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from .match import MatchResult, NeuronLayer
+from .layers import MatchResult, NeuronLayer
 from .report import Report
 
 CONVENTION_TEXT = {

@@ -25,12 +25,12 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .layers import Dim
 from .load import FUNCTION_TAG
 
 if TYPE_CHECKING:
     import networkx as nx
 
-Dim = int | str | None
 
 # Ops that produce data from shapes only: their outputs never depend on input *values*.
 SHAPE_ONLY_OPS = frozenset({"Shape", "Size", "ConstantOfShape", "EyeLike", "RandomNormal", "RandomUniform"})

@@ -31,6 +31,7 @@ class LoadedModel:
     original: onnx.ModelProto  # as read from disk (external data loaded), for onnxruntime
     had_functions: bool
     warnings: tuple[str, ...] = ()  # e.g. the ONNX checker's objection; shown in the report
+    external_data: bool = False  # some tensors were read from files beside the model
 
 
 def _byte_count(info: dict[str, str], key: str, tensor: str) -> int:
@@ -184,7 +185,7 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
             working = onnx.ModelProto()
             working.CopyFrom(original)
     return LoadedModel(path=model_path, model=working, original=original, had_functions=had_functions,
-                       warnings=tuple(warnings))
+                       warnings=tuple(warnings), external_data=external)
 
 
 def _checker_warnings(source: onnx.ModelProto | bytes, model: onnx.ModelProto) -> list[str]:

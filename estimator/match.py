@@ -20,15 +20,16 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
 from onnx import helper
 
 from .algebra import FLAGS, Poly
-from .graph import SHAPE_ONLY_OPS, Dim, ModelGraph, OpNode, no_gc
+from .graph import SHAPE_ONLY_OPS, ModelGraph, OpNode, no_gc
 from .kinds import UpdateFeatures, classify, kind_for_class
+from .layers import Dim, MatchResult, NeuronLayer, StatePair
 
 COMPARE_OPS = frozenset({"Greater", "GreaterOrEqual", "Less", "LessOrEqual"})
 WEIGHT_OPS = frozenset({
@@ -50,57 +51,6 @@ class Compare:
     output: str
     membrane: str
     threshold: str  # the constant θ the membrane is compared with
-
-
-@dataclass(frozen=True)
-class StatePair:
-    """A stepwise model's state: fed back from `output` to `input` at the next step."""
-
-    input: str
-    output: str  # the graph output's own name (may be an Identity alias)
-
-
-@dataclass(frozen=True)
-class NeuronLayer:
-    """One neuron layer found in the graph (all its unrolled steps grouped)."""
-
-    name: str
-    kind: str | None  # registered kind name; None when no kind recognised it
-    reset: str | None
-    style: str  # "unrolled" or "stepwise"
-    membranes: tuple[str, ...]  # U_t per step (stepwise: the one computed membrane)
-    spikes: tuple[str, ...]  # the bool compare H(U_t − θ) per step
-    neurons_shape: tuple[Dim, ...] | None  # shape of one step's membrane, batch first
-    time_steps: int | None  # steps in the graph (unrolled); None for stepwise (driven by the data)
-    state_input: str | None = None  # stepwise: the membrane's state input
-    kind_source: str = "structure"  # "structure" or "function <Class>"
-    update: str = ""  # U_t as read from the graph (explain)
-    features: UpdateFeatures | None = None
-    near_misses: dict[str, str] = field(default_factory=dict, compare=False)
-    problem: str | None = None  # why the layer has no kind (or no readable update)
-    location: str = ""  # where in the graph (first node names)
-    notes: tuple[str, ...] = ()
-    extra_nodes: tuple[onnx.NodeProto, ...] = field(default=(), compare=False)  # replay-only nodes (see _rebuild)
-
-    @property
-    def neurons_per_sample(self) -> int | None:
-        if self.neurons_shape is None or len(self.neurons_shape) < 1:
-            return None
-        count = 1
-        for dim in self.neurons_shape[1:]:
-            if not isinstance(dim, int):
-                return None
-            count *= dim
-        return count
-
-
-@dataclass(frozen=True)
-class MatchResult:
-    layers: tuple[NeuronLayer, ...]
-    style: str  # "unrolled", "stepwise" or "none"
-    state_pairs: tuple[StatePair, ...]
-    data_inputs: tuple[str, ...]
-    notes: tuple[str, ...]
 
 
 # --- compares --------------------------------------------------------------------------------------------------------

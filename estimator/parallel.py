@@ -182,8 +182,10 @@ def _model_for(shard: Shard, blob: bytes | None) -> tuple[Analysis, Any]:
     key = (("sha256", shard.model) if blob is not None else _file_key(path)) + (shard.threads, kinds)
 
     def make() -> tuple[Analysis, Any]:
-        analysis = analyse(path)
-        return analysis, open_session(analysis.graph, analysis.match, shard.threads)
+        # workers keep their own analyses in memory (a Dask worker may have no disk to spare for the cache)
+        analysis = analyse(path, for_replay=True, cache=False)
+        assert analysis.plan is not None
+        return analysis, open_session(analysis.plan, shard.threads)
 
     return _cached(_MODELS, key, _MODEL_CACHE, make)
 
@@ -241,7 +243,8 @@ def run_shard(shard: Shard, blob: bytes | None = None, arrays: dict[str, np.ndar
             recorded = RecordedInputs(arrays, Path(f"<{shard.where()}>"))
             sample_range = None
         # the client checked the whole inputs (check_inputs) before cutting them into shards
-        counts = replay(analysis.graph, analysis.match, recorded, batch_size=shard.batch_size,
+        assert analysis.plan is not None
+        counts = replay(analysis.plan, recorded, batch_size=shard.batch_size,
                         threads=shard.threads, sample_range=sample_range, session=session, check_finite=False,
                         max_memory=shard.max_memory, deadline=Deadline(shard.timeout))
         return ShardResult(shard, counts, tuple(layer.name for layer in analysis.match.layers))
@@ -493,12 +496,13 @@ def _plan(index: int, job: ModelJob, backend: Backend, shard_size: int | None, t
     if job.convention not in CONVENTIONS:
         raise InputError(f"convention must be one of {', '.join(CONVENTIONS)}, got {job.convention!r}")
     table = load_costs(job.cost_tables)
-    analysis = analyse(job.model)
+    analysis = analyse(job.model, for_replay=job.inputs is not None, cache=False)
     plan = _Plan(index, job, analysis, table, warnings=analysis.warnings)
     if job.inputs is None:
         return plan
     recorded = read_inputs(job.inputs, analysis.match.data_inputs, job.time_axis)
-    checked = check_inputs(analysis.graph, analysis.match, recorded, job.allow_nonfinite)  # once, for all shards
+    assert analysis.plan is not None
+    checked = check_inputs(analysis.plan, recorded, job.allow_nonfinite)  # once, for all shards
     plan.warnings, plan.notes = analysis.warnings + checked.warnings, checked.notes
     plan.samples = recorded.samples
     model_ref, blob, model_size = os.path.abspath(job.model), None, 0

@@ -17,17 +17,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
-from onnx import helper
 
 from .errors import InputError, MemoryLimitError, ReplayError
-from .graph import ModelGraph
 from .inputs import RecordedInputs, release
+from .layers import Dim, MatchResult
 from .limits import Deadline, format_size
-from .match import MatchResult
+
+if TYPE_CHECKING:  # building a plan needs the graph (and onnx); running one does not
+    from .graph import ModelGraph
 
 DEFAULT_BATCH_SIZE = 64
 # onnxruntime's graph optimisations cost session set-up time in proportion to the graph's size and pay back a little
@@ -81,25 +81,80 @@ class ReplayCounts:
 
 Progress = Callable[[int, int], None]  # (samples done, samples total)
 
+FLOAT = 1  # onnx.TensorProto.FLOAT
+# ONNX element types numpy holds natively (onnx.TensorProto numbering); the others (bfloat16, float8…) are looked up
+# through onnx's helper, which imports onnx: only models using them pay for it.
+_NUMPY_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 8: "object",
+                 9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 14: "complex64",
+                 15: "complex128"}
 
-def _value_info(graph: ModelGraph, name: str, fallback: int) -> onnx.ValueInfoProto:
-    elem = graph.elem_type(name) or fallback
-    return helper.make_tensor_value_info(name, elem, None)
+
+def numpy_dtype(elem: int) -> np.dtype:
+    """The numpy dtype of an ONNX element type; KeyError/TypeError/ValueError when numpy has none."""
+    if elem in _NUMPY_DTYPES:
+        return np.dtype(_NUMPY_DTYPES[elem])
+    from onnx import helper
+
+    return np.dtype(helper.tensor_dtype_to_np_dtype(elem))
 
 
-def _session(model: onnx.ModelProto, fetch: list[str], graph: ModelGraph, threads: int,
-             extra_nodes: list[onnx.NodeProto], optimize: bool = True):
-    import onnxruntime as ort  # imported here: keeps `neuronops layers` and --help fast
+@dataclass(frozen=True)
+class TensorInfo:
+    shape: tuple[Dim, ...] | None  # static shape (ints, symbolic names, None per unknown dim), None when unknown
+    elem: int | None  # ONNX element type; None when unknown
 
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    """What a replay needs from the static analysis, as plain data: the match, the shapes and types of the tensors
+    it feeds and reads, memory figures, and the model with the replay's extra outputs (serialised bytes, or the
+    path of a file holding them). Built by `make_plan`; cache.py stores it as JSON + one .onnx file, so that a
+    replay of a cached model imports neither onnx nor the matcher."""
+
+    match: MatchResult
+    tensors: dict[str, TensorInfo]  # data inputs, state inputs and outputs, fetched tensors
+    other_bytes_per_sample: int  # known per-sample bytes of every other intermediate tensor (memory estimate)
+    model_size: int  # bytes of the model in memory
+    session_model: bytes | str
+    cacheable: bool = True  # False for a model with external data (the cache key covers the model file only)
+
+    def shape(self, name: str) -> tuple[Dim, ...] | None:
+        info = self.tensors.get(name)
+        return info.shape if info is not None else None
+
+    def elem_type(self, name: str) -> int | None:
+        info = self.tensors.get(name)
+        return info.elem if info is not None else None
+
+
+def make_plan(graph: ModelGraph, match: MatchResult, cacheable: bool = True) -> ReplayPlan:
+    """The replay plan of an analysed model (needs onnx: the extra outputs are added to the model here)."""
+    import onnx
+    from onnx import helper
+
+    fetch = _fetch_names(match)
+    names = list(match.data_inputs) + [n for pair in match.state_pairs for n in (pair.input, pair.output)] + fetch
+    tensors = {name: TensorInfo(graph.shape(name), graph.elem_type(name) or None) for name in dict.fromkeys(names)}
+    fetched = set(fetch)
+    other = sum(_sample_bytes(graph.shape(info.name), graph.elem_type(info.name)) or 0
+                for info in graph.model.graph.value_info if info.name not in fetched)
+    model = graph.model
     present = {o.name for o in model.graph.output}
     extra = onnx.ModelProto()
-    extra.graph.node.extend(extra_nodes)  # appended after the model's own nodes: they read its tensors
-    for name in dict.fromkeys(fetch):
+    # replay-only nodes, appended after the model's own nodes: they read its tensors
+    extra.graph.node.extend(node for layer in _counted_layers(match) for node in layer.extra_nodes)
+    for name in fetch:
         if name not in present:
-            extra.graph.output.append(_value_info(graph, name, onnx.TensorProto.FLOAT))
+            extra.graph.output.append(helper.make_tensor_value_info(name, graph.elem_type(name) or FLOAT, None))
     # Two serialised messages one after the other parse as one merged message (repeated fields appended): the model
     # with the extra outputs, without copying the model.
     exposed = model.SerializeToString() + extra.SerializeToString()
+    return ReplayPlan(match, tensors, other, model.ByteSize(), exposed, cacheable)
+
+
+def _session(plan: ReplayPlan, threads: int, optimize: bool = True):
+    import onnxruntime as ort  # imported here: keeps `neuronops layers` and --help fast
+
     options = ort.SessionOptions()
     options.log_severity_level = 4  # fatal only: its errors reach the user once, as our one-line message
     if not optimize:
@@ -113,7 +168,7 @@ def _session(model: onnx.ModelProto, fetch: list[str], graph: ModelGraph, thread
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     try:
-        return ort.InferenceSession(exposed, options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(plan.session_model, options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types
         raise ReplayError(f"onnxruntime cannot run this model: {ort_message(err)}; dense ops need no replay "
                           "(run without --inputs)") from None
@@ -161,23 +216,22 @@ def _fetch_names(match: MatchResult) -> list[str]:
     return list(dict.fromkeys(fetch + state_fetch))
 
 
-def open_session(graph: ModelGraph, match: MatchResult, threads: int = 0, optimize: bool = True) -> Any:
+def open_session(plan: ReplayPlan, threads: int = 0, optimize: bool = True) -> Any:
     """An onnxruntime session exposing what `replay` reads; reusable across replays of the same model. `optimize`
     False skips onnxruntime's graph optimisations (set-up time for a graph run only a few times)."""
-    extra_nodes = [node for layer in _counted_layers(match) for node in layer.extra_nodes]
-    return _session(graph.model, _fetch_names(match), graph, threads, extra_nodes, optimize)
+    return _session(plan, threads, optimize)
 
 
-def _fixed_batch(graph: ModelGraph, names: tuple[str, ...]) -> int | None:
+def _fixed_batch(plan: ReplayPlan, names: tuple[str, ...]) -> int | None:
     for name in names:
-        shape = graph.shape(name)
+        shape = plan.shape(name)
         if shape and isinstance(shape[0], int) and shape[0] > 0:
             return shape[0]
     return None
 
 
-def _check_shape(graph: ModelGraph, name: str, given: tuple[int, ...], what: str) -> None:
-    expected = graph.shape(name)
+def _check_shape(plan: ReplayPlan, name: str, given: tuple[int, ...], what: str) -> None:
+    expected = plan.shape(name)
     if expected is None:
         return
     if len(expected) != len(given):
@@ -193,11 +247,11 @@ def _show(shape: tuple) -> str:
     return "(" + ", ".join(str(d) if d is not None else "?" for d in shape) + ")"
 
 
-def _cast_for(graph: ModelGraph, name: str, array: np.ndarray) -> np.ndarray:
+def _cast_for(plan: ReplayPlan, name: str, array: np.ndarray) -> np.ndarray:
     """The array in the input's dtype, C-contiguous (what onnxruntime takes without copying)."""
-    elem = graph.elem_type(name)
+    elem = plan.elem_type(name)
     if elem:
-        dtype = helper.tensor_dtype_to_np_dtype(elem)
+        dtype = numpy_dtype(elem)
         if array.dtype != dtype:
             return np.ascontiguousarray(array, dtype=dtype)
     return np.ascontiguousarray(array)
@@ -246,12 +300,12 @@ def _scan(array: np.ndarray) -> _Scan:
     return found
 
 
-def _model_dtype(graph: ModelGraph, name: str) -> np.dtype | None:
-    elem = graph.elem_type(name)
+def _model_dtype(plan: ReplayPlan, name: str) -> np.dtype | None:
+    elem = plan.elem_type(name)
     if not elem:
         return None
     try:
-        return np.dtype(helper.tensor_dtype_to_np_dtype(elem))
+        return numpy_dtype(elem)
     except (KeyError, TypeError, ValueError):
         return np.dtype(object)  # a type numpy cannot hold: refused below
 
@@ -320,19 +374,19 @@ def _check_steps(match: MatchResult, steps: int) -> None:
             )
 
 
-def check_inputs(graph: ModelGraph, match: MatchResult, inputs: RecordedInputs,
-                 allow_nonfinite: bool = False) -> InputCheck:
+def check_inputs(plan: ReplayPlan, inputs: RecordedInputs, allow_nonfinite: bool = False) -> InputCheck:
     """Everything about the inputs that can be refused is refused here, before any replay runs: shapes against the
     model, time steps against an unrolled graph, dtypes that a cast would change, and NaN/±Inf (unless allowed)."""
+    match = plan.match
     stepwise = match.style == "stepwise"
     _check_steps(match, inputs.time_steps)
     warnings: list[str] = []
     notes: list[str] = []
     for name, array in inputs.arrays.items():
         if stepwise:
-            _check_shape(graph, name, (array.shape[0],) + array.shape[2:], "one time step of the inputs")
+            _check_shape(plan, name, (array.shape[0],) + array.shape[2:], "one time step of the inputs")
         else:
-            _check_shape(graph, name, array.shape, "the inputs array")
+            _check_shape(plan, name, array.shape, "the inputs array")
         scan = _scan(array)
         if scan.nonfinite and not allow_nonfinite:
             raise InputError(
@@ -342,7 +396,7 @@ def check_inputs(graph: ModelGraph, match: MatchResult, inputs: RecordedInputs,
         if scan.nonfinite:
             warnings.append(f"input {name!r}: {scan.nonfinite} NaN or ±Inf value(s) replayed as they are "
                             "(--allow-nonfinite); a NaN membrane never spikes and counts as changed at every step")
-        want = _model_dtype(graph, name)
+        want = _model_dtype(plan, name)
         if want is not None and want != array.dtype:
             warning, note = _check_dtype(name, array.dtype, want, scan)
             warnings.extend([warning] if warning else [])
@@ -351,9 +405,8 @@ def check_inputs(graph: ModelGraph, match: MatchResult, inputs: RecordedInputs,
 
 
 # --- memory ----------------------------------------------------------------------------------------------------------
-def _sample_bytes(graph: ModelGraph, name: str) -> int | None:
-    """Bytes of one sample's slice of a tensor (batch axis dropped), from the graph's static shape."""
-    shape = graph.shape(name)
+def _sample_bytes(shape: tuple[Dim, ...] | None, elem: int | None) -> int | None:
+    """Bytes of one sample's slice of a tensor (batch axis dropped), from its static shape."""
     if not shape:
         return None
     count = 1
@@ -361,15 +414,14 @@ def _sample_bytes(graph: ModelGraph, name: str) -> int | None:
         if not isinstance(dim, int) or dim < 0:
             return None
         count *= dim  # Python ints: a declared 10¹² neurons is just a big number, nothing allocated
-    elem = graph.elem_type(name)
     try:
-        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(elem)).itemsize if elem else 4
+        itemsize = numpy_dtype(elem).itemsize if elem else 4
     except (KeyError, TypeError, ValueError):
         itemsize = 4
     return count * itemsize
 
 
-def memory_per_sample(graph: ModelGraph, inputs: RecordedInputs, fetch: list[str], stepwise: bool,
+def memory_per_sample(plan: ReplayPlan, inputs: RecordedInputs, fetch: list[str], stepwise: bool,
                       measured: int | None = None) -> int | None:
     """Estimated bytes one sample of a batch needs: the exposed membrane/spike/state tensors (`measured` after a
     probe run, else from static shapes; stepwise: times the block of up to STEP_BLOCK steps held before counting,
@@ -377,15 +429,12 @@ def memory_per_sample(graph: ModelGraph, inputs: RecordedInputs, fetch: list[str
     often reuses memory, so this errs high), and the input slice with its cast copy. None when the exposed tensors'
     shapes are not static."""
     if measured is None:
-        exposed = [_sample_bytes(graph, name) for name in fetch]
+        exposed = [_sample_bytes(plan.shape(name), plan.elem_type(name)) for name in fetch]
         if any(size is None for size in exposed):
             return None
         measured = sum(size for size in exposed if size is not None)
     total = measured * (min(STEP_BLOCK, inputs.time_steps) + 1 if stepwise else 1)
-    fetched = set(fetch)
-    for info in graph.model.graph.value_info:
-        if info.name not in fetched:
-            total += _sample_bytes(graph, info.name) or 0
+    total += plan.other_bytes_per_sample
     for array in inputs.arrays.values():
         total += 2 * array.itemsize * int(np.prod(array.shape[1:], dtype=object))
     return max(total, 1)
@@ -417,8 +466,7 @@ def _plan(per_sample: int, wanted: int, fixed: int | None, explicit: bool, budge
 
 
 def replay(
-    graph: ModelGraph,
-    match: MatchResult,
+    plan: ReplayPlan,
     inputs: RecordedInputs,
     batch_size: int | None = None,
     threads: int = 0,
@@ -436,6 +484,7 @@ def replay(
     With `max_memory` (bytes) the batch is sized from an estimate of what one sample needs (a one-sample probe run
     when the graph's shapes do not say) and shrunk to fit, or the replay refused. With `deadline`, a run still going
     when it passes is stopped and TimeLimitError raised."""
+    match = plan.match
     layers = _counted_layers(match)
     stepwise = match.style == "stepwise"
     deadline = deadline or Deadline(None)
@@ -444,7 +493,7 @@ def replay(
         raise InputError(f"sample range [{first}, {last}) is outside the {inputs.samples} recorded samples")
     samples, steps = last - first, inputs.time_steps
     _check_steps(match, steps)
-    fixed = _fixed_batch(graph, tuple(inputs.arrays))
+    fixed = _fixed_batch(plan, tuple(inputs.arrays))
     if batch_size is not None and batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_size}")
     size = fixed or batch_size or DEFAULT_BATCH_SIZE
@@ -460,12 +509,12 @@ def replay(
     at_once = None if stepwise else steps
     wanted = size
     if max_memory is not None:
-        model_bytes = 2 * graph.model.ByteSize()  # our copy and onnxruntime's
+        model_bytes = 2 * plan.model_size  # our copy and onnxruntime's
         budget = max_memory - model_bytes
         if budget < 1:
             raise MemoryLimitError(f"the model alone takes about {format_size(model_bytes)} in memory, more than "
                                    f"--max-memory {format_size(max_memory)}; raise --max-memory")
-        per_sample = memory_per_sample(graph, inputs, fetch_names, stepwise)
+        per_sample = memory_per_sample(plan, inputs, fetch_names, stepwise)
         if per_sample is not None:
             size = _plan(per_sample, size, fixed, batch_size is not None, budget, max_memory, at_once, warnings,
                          notes)
@@ -475,7 +524,7 @@ def replay(
     deadline.check("preparing the replay")
     if session is None:
         runs = -(-samples // size) * (steps if stepwise else 1)
-        session = open_session(graph, match, threads, optimize=runs >= OPTIMIZE_FROM_RUNS)
+        session = open_session(plan, threads, optimize=runs >= OPTIMIZE_FROM_RUNS)
 
     spikes = [0] * len(layers)
     updates = [0] * len(layers)
@@ -529,8 +578,8 @@ def replay(
             exposed_bytes = 0
             if not stepwise:
                 for name, chunk in batch.items():
-                    _check_shape(graph, name, chunk.shape, "the inputs batch")
-                feeds = {name: _cast_for(graph, name, chunk) for name, chunk in batch.items()}
+                    _check_shape(plan, name, chunk.shape, "the inputs batch")
+                feeds = {name: _cast_for(plan, name, chunk) for name, chunk in batch.items()}
                 outputs = _run(session, fetch_names, feeds, run_options, deadline, doing)
                 exposed_bytes = sum(out.nbytes for out in outputs)
                 count_sequence(outputs, real)
@@ -539,18 +588,18 @@ def replay(
                 previous: list[np.ndarray | None] = [None] * len(layers)
                 state = {}
                 for pair in match.state_pairs:
-                    shape = graph.shape(pair.input) or graph.shape(pair.output)
+                    shape = plan.shape(pair.input) or plan.shape(pair.output)
                     if shape is None or any(not isinstance(d, int) for d in shape[1:]):
                         raise InputError(
                             f"state input {pair.input!r}: shape {shape} is not fully known; cannot start it"
                         )
-                    elem = graph.elem_type(pair.input) or onnx.TensorProto.FLOAT
+                    elem = plan.elem_type(pair.input) or FLOAT
                     state[pair.input] = np.zeros((len(next(iter(batch.values()))),) + tuple(shape[1:]),
-                                                 dtype=helper.tensor_dtype_to_np_dtype(elem))
+                                                 dtype=numpy_dtype(elem))
                 by_step = {}  # time-major, cast once per batch: each step's feed is then a contiguous view
                 for name, chunk in batch.items():
-                    _check_shape(graph, name, chunk[:, 0].shape, "one time step of the inputs")
-                    by_step[name] = _cast_for(graph, name, np.moveaxis(chunk, 1, 0))
+                    _check_shape(plan, name, chunk[:, 0].shape, "one time step of the inputs")
+                    by_step[name] = _cast_for(plan, name, np.moveaxis(chunk, 1, 0))
                 # steps are counted in blocks (memory bounded by the block, not by the number of steps)
                 held: list[list[np.ndarray]] = []
                 first_held = 0
@@ -573,7 +622,7 @@ def replay(
                         held, first_held = [], t + 1
             if probing:  # one sample measured: size the other batches from it
                 probing = False
-                per_sample = memory_per_sample(graph, inputs, fetch_names, stepwise, measured=exposed_bytes)
+                per_sample = memory_per_sample(plan, inputs, fetch_names, stepwise, measured=exposed_bytes)
                 size = _plan(per_sample or 1, wanted, None, batch_size is not None, budget, max_memory or 0,
                              at_once, warnings, notes)
             for array in inputs.arrays.values():

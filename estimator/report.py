@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .costs import CostTable
 from .dense import dense_ops, layer_cost
-from .match import MatchResult
+from .layers import MatchResult
 from .replay import ReplayCounts
 
 if TYPE_CHECKING:  # feasibility.py imports this module

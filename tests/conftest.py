@@ -26,6 +26,23 @@ def conformance_cases() -> list[Path]:
     return sorted(p for p in cases.iterdir() if (p / "expected.json").is_file()) if cases.is_dir() else []
 
 
+@pytest.fixture(scope="session", autouse=True)
+def analysis_cache_dir(tmp_path_factory: pytest.TempPathFactory):
+    """Tests (and the CLIs they spawn) cache analyses in a folder of their own, never the user's ~/.cache."""
+    import os
+
+    folder = tmp_path_factory.mktemp("analysis-cache")
+    saved = {key: os.environ.get(key) for key in ("NEURONOPS_CACHE_DIR", "NEURONOPS_CACHE")}
+    os.environ["NEURONOPS_CACHE_DIR"] = str(folder)
+    os.environ.pop("NEURONOPS_CACHE", None)
+    yield folder
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture
 def write_model(tmp_path: Path):
     """Save a ModelProto (and optional inputs) into tmp_path; returns the model path."""

@@ -711,11 +711,11 @@ def _per_sample_bytes(model: Path, inputs: Path) -> int:
     from estimator.api import analyse
     from estimator.inputs import read_inputs
 
-    analysis = analyse(model)
+    analysis = analyse(model, for_replay=True, cache=False)
     recorded = read_inputs(inputs, analysis.match.data_inputs)
     fetch = [name for layer in analysis.match.layers for name in layer.membranes + layer.spikes]
     fetch += [pair.output for pair in analysis.match.state_pairs]
-    return memory_per_sample(analysis.graph, recorded, list(dict.fromkeys(fetch)), analysis.match.style == "stepwise")
+    return memory_per_sample(analysis.plan, recorded, list(dict.fromkeys(fetch)), analysis.match.style == "stepwise")
 
 
 def memory_per_sample_measured(model: Path, inputs: Path) -> int:
@@ -725,7 +725,7 @@ def memory_per_sample_measured(model: Path, inputs: Path) -> int:
     from estimator.api import analyse
     from estimator.inputs import read_inputs
 
-    analysis = analyse(model)
+    analysis = analyse(model, for_replay=True, cache=False)
     recorded = read_inputs(inputs, analysis.match.data_inputs)
     fetch = list(dict.fromkeys(n for layer in analysis.match.layers for n in layer.membranes + layer.spikes))
     exposed = onnx.ModelProto()
@@ -734,7 +734,7 @@ def memory_per_sample_measured(model: Path, inputs: Path) -> int:
     session = ort.InferenceSession(exposed.SerializeToString(), providers=["CPUExecutionProvider"])
     outputs = session.run(fetch, {"input": np.asarray(recorded.arrays["input"][:1])})
     measured = sum(out.nbytes for out in outputs)
-    return memory_per_sample(analysis.graph, recorded, fetch, False, measured=measured)
+    return memory_per_sample(analysis.plan, recorded, fetch, False, measured=measured)
 
 
 # --- output files ----------------------------------------------------------------------------------------------------
@@ -793,8 +793,10 @@ def test_only_write_atomic_writes_files():
     writers = re.compile(r"write_text|write_bytes|open\([^)]*['\"][wax]b?['\"]|os\.fdopen|np\.save|onnx\.save")
     found = [f"{path.name}:{n}" for path in sorted(package.glob("*.py"))
              for n, line in enumerate(path.read_text().splitlines(), 1) if writers.search(line)]
-    # cli.write_atomic for reports; parallel.py's worker-side model cache writes bytes the same way (temp + rename)
-    assert found == ["cli.py:" + str(_line_of(package / "cli.py", "os.fdopen")),
+    # cli.write_atomic for reports; the analysis cache (cache.py) and parallel.py's worker-side model cache write
+    # bytes the same way (temp + rename)
+    assert found == ["cache.py:" + str(_line_of(package / "cache.py", "os.fdopen")),
+                     "cli.py:" + str(_line_of(package / "cli.py", "os.fdopen")),
                      "parallel.py:" + str(_line_of(package / "parallel.py", 'open(tmp, "wb")'))]
 
 

@@ -63,12 +63,12 @@ def test_counts_do_not_depend_on_batch_size_or_sharding(write_model, tmp_path):
     rng = np.random.default_rng(3)
     net = random_net(rng, [10, 12, 4])
     path = write_model(leaky_unrolled(net, 6), inputs=_data(rng, 11, 6, 10))
-    analysis = analyse(path)
-    recorded = read_inputs(tmp_path / "inputs.npz", analysis.match.data_inputs)
-    whole = replay(analysis.graph, analysis.match, recorded, batch_size=11)
+    plan = analyse(path, for_replay=True).plan
+    recorded = read_inputs(tmp_path / "inputs.npz", plan.match.data_inputs)
+    whole = replay(plan, recorded, batch_size=11)
     for size in (1, 4, 5):
-        assert replay(analysis.graph, analysis.match, recorded, batch_size=size).layers == whole.layers
-    shards = [replay(analysis.graph, analysis.match, recorded, sample_range=r) for r in ((0, 4), (4, 5), (5, 11))]
+        assert replay(plan, recorded, batch_size=size).layers == whole.layers
+    shards = [replay(plan, recorded, sample_range=r) for r in ((0, 4), (4, 5), (5, 11))]
     merged = shards[0].merge(shards[1]).merge(shards[2])
     assert merged.layers == whole.layers and merged.samples == 11
 

@@ -1,0 +1,185 @@
+"""The analysis cache: a second replay of the same model skips loading, matching — and importing onnx.
+
+What a replay needs from the static analysis (`replay.ReplayPlan`: the match, the shapes and types of the tensors it
+feeds and reads, the model's warnings, and the model with the replay's extra outputs) is stored per model file:
+`<key>.json` and `<key>.onnx` in the cache folder. The key is the SHA-256 of the model file's bytes together with
+the versions of everything that decides the analysis (this package's modules, onnx), so an edited model, a new
+neuronops or a new onnx never reads an old entry. Nothing is unpickled: the entry is JSON and an ONNX file that
+onnxruntime reads as it would read the model itself.
+
+Not cached: models with external data (their weights live in other files), models whose exposed copy would exceed
+MAX_ENTRY_BYTES, and analyses made while kinds other than the built-in ones are registered (a recogniser is code:
+its version cannot be keyed). Entries are written atomically (a reader sees a whole entry or none); an entry that
+cannot be read is a miss and is written again. When the folder grows past MAX_TOTAL_BYTES the least recently used
+entries are removed.
+
+Folder: $NEURONOPS_CACHE_DIR, else $XDG_CACHE_HOME/neuronops, else ~/.cache/neuronops. Off: `--no-cache`, or
+NEURONOPS_CACHE=0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .layers import match_from_json, match_to_json
+from .replay import ReplayPlan, TensorInfo
+
+SCHEMA = "neuronops.analysis-cache/1"
+MAX_ENTRY_BYTES = 256 * 2**20
+MAX_TOTAL_BYTES = 2 * 2**30
+_HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class CachedAnalysis:
+    """A cache hit: the plan (its session_model is the entry's .onnx path) and the warnings loading gave."""
+
+    plan: ReplayPlan
+    warnings: tuple[str, ...]
+
+
+def cache_dir() -> Path | None:
+    """The cache folder, or None when the cache is switched off (NEURONOPS_CACHE=0/off/no/false)."""
+    if os.environ.get("NEURONOPS_CACHE", "").strip().lower() in ("0", "off", "no", "false"):
+        return None
+    explicit = os.environ.get("NEURONOPS_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "neuronops"
+
+
+def _versions() -> str:
+    """What decides an analysis besides the model: this package's code and onnx's (shape inference, checker).
+    Sizes and modification times, not imports: onnx is exactly what a hit must not import."""
+    stamps = [SCHEMA]
+    files = sorted(_HERE.glob("*.py"))
+    spec = importlib.util.find_spec("onnx")
+    if spec is not None and spec.submodule_search_locations:
+        onnx_dir = Path(next(iter(spec.submodule_search_locations)))
+        files += [onnx_dir / "version.py", *sorted(onnx_dir.glob("onnx_cpp2py_export*"))]
+    for path in files:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        stamps.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return "\n".join(stamps)
+
+
+def model_key(path: Path) -> str:
+    """The entry key of a model file (reads the whole file; hashing is far cheaper than parsing it)."""
+    digest = hashlib.sha256(_versions().encode())
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)  # the recently used survive pruning
+    except OSError:
+        pass
+
+
+def lookup(folder: Path, key: str) -> CachedAnalysis | None:
+    """The entry for `key`, or None (absent, incomplete or unreadable entries are misses)."""
+    meta, model = folder / f"{key}.json", folder / f"{key}.onnx"
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        if data.get("schema") != SCHEMA or not model.is_file() or model.stat().st_size != data["session_bytes"]:
+            return None
+        tensors = {name: TensorInfo(tuple(shape) if shape is not None else None, elem)
+                   for name, (shape, elem) in data["tensors"].items()}
+        plan = ReplayPlan(match_from_json(data["match"]), tensors, int(data["other_bytes_per_sample"]),
+                          int(data["model_size"]), str(model))
+        warnings = tuple(str(w) for w in data["warnings"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    _touch(meta)
+    return CachedAnalysis(plan, warnings)
+
+
+def store(folder: Path, key: str, plan: ReplayPlan, warnings: tuple[str, ...]) -> bool:
+    """Write the entry (model first, then the JSON that makes it visible). False when it is not stored: too big,
+    or the folder cannot be written (the cache is a help, never a reason to fail)."""
+    model = plan.session_model
+    if not isinstance(model, bytes) or len(model) > MAX_ENTRY_BYTES:
+        return False
+    data: dict[str, Any] = {
+        "schema": SCHEMA,
+        "match": match_to_json(plan.match),
+        "tensors": {name: [list(info.shape) if info.shape is not None else None, info.elem]
+                    for name, info in plan.tensors.items()},
+        "other_bytes_per_sample": plan.other_bytes_per_sample,
+        "model_size": plan.model_size,
+        "session_bytes": len(model),
+        "warnings": list(warnings),
+    }
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _atomic_write(folder / f"{key}.onnx", model)
+        _atomic_write(folder / f"{key}.json", json.dumps(data).encode())
+        _prune(folder, MAX_TOTAL_BYTES)
+    except (OSError, ValueError, TypeError):
+        return False
+    return True
+
+
+def _atomic_write(path: Path, payload: bytes) -> None:
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def entries(folder: Path) -> list[tuple[str, int, float]]:
+    """(key, bytes, last used) of every entry in the folder, least recently used first."""
+    found = []
+    for meta in folder.glob("*.json"):
+        key = meta.stem
+        try:
+            size = meta.stat().st_size + (folder / f"{key}.onnx").stat().st_size
+            used = meta.stat().st_mtime
+        except OSError:
+            continue
+        found.append((key, size, used))
+    return sorted(found, key=lambda entry: entry[2])
+
+
+def remove(folder: Path, key: str) -> None:
+    for suffix in (".json", ".onnx"):  # the JSON first: without it the entry is invisible
+        (folder / f"{key}{suffix}").unlink(missing_ok=True)
+
+
+def _prune(folder: Path, limit: int) -> None:
+    found = entries(folder)
+    total = sum(size for _, size, _ in found)
+    for key, size, _ in found[:-1]:  # never the newest: it was just written
+        if total <= limit:
+            break
+        remove(folder, key)
+        total -= size
+
+
+def clear(folder: Path) -> int:
+    """Remove every entry (and stray temporary files); the number of entries removed."""
+    found = entries(folder) if folder.is_dir() else []
+    for key, _, _ in found:
+        remove(folder, key)
+    if folder.is_dir():
+        for stray in folder.glob(".*.tmp"):
+            stray.unlink(missing_ok=True)
+    return len(found)
