@@ -221,13 +221,17 @@ class MemorySize(click.ParamType):
                    "with --scheduler local, the number of Dask workers. Same figures as one process.")
 @click.option("--shard-size", type=click.IntRange(min=1),
               help="With --jobs or --scheduler: samples per job (default: about 4 jobs per worker).")
+@click.option("--cache/--no-cache", default=True, show_default=True,
+              help="With --inputs: read the model's analysis from the analysis cache when this file was replayed "
+                   "before, and store it otherwise (a second run skips loading and matching). Same figures "
+                   "either way; see 'neuronops cache --help'.")
 @dask_options
 @handle_errors
 def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output: Path | None,
              step_rate: float | None, budget: float | None, budget_basis: str, energy_table: Path | None,
              batch_size: int | None, time_axis: int, steps: int | None, cost_tables: tuple[Path, ...],
              strict: bool, threads: int, progress: bool | None, allow_nonfinite: bool, max_memory: int | None,
-             timeout: float | None, jobs: int | None, shard_size: int | None, scheduler: str | None,
+             timeout: float | None, jobs: int | None, shard_size: int | None, cache: bool, scheduler: str | None,
              scheduler_file: Path | None, ship: str, max_shard_mb: int) -> None:
     """Estimate Neuron Dense Ops and Effective Neuron Ops for MODEL (.onnx).
 
@@ -277,7 +281,7 @@ def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output
             report = run_estimate(model, inputs, convention=convention, batch_size=batch_size, time_axis=time_axis,
                                   steps=steps, cost_tables=cost_tables, strict=strict, threads=threads,
                                   progress=on_progress, allow_nonfinite=allow_nonfinite, max_memory=max_memory,
-                                  timeout=timeout)
+                                  timeout=timeout, cache=cache)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
@@ -377,6 +381,37 @@ def explain(model: Path) -> None:
 
     analysis = analyse(model)
     click.echo(format_explain(str(model), analysis.match), nl=False)
+
+
+@main.command("cache", epilog=EXIT_CODES_HELP)
+@click.option("--clear", is_flag=True, help="Remove every entry.")
+@handle_errors
+def cache_command(clear: bool) -> None:
+    """Show (or --clear) the analysis cache: what `estimate --inputs` keeps per model file so that its next replay
+    skips loading and matching the graph.
+
+    \b
+    Each entry is <sha256>.json (the layers found, tensor shapes, the model's warnings) and <sha256>.onnx (the
+    model with the replay's extra outputs), keyed by the model file's bytes and the versions of neuronops and onnx:
+    an edited model or a new version never reads an old entry. Models with external data are not cached; the least
+    recently used entries go beyond 2 GiB. Folder: $NEURONOPS_CACHE_DIR, else $XDG_CACHE_HOME/neuronops, else
+    ~/.cache/neuronops. Off: --no-cache, or NEURONOPS_CACHE=0.
+    """
+    from . import cache
+    from .limits import format_size
+
+    folder = cache.cache_dir()
+    if folder is None:
+        click.echo("analysis cache: off (NEURONOPS_CACHE=0)")
+        return
+    if clear:
+        removed = cache.clear(folder)
+        click.echo(f"analysis cache: {folder}: {removed} entr{'y' if removed == 1 else 'ies'} removed")
+        return
+    found = cache.entries(folder) if folder.is_dir() else []
+    total = sum(size for _, size, _ in found)
+    click.echo(f"analysis cache: {folder}: {len(found)} entr{'y' if len(found) == 1 else 'ies'}, "
+               f"{format_size(total)}")
 
 
 @main.command(epilog=EXIT_CODES_HELP)

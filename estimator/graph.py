@@ -16,7 +16,7 @@ import gc
 import heapq
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from itertools import chain
 from typing import TYPE_CHECKING, Any
@@ -36,9 +36,11 @@ if TYPE_CHECKING:
 SHAPE_ONLY_OPS = frozenset({"Shape", "Size", "ConstantOfShape", "EyeLike", "RandomNormal", "RandomUniform"})
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False)
 class OpNode:
-    """One ONNX node, with inputs already resolved through Identity aliases."""
+    """One ONNX node, with inputs already resolved through Identity aliases. Read-only by convention, not frozen:
+    unrolled exports have tens of thousands of nodes, and a frozen dataclass's __init__ (object.__setattr__ per
+    field) costs 4× a plain one. Identity is the node object (one per graph node)."""
 
     index: int
     op_type: str
@@ -46,8 +48,8 @@ class OpNode:
     name: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
-    attributes: dict[str, Any] = field(hash=False, compare=False)
-    metadata: dict[str, str] = field(hash=False, compare=False)
+    attributes: dict[str, Any]
+    metadata: dict[str, str]
 
     @property
     def function(self) -> str | None:
