@@ -7,6 +7,9 @@ the versions of everything that decides the analysis (this package's modules, on
 neuronops or a new onnx never reads an old entry. Nothing is unpickled: the entry is JSON and an ONNX file that
 onnxruntime reads as it would read the model itself.
 
+The .onnx is checked against the SHA-256 the JSON records before onnxruntime sees it: a damaged file is a miss, not
+wrong figures or an error blamed on the user's model.
+
 Not cached: models with external data (their weights live in other files), models whose exposed copy would exceed
 MAX_ENTRY_BYTES, and analyses made while kinds other than the built-in ones are registered (a recogniser is code:
 its version cannot be keyed). Entries are written atomically (a reader sees a whole entry or none); an entry that
@@ -25,6 +28,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +43,7 @@ _HERE = Path(__file__).resolve().parent
 
 @dataclass(frozen=True)
 class CachedAnalysis:
-    """A cache hit: the plan (its session_model is the entry's .onnx path) and the warnings loading gave."""
+    """A cache hit: the plan (its session_model the entry's .onnx bytes, checked) and the warnings loading gave."""
 
     plan: ReplayPlan
     warnings: tuple[str, ...]
@@ -97,10 +101,13 @@ def lookup(folder: Path, key: str) -> CachedAnalysis | None:
         data = json.loads(meta.read_text(encoding="utf-8"))
         if data.get("schema") != SCHEMA or not model.is_file() or model.stat().st_size != data["session_bytes"]:
             return None
+        session_model = model.read_bytes()
+        if hashlib.sha256(session_model).hexdigest() != data["session_sha256"]:
+            return None
         tensors = {name: TensorInfo(tuple(shape) if shape is not None else None, elem)
                    for name, (shape, elem) in data["tensors"].items()}
         plan = ReplayPlan(match_from_json(data["match"]), tensors, int(data["other_bytes_per_sample"]),
-                          int(data["model_size"]), str(model))
+                          int(data["model_size"]), session_model)
         warnings = tuple(str(w) for w in data["warnings"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -122,13 +129,14 @@ def store(folder: Path, key: str, plan: ReplayPlan, warnings: tuple[str, ...]) -
         "other_bytes_per_sample": plan.other_bytes_per_sample,
         "model_size": plan.model_size,
         "session_bytes": len(model),
+        "session_sha256": hashlib.sha256(model).hexdigest(),
         "warnings": list(warnings),
     }
     try:
         folder.mkdir(parents=True, exist_ok=True)
         _atomic_write(folder / f"{key}.onnx", model)
         _atomic_write(folder / f"{key}.json", json.dumps(data).encode())
-        _prune(folder, MAX_TOTAL_BYTES)
+        _prune(folder, MAX_TOTAL_BYTES, keep=key)
     except (OSError, ValueError, TypeError):
         return False
     return True
@@ -146,17 +154,18 @@ def _atomic_write(path: Path, payload: bytes) -> None:
 
 
 def entries(folder: Path) -> list[tuple[str, int, float]]:
-    """(key, bytes, last used) of every entry in the folder, least recently used first."""
-    found = []
-    for meta in folder.glob("*.json"):
-        key = meta.stem
+    """(key, bytes, last used) of every entry in the folder, least recently used first. A half-written entry (an
+    .onnx whose JSON never came: a full disk, a killed process) counts too, so that pruning and --clear see it."""
+    found: dict[str, tuple[int, float | None]] = {}
+    for path in chain(folder.glob("*.json"), folder.glob("*.onnx")):
         try:
-            size = meta.stat().st_size + (folder / f"{key}.onnx").stat().st_size
-            used = meta.stat().st_mtime
+            stat = path.stat()
         except OSError:
             continue
-        found.append((key, size, used))
-    return sorted(found, key=lambda entry: entry[2])
+        size, used = found.get(path.stem, (0, None))
+        # last used: the JSON's time (a hit touches it); the .onnx's only for an entry without JSON
+        found[path.stem] = (size + stat.st_size, stat.st_mtime if used is None or path.suffix == ".json" else used)
+    return sorted(((key, size, used or 0.0) for key, (size, used) in found.items()), key=lambda entry: entry[2])
 
 
 def remove(folder: Path, key: str) -> None:
@@ -164,14 +173,15 @@ def remove(folder: Path, key: str) -> None:
         (folder / f"{key}{suffix}").unlink(missing_ok=True)
 
 
-def _prune(folder: Path, limit: int) -> None:
+def _prune(folder: Path, limit: int, keep: str) -> None:
     found = entries(folder)
     total = sum(size for _, size, _ in found)
-    for key, size, _ in found[:-1]:  # never the newest: it was just written
+    for key, size, _ in found:
         if total <= limit:
             break
-        remove(folder, key)
-        total -= size
+        if key != keep:  # never the entry just written, whatever the clocks say
+            remove(folder, key)
+            total -= size
 
 
 def clear(folder: Path) -> int:
