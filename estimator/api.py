@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ class Analysis:
     match: MatchResult
     warnings: tuple[str, ...] = ()  # what loading noticed (e.g. the ONNX checker's objection)
     plan: ReplayPlan | None = None  # with for_replay=True
+    cache_slot: analysis_cache.Slot | None = None  # the model's analysis-cache entry, when the cache is on
 
 
 def analyse(model: PathLike, *, for_replay: bool = False, cache: bool = True) -> Analysis:
@@ -58,10 +59,13 @@ def analyse(model: PathLike, *, for_replay: bool = False, cache: bool = True) ->
             key = None  # load_model says what is wrong with the file
         hit = analysis_cache.lookup(folder, key) if folder is not None and key is not None else None
         if hit is not None:
-            return Analysis(str(model), None, hit.plan.match, hit.warnings, hit.plan)
+            assert key is not None and folder is not None
+            return Analysis(str(model), None, hit.plan.match, hit.warnings, hit.plan,
+                            analysis_cache.Slot(folder, key))
     analysis = _analyse(model, for_replay)
     if folder is not None and key is not None and analysis.plan is not None and analysis.plan.cacheable:
-        analysis_cache.store(folder, key, analysis.plan, analysis.warnings)
+        if analysis_cache.store(folder, key, analysis.plan, analysis.warnings):
+            return replace(analysis, cache_slot=analysis_cache.Slot(folder, key))
     return analysis
 
 
@@ -147,9 +151,18 @@ def replay_report(shown_as: str, analysis: Analysis, recorded: RecordedInputs, t
         raise ValueError("replay_report needs an analysis made with analyse(..., for_replay=True)")
     checked = check_inputs(plan, recorded, allow_nonfinite)
     deadline.check("checking the inputs")
-    counts = replay(plan, recorded, batch_size=batch_size, threads=threads,
-                    progress=progress, check_finite=False, max_memory=max_memory, deadline=deadline,
-                    session=session)
+    slot = analysis.cache_slot
+    # a cached model without its onnxruntime-format copy yet: this replay saves one (if it runs the model only a
+    # few times, the case where loading dominates; see replay.open_session)
+    save_ort = analysis_cache.ort_temp_path(slot) if slot is not None and plan.ort_model is None else None
+    try:
+        counts = replay(plan, recorded, batch_size=batch_size, threads=threads,
+                        progress=progress, check_finite=False, max_memory=max_memory, deadline=deadline,
+                        session=session, save_ort=save_ort)
+    finally:
+        if save_ort is not None:
+            assert slot is not None
+            analysis_cache.store_ort(slot, save_ort)  # moves or removes the temporary file
     return finish_report(shown_as, analysis, table, convention, counts, steps, strict,
                          analysis.warnings + checked.warnings, checked.notes)
 

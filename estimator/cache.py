@@ -2,13 +2,14 @@
 
 What a replay needs from the static analysis (`replay.ReplayPlan`: the match, the shapes and types of the tensors it
 feeds and reads, the model's warnings, and the model with the replay's extra outputs) is stored per model file:
-`<key>.json` and `<key>.onnx` in the cache folder. The key is the SHA-256 of the model file's bytes together with
-the versions of everything that decides the analysis (this package's modules, onnx), so an edited model, a new
-neuronops or a new onnx never reads an old entry. Nothing is unpickled: the entry is JSON and an ONNX file that
-onnxruntime reads as it would read the model itself.
-
-The .onnx is checked against the SHA-256 the JSON records before onnxruntime sees it: a damaged file is a miss, not
-wrong figures or an error blamed on the user's model.
+`<key>.json` and `<key>.onnx` in the cache folder, and `<key>.ort` — the same model in onnxruntime's own format,
+optimised at the machine-independent basic level, saved by the first replay that ran it only a few times (an
+unrolled export): loading it takes about half the time of the ONNX model. The key is the SHA-256 of the model
+file's bytes together with the versions of everything that decides the analysis (this package's modules, onnx,
+onnxruntime), so an edited model or a new neuronops, onnx or onnxruntime never reads an old entry. Nothing is
+unpickled: an entry is JSON and model files that onnxruntime reads as it would read the model itself; the .onnx and
+.ort are checked against the SHA-256 the JSON records before onnxruntime sees them, so a damaged file is a miss,
+not other figures or an error blamed on the user's model.
 
 Not cached: models with external data (their weights live in other files), models whose exposed copy would exceed
 MAX_ENTRY_BYTES, and analyses made while kinds other than the built-in ones are registered (a recogniser is code:
@@ -36,9 +37,18 @@ from .layers import match_from_json, match_to_json
 from .replay import ReplayPlan, TensorInfo
 
 SCHEMA = "neuronops.analysis-cache/1"
+SUFFIXES = (".json", ".onnx", ".ort")  # the JSON first: without it an entry is invisible (see remove)
 MAX_ENTRY_BYTES = 256 * 2**20
 MAX_TOTAL_BYTES = 2 * 2**30
 _HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where a model's entry lives (or will): the replay of a miss saves its .ort here (see ort_temp_path)."""
+
+    folder: Path
+    key: str
 
 
 @dataclass(frozen=True)
@@ -61,14 +71,17 @@ def cache_dir() -> Path | None:
 
 
 def _versions() -> str:
-    """What decides an analysis besides the model: this package's code and onnx's (shape inference, checker).
-    Sizes and modification times, not imports: onnx is exactly what a hit must not import."""
+    """What decides an analysis besides the model: this package's code, onnx's (shape inference, checker) and
+    onnxruntime's (the .ort format). Sizes and modification times, not imports: onnx is exactly what a hit must not
+    import."""
     stamps = [SCHEMA]
     files = sorted(_HERE.glob("*.py"))
-    spec = importlib.util.find_spec("onnx")
-    if spec is not None and spec.submodule_search_locations:
-        onnx_dir = Path(next(iter(spec.submodule_search_locations)))
-        files += [onnx_dir / "version.py", *sorted(onnx_dir.glob("onnx_cpp2py_export*"))]
+    for package, marks in (("onnx", ("version.py", "onnx_cpp2py_export*")),
+                           ("onnxruntime", ("capi/version_info.py", "capi/onnxruntime_pybind11_state*"))):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.submodule_search_locations:
+            where = Path(next(iter(spec.submodule_search_locations)))
+            files += [found for mark in marks for found in sorted(where.glob(mark))]
     for path in files:
         try:
             stat = path.stat()
@@ -104,10 +117,15 @@ def lookup(folder: Path, key: str) -> CachedAnalysis | None:
         session_model = model.read_bytes()
         if hashlib.sha256(session_model).hexdigest() != data["session_sha256"]:
             return None
+        ort_model = None
+        if data.get("ort_sha256") is not None:
+            ort_model = (folder / f"{key}.ort").read_bytes()
+            if hashlib.sha256(ort_model).hexdigest() != data["ort_sha256"]:
+                return None
         tensors = {name: TensorInfo(tuple(shape) if shape is not None else None, elem)
                    for name, (shape, elem) in data["tensors"].items()}
         plan = ReplayPlan(match_from_json(data["match"]), tensors, int(data["other_bytes_per_sample"]),
-                          int(data["model_size"]), session_model)
+                          int(data["model_size"]), session_model, ort_model=ort_model)
         warnings = tuple(str(w) for w in data["warnings"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -134,11 +152,42 @@ def store(folder: Path, key: str, plan: ReplayPlan, warnings: tuple[str, ...]) -
     }
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{key}.ort").unlink(missing_ok=True)  # of an older, damaged entry: the new JSON does not name it
         _atomic_write(folder / f"{key}.onnx", model)
         _atomic_write(folder / f"{key}.json", json.dumps(data).encode())
         _prune(folder, MAX_TOTAL_BYTES, keep=key)
     except (OSError, ValueError, TypeError):
         return False
+    return True
+
+
+def ort_temp_path(slot: Slot) -> str | None:
+    """A fresh file name for the .ort a replay is about to save (None when the folder cannot be made)."""
+    try:
+        slot.folder.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=slot.folder, prefix=f".{slot.key}.ort.", suffix=".tmp")
+        os.close(handle)
+    except OSError:
+        return None
+    return tmp
+
+
+def store_ort(slot: Slot, saved: str) -> bool:
+    """Add the .ort a replay saved at `saved` to the slot's entry (recorded in its JSON); False when the entry is
+    gone or the file is not there. The temporary file is moved or removed either way."""
+    meta = slot.folder / f"{slot.key}.json"
+    try:
+        payload = Path(saved).read_bytes()
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        if not payload or len(payload) > MAX_ENTRY_BYTES or data.get("schema") != SCHEMA:
+            return False
+        os.replace(saved, slot.folder / f"{slot.key}.ort")
+        data["ort_sha256"] = hashlib.sha256(payload).hexdigest()
+        _atomic_write(meta, json.dumps(data).encode())
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
+    finally:
+        Path(saved).unlink(missing_ok=True)
     return True
 
 
@@ -157,19 +206,19 @@ def entries(folder: Path) -> list[tuple[str, int, float]]:
     """(key, bytes, last used) of every entry in the folder, least recently used first. A half-written entry (an
     .onnx whose JSON never came: a full disk, a killed process) counts too, so that pruning and --clear see it."""
     found: dict[str, tuple[int, float | None]] = {}
-    for path in chain(folder.glob("*.json"), folder.glob("*.onnx")):
+    for path in chain.from_iterable(folder.glob(f"*{suffix}") for suffix in SUFFIXES):
         try:
             stat = path.stat()
         except OSError:
             continue
         size, used = found.get(path.stem, (0, None))
-        # last used: the JSON's time (a hit touches it); the .onnx's only for an entry without JSON
+        # last used: the JSON's time (a hit touches it); another file's only for an entry without JSON
         found[path.stem] = (size + stat.st_size, stat.st_mtime if used is None or path.suffix == ".json" else used)
     return sorted(((key, size, used or 0.0) for key, (size, used) in found.items()), key=lambda entry: entry[2])
 
 
 def remove(folder: Path, key: str) -> None:
-    for suffix in (".json", ".onnx"):  # the JSON first: without it the entry is invisible
+    for suffix in SUFFIXES:
         (folder / f"{key}{suffix}").unlink(missing_ok=True)
 
 
