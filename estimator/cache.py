@@ -37,7 +37,7 @@ from .layers import match_from_json, match_to_json
 from .replay import ReplayPlan, TensorInfo
 
 SCHEMA = "neuronops.analysis-cache/1"
-SUFFIXES = (".json", ".onnx", ".ort")  # the JSON first: without it an entry is invisible (see remove)
+SUFFIXES = (".json", ".onnx", ".ort")  # removed in this order: a reader never finds a JSON whose files are gone
 MAX_ENTRY_BYTES = 256 * 2**20
 MAX_TOTAL_BYTES = 2 * 2**30
 _HERE = Path(__file__).resolve().parent
