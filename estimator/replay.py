@@ -620,17 +620,19 @@ def replay(
                     elem = plan.elem_type(pair.input) or FLOAT
                     state[pair.input] = np.zeros((len(next(iter(batch.values()))),) + tuple(shape[1:]),
                                                  dtype=numpy_dtype(elem))
-                by_step = {}  # time-major, cast once per batch: each step's feed is then a contiguous view
+                # cast once per batch (no copy when the dtype is already right); each step's feed is a strided view
+                # that onnxruntime copies on its way in (cheaper than a time-major copy of the batch: measured)
+                by_step = {}
                 for name, chunk in batch.items():
                     _check_shape(plan, name, chunk[:, 0].shape, "one time step of the inputs")
-                    by_step[name] = _cast_for(plan, name, np.moveaxis(chunk, 1, 0))
+                    by_step[name] = _cast_for(plan, name, chunk)
                 # steps are counted in blocks (memory bounded by the block, not by the number of steps)
                 held: list[list[np.ndarray]] = []
                 first_held = 0
                 for t in range(steps):
                     feeds = dict(state)
                     for name, chunk in by_step.items():
-                        feeds[name] = chunk[t]
+                        feeds[name] = chunk[:, t]
                     outputs = _run(session, fetch_names, feeds, run_options, deadline, doing)
                     if probing:  # only the one-sample probe needs the sizes
                         exposed_bytes = max(exposed_bytes, sum(out.nbytes for out in outputs))

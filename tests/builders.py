@@ -170,6 +170,14 @@ def leaky_unrolled(net: LeakyNet, steps: int, spelling: str = "torchscript",
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def checker_objects_but_runs(net: LeakyNet) -> onnx.ModelProto:
+    """A stepwise Leaky model the ONNX checker objects to (a metadata key twice) and onnxruntime runs."""
+    proto = leaky_stepwise(net)
+    proto.metadata_props.add(key="k", value="1")
+    proto.metadata_props.add(key="k", value="2")
+    return proto
+
+
 def random_net(rng: np.random.Generator, sizes: list[int], reset: str = "subtract", beta: float = 0.9) -> LeakyNet:
     pairs = zip(sizes[:-1], sizes[1:], strict=True)
     weights = [rng.normal(0.0, 1.2 / np.sqrt(a), size=(a, b)).astype(np.float32) for a, b in pairs]

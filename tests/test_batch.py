@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 import pytest
 from batchkit import build_models, fail_above_one
-from builders import leaky_stepwise, leaky_unrolled, random_net
+from builders import checker_objects_but_runs, leaky_stepwise, leaky_unrolled, random_net
 from click.testing import CliRunner
 from conftest import SAMPLES
 
@@ -414,9 +414,7 @@ def test_sharded_runs_keep_the_models_and_the_inputs_warnings(tmp_path):
     """The ONNX checker's objection and the inputs' non-finite values are said by a split run as by one process."""
     rng = np.random.default_rng(3)
     net = random_net(rng, [6, 4])
-    proto = leaky_stepwise(net)
-    proto.metadata_props.add(key="k", value="1")
-    proto.metadata_props.add(key="k", value="2")  # the ONNX checker objects; onnxruntime runs it
+    proto = checker_objects_but_runs(net)
     model = tmp_path / "model.onnx"
     onnx.save(proto, model)
     data = (rng.random((30, 5, 6)) < 0.4).astype(np.float32)
