@@ -154,7 +154,8 @@ def replay_report(shown_as: str, analysis: Analysis, recorded: RecordedInputs, t
     slot = analysis.cache_slot
     # a cached model without its onnxruntime-format copy yet: this replay saves one (if it runs the model only a
     # few times, the case where loading dominates; see replay.open_session)
-    save_ort = analysis_cache.ort_temp_path(slot) if slot is not None and plan.ort_model is None else None
+    save_ort = (analysis_cache.ort_temp_path(slot) if slot is not None and plan.ort_model is None and session is None
+                else None)
     try:
         counts = replay(plan, recorded, batch_size=batch_size, threads=threads,
                         progress=progress, check_finite=False, max_memory=max_memory, deadline=deadline,

@@ -115,6 +115,13 @@ class OneLineErrors(click.Group):
             _fail("interrupted", 130)
 
 
+cache_option = click.option(
+    "--cache/--no-cache", default=True, show_default=True,
+    help="Replays read a model's analysis from the analysis cache when this file was replayed before, and store it "
+         "otherwise (a second run skips loading and matching). Same figures either way; see 'neuronops cache "
+         "--help'.")
+
+
 def dask_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The Dask cluster options, shared by `estimate` (one model's replay) and `batch` (many models)."""
     for option in reversed((
@@ -221,10 +228,7 @@ class MemorySize(click.ParamType):
                    "with --scheduler local, the number of Dask workers. Same figures as one process.")
 @click.option("--shard-size", type=click.IntRange(min=1),
               help="With --jobs or --scheduler: samples per job (default: about 4 jobs per worker).")
-@click.option("--cache/--no-cache", default=True, show_default=True,
-              help="With --inputs: read the model's analysis from the analysis cache when this file was replayed "
-                   "before, and store it otherwise (a second run skips loading and matching). Same figures "
-                   "either way; see 'neuronops cache --help'.")
+@cache_option
 @dask_options
 @handle_errors
 def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output: Path | None,
@@ -276,7 +280,7 @@ def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output
             assert inputs is not None
             report = _estimate_split(model, inputs, convention, batch_size, time_axis, steps, cost_tables, strict,
                                      allow_nonfinite, max_memory, jobs, shard_size, scheduler, scheduler_file, ship,
-                                     max_shard_mb, on_progress)
+                                     max_shard_mb, on_progress, cache)
         else:
             report = run_estimate(model, inputs, convention=convention, batch_size=batch_size, time_axis=time_axis,
                                   steps=steps, cost_tables=cost_tables, strict=strict, threads=threads,
@@ -310,7 +314,7 @@ def _estimate_split(model: Path, inputs: Path, convention: str, batch_size: int 
                     steps: int | None, cost_tables: tuple[Path, ...], strict: bool, allow_nonfinite: bool,
                     max_memory: int | None, jobs: int | None, shard_size: int | None, scheduler: str | None,
                     scheduler_file: Path | None, ship: str, max_shard_mb: int,
-                    on_progress: Callable[[int, int], None]) -> Any:
+                    on_progress: Callable[[int, int], None], cache: bool = True) -> Any:
     """One model's replay cut into shards for worker processes or a Dask cluster (the batch machinery)."""
     from .parallel import estimate_sharded, open_backend, peek_samples
 
@@ -328,7 +332,7 @@ def _estimate_split(model: Path, inputs: Path, convention: str, batch_size: int 
         return estimate_sharded(model, inputs, backend=backend, convention=convention, batch_size=batch_size,
                                 time_axis=time_axis, steps=steps, cost_tables=tuple(map(str, cost_tables)),
                                 strict=strict, shard_size=shard_size, allow_nonfinite=allow_nonfinite,
-                                on_samples=on_samples, max_memory=max_memory)
+                                on_samples=on_samples, max_memory=max_memory, cache=cache)
 
 
 @main.command(epilog=EXIT_CODES_HELP)
@@ -387,8 +391,8 @@ def explain(model: Path) -> None:
 @click.option("--clear", is_flag=True, help="Remove every entry.")
 @handle_errors
 def cache_command(clear: bool) -> None:
-    """Show (or --clear) the analysis cache: what `estimate --inputs` keeps per model file so that its next replay
-    skips loading and matching the graph.
+    """Show (or --clear) the analysis cache: what replays (`estimate --inputs`, `batch`) keep per model file so
+    that the next one skips loading and matching the graph.
 
     \b
     Each entry is <sha256>.json (the layers found, tensor shapes, the model's warnings) and <sha256>.onnx (the
@@ -445,6 +449,7 @@ def cache_command(clear: bool) -> None:
                    "batches.")
 @click.option("--resume", is_flag=True,
               help="Keep the results already in --out for the same model, inputs and options; run only the rest.")
+@cache_option
 @dask_options
 @click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
               help="Times a job is sent again after its worker died (or, on Dask, raised).")
@@ -454,7 +459,7 @@ def cache_command(clear: bool) -> None:
 def batch(sources: tuple[str, ...], out: Path, inputs_pattern: str | None, convention: str, batch_size: int | None,
           time_axis: int, steps: int | None, cost_tables: tuple[Path, ...], strict: bool, allow_nonfinite: bool,
           timeout: float | None, max_memory: int | None, jobs: int | None, shard_size: int | None, resume: bool,
-          scheduler: str | None, scheduler_file: Path | None, ship: str, max_shard_mb: int, retries: int,
+          cache: bool, scheduler: str | None, scheduler_file: Path | None, ship: str, max_shard_mb: int, retries: int,
           progress: bool | None) -> None:
     """Estimate many models: SOURCES are manifests (.csv, .jsonl, .json), models, quoted globs or folders.
 
@@ -469,7 +474,7 @@ def batch(sources: tuple[str, ...], out: Path, inputs_pattern: str | None, conve
     scheduler = _scheduler(jobs, scheduler, scheduler_file)
     defaults = ModelJob(model="", convention=convention, batch_size=batch_size, time_axis=time_axis, steps=steps,
                         cost_tables=tuple(map(str, cost_tables)), strict=strict, allow_nonfinite=allow_nonfinite,
-                        timeout=timeout, max_memory=max_memory)
+                        timeout=timeout, max_memory=max_memory, cache=cache)
     entries = collect(sources, defaults, inputs_pattern)
     backend = open_backend(jobs or 1, scheduler, str(scheduler_file) if scheduler_file else None, ship,
                            max_shard_mb * 2**20, retries)

@@ -71,6 +71,7 @@ class ModelJob:
     allow_nonfinite: bool = False
     timeout: float | None = None  # seconds per job (the whole model, or one shard of it); never changes a count
     max_memory: int | None = None  # bytes one job's replay may use (its batch is shrunk to fit, or it fails)
+    cache: bool = True  # read and write the analysis cache (cache.py); never changes a count
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class Shard:
     threads: int = 1
     timeout: float | None = None
     max_memory: int | None = None
+    cache: bool = True  # the worker may read and write the analysis cache
 
     @property
     def samples(self) -> int:
@@ -182,8 +184,8 @@ def _model_for(shard: Shard, blob: bytes | None) -> tuple[Analysis, Any]:
     key = (("sha256", shard.model) if blob is not None else _file_key(path)) + (shard.threads, kinds)
 
     def make() -> tuple[Analysis, Any]:
-        # workers keep their own analyses in memory (a Dask worker may have no disk to spare for the cache)
-        analysis = analyse(path, for_replay=True, cache=False)
+        # once per worker process (kept in memory); from the analysis cache when this model file was replayed before
+        analysis = analyse(path, for_replay=True, cache=shard.cache)
         assert analysis.plan is not None
         return analysis, open_session(analysis.plan, shard.threads)
 
@@ -217,7 +219,7 @@ def run_model(job: ModelJob, shown_as: str, threads: int = 1, kinds: KindsSpec |
             analysis = analyse(job.model)
             return ModelResult(finish_report(shown_as, analysis, table, job.convention, None, job.steps, job.strict,
                                              analysis.warnings))
-        shard = Shard(-1, job.model, job.inputs, job.time_axis, job.batch_size, 0, 0, threads)
+        shard = Shard(-1, job.model, job.inputs, job.time_axis, job.batch_size, 0, 0, threads, cache=job.cache)
         analysis, session = _model_for(shard, None)
         deadline.check("analysing the model")
         recorded = _recorded(job.inputs, analysis, job.time_axis)
@@ -496,7 +498,7 @@ def _plan(index: int, job: ModelJob, backend: Backend, shard_size: int | None, t
     if job.convention not in CONVENTIONS:
         raise InputError(f"convention must be one of {', '.join(CONVENTIONS)}, got {job.convention!r}")
     table = load_costs(job.cost_tables)
-    analysis = analyse(job.model, for_replay=job.inputs is not None, cache=False)
+    analysis = analyse(job.model, for_replay=job.inputs is not None, cache=job.cache)
     plan = _Plan(index, job, analysis, table, warnings=analysis.warnings)
     if job.inputs is None:
         return plan
@@ -535,7 +537,8 @@ def _plan(index: int, job: ModelJob, backend: Backend, shard_size: int | None, t
                     "(--max-shard-mb); use a smaller --shard-size, or --ship paths on a shared filesystem"
                 )
         plan.shards.append(Shard(index, model_ref, "" if backend.ships_bytes else os.path.abspath(job.inputs),
-                                 job.time_axis, job.batch_size, start, stop, threads, job.timeout, job.max_memory))
+                                 job.time_axis, job.batch_size, start, stop, threads, job.timeout, job.max_memory,
+                                 job.cache))
         plan.payloads.append((blob, arrays))
     plan.remaining = len(plan.shards)
     return plan
@@ -552,7 +555,7 @@ def _whole(index: int, job: ModelJob, backend: Backend, shard_size: int | None) 
         return None
     plan = _Plan(index, job, None, None, samples=samples or 0, whole=True, remaining=1)
     plan.shards.append(Shard(index, os.path.abspath(job.model), os.path.abspath(job.inputs) if job.inputs else "",
-                             job.time_axis, job.batch_size, 0, samples or 0))
+                             job.time_axis, job.batch_size, 0, samples or 0, cache=job.cache))
     plan.payloads.append((None, None))
     return plan
 
@@ -695,11 +698,11 @@ def estimate_sharded(model: str | os.PathLike[str], inputs: str | os.PathLike[st
                      steps: int | None = None, cost_tables: Sequence[str] = (), strict: bool = False,
                      shard_size: int | None = None, allow_nonfinite: bool = False,
                      on_samples: Callable[[int], None] | None = None, timeout: float | None = None,
-                     max_memory: int | None = None) -> Report:
+                     max_memory: int | None = None, cache: bool = True) -> Report:
     """`estimate()` with the samples split across the backend's workers: exactly the same report. `on_samples(n)`
     reports samples replayed as shards come in. `timeout` (seconds) and `max_memory` (bytes) bound each job."""
     job = ModelJob(str(model), str(inputs), convention, batch_size, time_axis, steps, tuple(map(str, cost_tables)),
-                   strict, allow_nonfinite, timeout, max_memory)
+                   strict, allow_nonfinite, timeout, max_memory, cache)
     outcome = next(run_jobs([job], backend, shard_size=shard_size, on_samples=on_samples))
     if outcome.report is None:
         error = UncostedLayersError if outcome.exit_code == UncostedLayersError.exit_code else NeuronopsError

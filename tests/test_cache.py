@@ -578,3 +578,52 @@ def test_pruning_never_removes_the_entry_just_written(tmp_path: Path, cache: Pat
     estimate(*_leaky(tmp_path / "m2", seed=42, style="unrolled")[:2])
     (new,) = _entries(cache)
     assert new != old
+
+
+# --- batch and split runs ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("switch", ["cache", "--no-cache"])
+def test_batch_reads_and_writes_the_cache(switch: str, tmp_path: Path, cache: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`batch` stores each replayed model's entry; a later batch (a fresh worker: nothing kept in memory) reads them
+    instead of analysing, with the same results; `--no-cache` neither writes nor reads."""
+    from estimator import parallel
+
+    models = [_leaky(tmp_path / f"m{i}", seed=50 + i, style=style)[:2] for i, style in enumerate(("stepwise",
+                                                                                                   "unrolled"))]
+    sources = [str(model) for model, _ in models]
+    extra = ["--no-cache"] if switch == "--no-cache" else []
+
+    def run(out: str) -> dict:
+        parallel._MODELS.clear()  # a new worker process: only the disk cache can spare the analysis
+        result = run_cli("batch", *sources, "--out", tmp_path / out, "--no-progress", *extra)
+        assert result.exit_code == 0, result.output
+        return json.loads((tmp_path / out / "summary.json").read_text())
+
+    calls = _count_analyses(monkeypatch)
+    first = run("first")
+    assert len(_entries(cache)) == (0 if extra else 2)
+    second = run("second")
+    assert sorted(calls) == sorted(sources * (2 if extra else 1))  # analysed again only without the cache
+    assert first["ok"] == second["ok"] == 2
+    for a, b in zip(first["rows"], second["rows"], strict=True):
+        assert {k: v for k, v in a.items() if k != "result"} == {k: v for k, v in b.items() if k != "result"}
+        assert a["effective_neuron_ops"] is not None
+
+
+def test_a_split_estimate_uses_the_cache_and_agrees(tmp_path: Path, cache: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replay cut into shards (in-process here) stores the entry and, next time, reads it on the client and in
+    the worker: the same report as one process without the cache."""
+    from estimator import parallel
+
+    model, inputs, net, data = _leaky(tmp_path / "m", seed=60, style="unrolled")
+    plain = estimate(model, inputs, convention="neurobench", cache=False).to_dict()
+    calls = _count_analyses(monkeypatch)
+    for _ in range(2):
+        parallel._MODELS.clear()
+        with parallel.open_backend(1) as backend:
+            split = parallel.estimate_sharded(model, inputs, backend=backend, convention="neurobench",
+                                              shard_size=3)
+        assert split.to_dict() == plain
+    assert calls == [str(model)]  # the first client analysis; every later one (client and worker) is a hit
+    assert len(_entries(cache)) == 1
