@@ -50,22 +50,15 @@ def analyse(model: PathLike, *, for_replay: bool = False, cache: bool = True) ->
     the analysis cache when this model file was analysed before (unless `cache` is False; see cache.py)."""
     from .kinds import kinds_spec
 
-    folder, key = None, None
-    if for_replay and cache and kinds_spec() is None and Path(model).is_file():
-        folder = analysis_cache.cache_dir()
-        try:
-            key = analysis_cache.model_key(Path(model)) if folder is not None else None
-        except OSError:
-            key = None  # load_model says what is wrong with the file
-        hit = analysis_cache.lookup(folder, key) if folder is not None and key is not None else None
-        if hit is not None:
-            assert key is not None and folder is not None
-            return Analysis(str(model), None, hit.plan.match, hit.warnings, hit.plan,
-                            analysis_cache.Slot(folder, key))
+    # kinds registered from Python are code the cache key cannot cover: nothing is read or stored while there are any
+    slot = analysis_cache.slot_for(Path(model)) if for_replay and cache and kinds_spec() is None else None
+    hit = analysis_cache.lookup(slot) if slot is not None else None
+    if hit is not None:
+        return Analysis(str(model), None, hit.plan.match, hit.warnings, hit.plan, slot)
     analysis = _analyse(model, for_replay)
-    if folder is not None and key is not None and analysis.plan is not None and analysis.plan.cacheable:
-        if analysis_cache.store(folder, key, analysis.plan, analysis.warnings):
-            return replace(analysis, cache_slot=analysis_cache.Slot(folder, key))
+    plan = analysis.plan
+    if slot is not None and plan is not None and plan.cacheable and analysis_cache.store(slot, plan, analysis.warnings):
+        return replace(analysis, cache_slot=slot)
     return analysis
 
 

@@ -100,6 +100,18 @@ def model_key(path: Path) -> str:
     return digest.hexdigest()
 
 
+def slot_for(model: Path) -> Slot | None:
+    """Where this model file's entry lives; None when the cache is off, or the file is not one regular readable file
+    (load_model then says what is wrong with it)."""
+    folder = cache_dir()
+    if folder is None or not model.is_file():
+        return None
+    try:
+        return Slot(folder, model_key(model))
+    except OSError:
+        return None
+
+
 def _touch(path: Path) -> None:
     try:
         os.utime(path)  # the recently used survive pruning
@@ -107,8 +119,9 @@ def _touch(path: Path) -> None:
         pass
 
 
-def lookup(folder: Path, key: str) -> CachedAnalysis | None:
-    """The entry for `key`, or None (absent, incomplete or unreadable entries are misses)."""
+def lookup(slot: Slot) -> CachedAnalysis | None:
+    """The slot's entry, or None (absent, incomplete or unreadable entries are misses)."""
+    folder, key = slot.folder, slot.key
     meta, model = folder / f"{key}.json", folder / f"{key}.onnx"
     try:
         data = json.loads(meta.read_text(encoding="utf-8"))
@@ -133,9 +146,10 @@ def lookup(folder: Path, key: str) -> CachedAnalysis | None:
     return CachedAnalysis(plan, warnings)
 
 
-def store(folder: Path, key: str, plan: ReplayPlan, warnings: tuple[str, ...]) -> bool:
-    """Write the entry (model first, then the JSON that makes it visible). False when it is not stored: too big,
-    or the folder cannot be written (the cache is a help, never a reason to fail)."""
+def store(slot: Slot, plan: ReplayPlan, warnings: tuple[str, ...]) -> bool:
+    """Write the slot's entry (model first, then the JSON that makes it visible). False when it is not stored: too
+    big, or the folder cannot be written (the cache is a help, never a reason to fail)."""
+    folder, key = slot.folder, slot.key
     model = plan.session_model
     if not isinstance(model, bytes) or len(model) > MAX_ENTRY_BYTES:
         return False
