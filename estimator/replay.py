@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -161,7 +162,12 @@ def _session(plan: ReplayPlan, threads: int, optimize: bool = True, save_ort: st
             return _new_session(ort, plan.ort_model, threads, optimize, ort_format=True)
         except Exception:  # an onnxruntime that cannot read it after all: the ONNX model says the same
             pass
-    return _new_session(ort, plan.session_model, threads, optimize, save_ort=save_ort)
+    if save_ort is not None and not optimize:
+        try:
+            return _new_session(ort, plan.session_model, threads, optimize, save_ort=save_ort)
+        except ReplayError:  # saving the copy failed (folder gone, disk full…), or the model cannot run at all
+            Path(save_ort).unlink(missing_ok=True)  # nothing half-written reaches the cache
+    return _new_session(ort, plan.session_model, threads, optimize)
 
 
 def _new_session(ort: Any, model: bytes | str, threads: int, optimize: bool, save_ort: str | None = None,

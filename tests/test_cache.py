@@ -627,3 +627,20 @@ def test_a_split_estimate_uses_the_cache_and_agrees(tmp_path: Path, cache: Path,
         assert split.to_dict() == plain
     assert calls == [str(model)]  # the first client analysis; every later one (client and worker) is a hit
     assert len(_entries(cache)) == 1
+
+
+def test_a_failed_ort_save_does_not_fail_the_replay(tmp_path: Path, cache: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnxruntime refuses to make a session whose .ort copy it cannot write (the cache folder vanished, a full
+    disk): the replay goes on without the copy, with the right figures, and nothing half-written is stored."""
+    model, inputs, net, data = _leaky(tmp_path / "m", seed=70, style="unrolled")
+    monkeypatch.setattr(analysis_cache, "ort_temp_path", lambda slot: str(tmp_path / "gone" / "x.ort"))
+    report = estimate(model, inputs, convention="neurobench")
+    assert report.totals.effective_neuron_ops_run == _reference_run(net, data)
+    (key,) = _entries(cache)
+    assert not (cache / f"{key}.ort").exists()
+    assert "ort_sha256" not in json.loads((cache / f"{key}.json").read_text())
+    monkeypatch.undo()
+    monkeypatch.setenv("NEURONOPS_CACHE_DIR", str(cache))
+    assert estimate(model, inputs, convention="neurobench").to_dict() == report.to_dict()
+    assert (cache / f"{key}.ort").is_file()  # the next replay saves it
