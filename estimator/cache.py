@@ -151,7 +151,7 @@ def store(slot: Slot, plan: ReplayPlan, warnings: tuple[str, ...]) -> bool:
     big, or the folder cannot be written (the cache is a help, never a reason to fail)."""
     folder, key = slot.folder, slot.key
     model = plan.session_model
-    if not isinstance(model, bytes) or len(model) > MAX_ENTRY_BYTES:
+    if len(model) > MAX_ENTRY_BYTES:
         return False
     data: dict[str, Any] = {
         "schema": SCHEMA,
@@ -192,8 +192,10 @@ def store_ort(slot: Slot, saved: str) -> bool:
     meta = slot.folder / f"{slot.key}.json"
     try:
         payload = Path(saved).read_bytes()
+        if not payload or len(payload) > MAX_ENTRY_BYTES:  # the usual case of a replay that ran optimised: no copy
+            return False
         data = json.loads(meta.read_text(encoding="utf-8"))
-        if not payload or len(payload) > MAX_ENTRY_BYTES or data.get("schema") != SCHEMA:
+        if data.get("schema") != SCHEMA:
             return False
         os.replace(saved, slot.folder / f"{slot.key}.ort")
         data["ort_sha256"] = hashlib.sha256(payload).hexdigest()

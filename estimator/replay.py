@@ -108,15 +108,15 @@ class TensorInfo:
 @dataclass(frozen=True)
 class ReplayPlan:
     """What a replay needs from the static analysis, as plain data: the match, the shapes and types of the tensors
-    it feeds and reads, memory figures, and the model with the replay's extra outputs (serialised bytes, or the
-    path of a file holding them). Built by `make_plan`; cache.py stores it as JSON + one .onnx file, so that a
-    replay of a cached model imports neither onnx nor the matcher."""
+    it feeds and reads, memory figures, and the model with the replay's extra outputs (serialised). Built by
+    `make_plan`; cache.py stores it as JSON + .onnx (+ .ort), so that a replay of a cached model imports neither
+    onnx nor the matcher."""
 
     match: MatchResult
     tensors: dict[str, TensorInfo]  # data inputs, state inputs and outputs, fetched tensors
     other_bytes_per_sample: int  # known per-sample bytes of every other intermediate tensor (memory estimate)
     model_size: int  # bytes of the model in memory
-    session_model: bytes | str
+    session_model: bytes
     cacheable: bool = True  # False for a model with external data (the cache key covers the model file only)
     ort_model: bytes | None = None  # the same model in onnxruntime's own format, optimised: from the cache
 
@@ -170,7 +170,7 @@ def _session(plan: ReplayPlan, threads: int, optimize: bool = True, save_ort: st
     return _new_session(ort, plan.session_model, threads, optimize)
 
 
-def _new_session(ort: Any, model: bytes | str, threads: int, optimize: bool, save_ort: str | None = None,
+def _new_session(ort: Any, model: bytes, threads: int, optimize: bool, save_ort: str | None = None,
                  ort_format: bool = False) -> Any:
     options = ort.SessionOptions()
     options.log_severity_level = 4  # fatal only: its errors reach the user once, as our one-line message
