@@ -24,7 +24,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--no-spin", action="store_true",
-                        help="idle intra-op threads sleep (session.intra_op.allow_spinning=0), as the estimator sets")
+                        help="idle intra-op threads sleep (session.intra_op.allow_spinning=0), as the estimator "
+                             "sets with --threads or on a loaded machine")
     args = parser.parse_args()
     options = ort.SessionOptions()
     if args.threads:

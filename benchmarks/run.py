@@ -7,7 +7,8 @@ Measured in one run, each command as a separate process (wall time, CPU time and
 os.wait4's rusage):
   (a) `neuronops estimate` (`python -m estimator` from this tree) in the spikes and neurobench conventions,
   (b) the floor: plain onnxruntime inference of the same export over the same .npy (benchmarks/floor.py), with
-      onnxruntime's defaults, and again with idle-thread spinning off as the estimator runs it (b′),
+      onnxruntime's defaults, and again with idle-thread spinning off (b′; the estimator's setting with --threads or
+      when every core is busy),
   (c) NeuroBench 2.3's NeuronOperations on the same PyTorch model and data (needs torch + snntorch + neurobench).
 on a 2-layer fc network and a conv network, each exported unrolled and stepwise; then 10× the samples (peak memory),
 and the static part alone (load + graph + match + dense) on unrolled exports of 25–400 steps × 1–8 layers.
@@ -411,7 +412,7 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
 def table(result: dict[str, Any]) -> str:
     lines = []
     lines.append("Replay, whole processes: best wall s / best CPU s / median peak MB. (b) onnxruntime defaults, (b′) "
-                 "idle threads not spinning, as the tool runs it.")
+                 "idle threads not spinning (the tool's setting with --threads or on a busy machine).")
     lines.append("a/b: tool wall over the faster floor; CPU a/b′: tool CPU over (b′) CPU; c/a: NeuroBench wall over "
                  "the tool's (neurobench convention).")
     lines.append("(a) with the analysis cache warm (any second run of a model); cold (--no-cache: load, match and "

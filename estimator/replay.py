@@ -14,6 +14,7 @@ to fit --max-memory, or the replay refused, before onnxruntime allocates anythin
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -186,10 +187,9 @@ def _new_session(ort: Any, model: bytes, threads: int, optimize: bool, save_ort:
     elif not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     # onnxruntime optimises the graph as it would for plain inference, unless it will run only a few times (see
-    # OPTIMIZE_FROM_RUNS). Idle intra-op threads sleep instead of spinning: between runs this process counts (and a
-    # stepwise replay runs thousands of small steps), and spinning threads would take the cores the counting needs
-    # (2× the wall time on a 2-core machine).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # OPTIMIZE_FROM_RUNS).
+    if not _may_spin(threads):
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -200,6 +200,24 @@ def _new_session(ort: Any, model: bytes, threads: int, optimize: bool, save_ort:
             raise
         raise ReplayError(f"onnxruntime cannot run this model: {ort_message(err)}; dense ops need no replay "
                           "(run without --inputs)") from None
+
+
+def _may_spin(threads: int) -> bool:
+    """Whether onnxruntime's idle intra-op threads may spin between runs (its default). Spinning makes the thousands
+    of small runs of a stepwise replay 10–25 % faster on an idle machine (measured on the benchmark's exports), but
+    spinning threads that compete for busy cores collapse (several times slower under load). So they spin only when
+    the session sizes its own thread pool (threads 0: no batch worker or user has asked to share the machine) and the
+    machine has a core to spare (1-minute load average under the number of cores)."""
+    if threads:
+        return False
+    try:
+        cores = len(os.sched_getaffinity(0))  # the cores this process may use (a container's share)
+    except AttributeError:  # not on this platform (macOS, Windows)
+        cores = os.cpu_count() or 1
+    try:
+        return os.getloadavg()[0] < cores
+    except (AttributeError, OSError):  # no load average on this platform (Windows)
+        return True
 
 
 _ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*")

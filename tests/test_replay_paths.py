@@ -121,3 +121,48 @@ def test_light_commands_import_no_runtime(write_model):
     layers_modules = _modules_after(["layers", str(model)], ROOT)
     assert "onnx" in layers_modules  # the model was read…
     assert not {"onnxruntime", "networkx"} & layers_modules  # …without the runtime or networkx
+
+
+@pytest.mark.parametrize(("threads", "load", "cores", "spins"), [
+    (0, 0.4, 2, True),  # an idle machine: onnxruntime's default
+    (0, 2.5, 2, False),  # every core busy: spinning threads would compete for them
+    (1, 0.0, 2, False),  # a batch worker (or a user) sized the pool: never spin
+    (4, 0.0, 8, False),
+])
+def test_idle_threads_spin_only_with_a_core_to_spare(monkeypatch, threads, load, cores, spins):
+    from estimator import replay as replay_module
+
+    monkeypatch.setattr(replay_module.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(replay_module.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert replay_module._may_spin(threads) is spins
+
+
+def test_spinning_allowed_where_no_load_average(monkeypatch):
+    from estimator import replay as replay_module
+
+    def unavailable() -> tuple[float, float, float]:
+        raise OSError("no load average")
+
+    monkeypatch.setattr(replay_module.os, "getloadavg", unavailable)
+    assert replay_module._may_spin(0) is True
+    assert replay_module._may_spin(2) is False
+
+
+def test_session_option_follows_the_spin_rule(write_model, monkeypatch):
+    """The session really gets allow_spinning=0 when the rule says sleep, and onnxruntime's default otherwise."""
+    import onnxruntime as ort
+
+    from estimator import replay as replay_module
+
+    model = write_model(leaky_stepwise(random_net(np.random.default_rng(3), [4, 3])))
+    plan = analyse(model, for_replay=True, cache=False).plan
+    for spins in (True, False):
+        monkeypatch.setattr(replay_module, "_may_spin", lambda threads, spins=spins: spins)
+        session = replay_module.open_session(plan)
+        entry = session.get_session_options().get_session_config_entry
+        if spins:
+            with pytest.raises(RuntimeError, match="does not have configuration"):  # unset: onnxruntime's default
+                entry("session.intra_op.allow_spinning")
+        else:
+            assert entry("session.intra_op.allow_spinning") == "0"
+        assert isinstance(session, ort.InferenceSession)
