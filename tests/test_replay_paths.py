@@ -166,3 +166,22 @@ def test_session_option_follows_the_spin_rule(write_model, monkeypatch):
         else:
             assert entry("session.intra_op.allow_spinning") == "0"
         assert isinstance(session, ort.InferenceSession)
+
+
+@pytest.mark.parametrize("value_range", [True, False])
+def test_scan_counts_nonfinite_values_exactly_when_sums_overflow(value_range):
+    """The one-pass check (a finite sum) must not miss NaN/±Inf, nor report any when only the sum overflows."""
+    from estimator.replay import _scan
+
+    huge = np.full((40, 3, 5), 3e38, np.float32)  # every value finite, the sum is not
+    assert _scan(huge, value_range).nonfinite == 0
+    opposite = huge.copy()
+    opposite[7, 1, 2], opposite[30, 0, 0] = np.inf, -np.inf  # would cancel to NaN in a sum, still two values
+    found = _scan(opposite, value_range)
+    assert (found.nonfinite, found.first_bad) == (2, 7)
+    small = np.ones((10, 4), np.float16)
+    small[9, 3] = np.nan
+    assert (_scan(small, value_range).nonfinite, _scan(small, value_range).first_bad) == (1, 9)
+    assert _scan(np.arange(12, dtype=np.int64).reshape(3, 4), value_range).nonfinite == 0
+    if value_range:  # the range covers the finite values only
+        assert (found.low, found.high) == (pytest.approx(3e38), pytest.approx(3e38))
