@@ -145,18 +145,24 @@ def replay_report(shown_as: str, analysis: Analysis, recorded: RecordedInputs, t
     checked = check_inputs(plan, recorded, allow_nonfinite)
     deadline.check("checking the inputs")
     slot = analysis.cache_slot
-    # a cached model without its onnxruntime-format copy yet: this replay saves one (if it runs the model only a
-    # few times, the case where loading dominates; see replay.open_session)
-    save_ort = (analysis_cache.ort_temp_path(slot) if slot is not None and plan.ort_model is None and session is None
-                else None)
+    # a cached model without its onnxruntime-format copy yet: this replay saves one if it runs the model only a few
+    # times, the case where loading dominates (see replay.open_session); the file is named only then
+    named: list[str] = []
+
+    def ort_path() -> str | None:
+        path = analysis_cache.ort_temp_path(slot) if slot is not None else None
+        named.extend([path] if path is not None else [])
+        return path
+
+    wants_ort = slot is not None and plan.ort_model is None and session is None
     try:
         counts = replay(plan, recorded, batch_size=batch_size, threads=threads,
                         progress=progress, check_finite=False, max_memory=max_memory, deadline=deadline,
-                        session=session, save_ort=save_ort)
+                        session=session, save_ort=ort_path if wants_ort else None)
     finally:
-        if save_ort is not None:
+        for path in named:
             assert slot is not None
-            analysis_cache.store_ort(slot, save_ort)  # moves or removes the temporary file
+            analysis_cache.store_ort(slot, path)  # moves or removes the temporary file
     return finish_report(shown_as, analysis, table, convention, counts, steps, strict,
                          analysis.warnings + checked.warnings, checked.notes)
 

@@ -533,7 +533,7 @@ def replay(
     session: Any = None,
     max_memory: int | None = None,
     deadline: Deadline | None = None,
-    save_ort: str | None = None,
+    save_ort: Callable[[], str | None] | None = None,
 ) -> ReplayCounts:
     """Count spikes and membrane updates per layer over the recorded samples (or `sample_range` = [start, stop) of
     them: shards of one dataset merge into exactly the counts of the whole). `session` reuses one made by
@@ -541,7 +541,8 @@ def replay(
 
     With `max_memory` (bytes) the batch is sized from an estimate of what one sample needs (a one-sample probe run
     when the graph's shapes do not say) and shrunk to fit, or the replay refused. With `deadline`, a run still going
-    when it passes is stopped and TimeLimitError raised. `save_ort`: see open_session."""
+    when it passes is stopped and TimeLimitError raised. `save_ort` names the file for open_session's `save_ort`;
+    it is called only when the session is made without optimisations (a replay that runs the model a few times)."""
     match = plan.match
     layers = _counted_layers(match)
     stepwise = match.style == "stepwise"
@@ -582,7 +583,9 @@ def replay(
     deadline.check("preparing the replay")
     if session is None:
         runs = -(-samples // size) * (steps if stepwise else 1)
-        session = open_session(plan, threads, optimize=runs >= OPTIMIZE_FROM_RUNS, save_ort=save_ort)
+        optimize = runs >= OPTIMIZE_FROM_RUNS
+        session = open_session(plan, threads, optimize=optimize,
+                               save_ort=save_ort() if save_ort is not None and not optimize else None)
 
     spikes = [0] * len(layers)
     updates = [0] * len(layers)

@@ -644,3 +644,21 @@ def test_a_failed_ort_save_does_not_fail_the_replay(tmp_path: Path, cache: Path,
     monkeypatch.setenv("NEURONOPS_CACHE_DIR", str(cache))
     assert estimate(model, inputs, convention="neurobench").to_dict() == report.to_dict()
     assert (cache / f"{key}.ort").is_file()  # the next replay saves it
+
+
+@pytest.mark.parametrize(("style", "steps", "named"), [("unrolled", 6, 1), ("stepwise", 60, 0)])
+def test_the_ort_file_is_named_only_for_a_replay_that_saves_one(style: str, steps: int, named: int, tmp_path: Path,
+                                                               cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stepwise replay of many steps runs optimised and saves no onnxruntime-format copy: it makes no temporary
+    file for one either (an unrolled one of a few runs does, and stores it)."""
+    model, inputs, net, data = _leaky(tmp_path / "m", seed=80, style=style, steps=steps)
+    made: list[str] = []
+    real = analysis_cache.ort_temp_path
+    monkeypatch.setattr(analysis_cache, "ort_temp_path", lambda slot: made.append(real(slot)) or made[-1])
+    for _ in range(2):
+        report = estimate(model, inputs, convention="neurobench")
+        assert report.totals.effective_neuron_ops_run == _reference_run(net, data)
+    assert len(made) == named  # the second run finds the .ort (unrolled) or, stepwise, never wants one
+    (key,) = _entries(cache)
+    assert (cache / f"{key}.ort").is_file() == bool(named)
+    assert [name for name in _files(cache) if name.endswith(".tmp")] == []
