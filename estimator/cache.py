@@ -27,7 +27,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -179,6 +178,8 @@ def ort_temp_path(slot: Slot) -> str | None:
     """A fresh file name for the .ort a replay is about to save (None when the folder cannot be made)."""
     try:
         slot.folder.mkdir(parents=True, exist_ok=True)
+        import tempfile  # imported here: only writes need it (start-up time)
+
         handle, tmp = tempfile.mkstemp(dir=slot.folder, prefix=f".{slot.key}.ort.", suffix=".tmp")
         os.close(handle)
     except OSError:
@@ -208,6 +209,8 @@ def store_ort(slot: Slot, saved: str) -> bool:
 
 
 def _atomic_write(path: Path, payload: bytes) -> None:
+    import tempfile  # imported here: only writes need it (start-up time)
+
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as out:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,6 +54,8 @@ def write_atomic(path: Path, text: str) -> None:
         raise OutputError(f"{path}: cannot write the report there ({path.parent} is not a folder)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile  # imported here: only writes need it (start-up time)
+
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as err:
         raise OutputError(f"{path}: cannot write the report there ({err.strerror or err})") from None

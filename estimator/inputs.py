@@ -8,7 +8,6 @@ Layout is NeuroBench's: (batch, time, features…). `time_axis` says where time 
 from __future__ import annotations
 
 import mmap
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +86,8 @@ def _open(path: Path, max_bytes: int | None = None) -> dict[str, np.ndarray]:
 
 
 def _read_npz(path: Path, max_bytes: int | None) -> dict[str, np.ndarray]:
+    import zipfile  # imported here: only .npz inputs need it (start-up time)
+
     with zipfile.ZipFile(path) as archive:  # sizes first: a zip bomb or a huge archive is refused unread
         unpacked = sum(info.file_size for info in archive.infolist())
     if max_bytes is not None and unpacked > max_bytes:

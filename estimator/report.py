@@ -7,7 +7,6 @@ divided once by the number of samples, never averages of averages.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from .costs import CostTable
@@ -88,7 +87,7 @@ class Report:
 
 
 def _per_sample(run_total: int, samples: int) -> float:
-    return float(Fraction(run_total, samples))
+    return run_total / samples  # int / int: correctly rounded in CPython, even past 2**53 (= float(Fraction(…)))
 
 
 def build_report(
