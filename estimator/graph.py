@@ -57,10 +57,22 @@ class OpNode:
         return self.metadata.get(FUNCTION_TAG)
 
 
+_A = onnx.AttributeProto
+# helper.get_attribute_value's results, read straight from the field its type names (the helper tries the types one
+# by one: a third of the graph's build time on a long unrolled export)
+_ATTRIBUTE_READERS: dict[int, Callable[[onnx.AttributeProto], Any]] = {
+    _A.FLOAT: lambda a: a.f, _A.INT: lambda a: a.i, _A.STRING: lambda a: a.s, _A.TENSOR: lambda a: a.t,
+    _A.FLOATS: lambda a: list(a.floats), _A.INTS: lambda a: list(a.ints), _A.STRINGS: lambda a: list(a.strings),
+    _A.TENSORS: lambda a: list(a.tensors),
+    _A.GRAPH: lambda a: None, _A.GRAPHS: lambda a: None,  # subgraphs (If/Loop/Scan bodies) are not analysed
+}
+
+
 def _attribute_value(attr: onnx.AttributeProto) -> Any:
-    if attr.type == onnx.AttributeProto.GRAPH or attr.type == onnx.AttributeProto.GRAPHS:
-        return None  # subgraphs (If/Loop/Scan bodies) are not analysed
-    return helper.get_attribute_value(attr)
+    read = _ATTRIBUTE_READERS.get(attr.type)
+    if read is None or attr.ref_attr_name:  # the rarer types, and what the helper refuses: its answer
+        return helper.get_attribute_value(attr)
+    return read(attr)
 
 
 @contextmanager
@@ -90,11 +102,11 @@ class ModelGraph:
         self.initializers: dict[str, onnx.TensorProto] = {init.name: init for init in graph.initializer}
         self.graph_inputs: tuple[str, ...] = tuple(i.name for i in graph.input if i.name not in self.initializers)
         self.graph_outputs: tuple[str, ...] = tuple(o.name for o in graph.output)
-        self._types: dict[str, onnx.TypeProto] = {}
-        for info in chain(graph.value_info, graph.input, graph.output):
-            type_proto = info.type
-            if type_proto.HasField("tensor_type"):
-                self._types[info.name] = type_proto
+        # declared and inferred types by name; each read only when asked for (reading all of them costs more than
+        # naming them, and a long unrolled export has tens of thousands)
+        self._infos: dict[str, onnx.ValueInfoProto] = {
+            info.name: info for info in chain(graph.value_info, graph.input, graph.output)
+        }
         self.alias: dict[str, str] = {}
         self.nodes: list[OpNode] = []
         self.producer: dict[str, int] = {}
@@ -252,7 +264,7 @@ class ModelGraph:
         """Static shape of a tensor (ints, symbolic names, or None per dim), or None when unknown."""
         if tensor in self.initializers:
             return tuple(self.initializers[tensor].dims)
-        type_proto = self._types.get(tensor)
+        type_proto = self._tensor_type(tensor)
         if type_proto is None or not type_proto.tensor_type.HasField("shape"):
             return None
         dims: list[Dim] = []
@@ -268,8 +280,15 @@ class ModelGraph:
     def elem_type(self, tensor: str) -> int | None:
         if tensor in self.initializers:
             return self.initializers[tensor].data_type
-        type_proto = self._types.get(tensor)
+        type_proto = self._tensor_type(tensor)
         return type_proto.tensor_type.elem_type if type_proto is not None else None
+
+    def _tensor_type(self, tensor: str) -> onnx.TypeProto | None:
+        info = self._infos.get(tensor)
+        if info is None:
+            return None
+        type_proto = info.type
+        return type_proto if type_proto.HasField("tensor_type") else None
 
     # --- traversal ----------------------------------------------------------------------------------------------
     def topological_index(self) -> dict[str, int]:

@@ -163,3 +163,38 @@ def test_current_shaped_by_other_ops_is_still_input(write_model, tmp_path):
     want = net.reference(data)
     assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
     assert [row.spikes for row in report.layers] == want["spikes"]
+
+
+def _all_attributes(graph):
+    for node in graph.node:
+        for attribute in node.attribute:
+            yield attribute
+            if attribute.HasField("g"):
+                yield from _all_attributes(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from _all_attributes(subgraph)
+
+
+def test_attribute_reader_agrees_with_onnx_helper():
+    """graph._attribute_value reads each attribute type's field directly; it must give onnx.helper's value for every
+    attribute of every bundled sample and conformance model, and for each attribute type built here."""
+    import onnx
+    from conftest import conformance_cases, sample_cases
+    from onnx import helper
+
+    from estimator.graph import _attribute_value
+
+    models = [next(case.glob("*.onnx")) for case in sample_cases() + conformance_cases() if any(case.glob("*.onnx"))]
+    attributes = [a for path in models for a in _all_attributes(onnx.load(path, load_external_data=False).graph)]
+    made = helper.make_node("Op", ["x"], ["y"], f=0.5, i=-3, s="text", t=helper.make_tensor("w", 1, [2], [1.0, 2.0]),
+                            floats=[0.25, -0.0], ints=[1, 2], strings=["a", "b"],
+                            tensors=[helper.make_tensor("v", 7, [1], [4])])
+    attributes.extend(made.attribute)
+    kinds = {a.type for a in attributes}
+    assert {onnx.AttributeProto.INT, onnx.AttributeProto.TENSOR, onnx.AttributeProto.FLOATS} <= kinds
+    for attribute in attributes:
+        if attribute.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+            assert _attribute_value(attribute) is None  # subgraphs are not analysed
+            continue
+        mine, theirs = _attribute_value(attribute), helper.get_attribute_value(attribute)
+        assert type(mine) is type(theirs) and mine == theirs, attribute.name
