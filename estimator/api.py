@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,28 +39,43 @@ class Analysis:
     """The static part: the graph and the neuron layers found in it, and what a replay needs (`plan`)."""
 
     path: str
-    graph: ModelGraph | None  # None when the analysis was read from the cache (cache.py)
+    built_graph: ModelGraph | None  # None when the analysis was read from the cache (cache.py); see `graph`
     match: MatchResult
     warnings: tuple[str, ...] = ()  # what loading noticed (e.g. the ONNX checker's objection)
     plan: ReplayPlan | None = None  # with for_replay=True
     cache_slot: analysis_cache.Slot | None = None  # the model's analysis-cache entry, when the cache is on
+    cacheable: bool = True  # False for a model with external data: its weights live in files the key does not cover
+
+    @cached_property
+    def graph(self) -> ModelGraph:
+        """The model's graph (networkx view: `.nx`). An analysis read from the cache has none: it is built on first
+        use, loading the model again (what the cache spared the estimate)."""
+        if self.built_graph is not None:
+            return self.built_graph
+        from .graph import ModelGraph
+        from .load import load_model
+
+        return ModelGraph(load_model(self.path).model)
 
 
 def analyse(model: PathLike, *, for_replay: bool = False, cache: bool = True) -> Analysis:
-    """Load a model and find its neuron layers (no data needed). `for_replay` also makes the replay plan, read from
-    the analysis cache when this model file was analysed before (unless `cache` is False; see cache.py)."""
+    """Load a model and find its neuron layers (no data needed). `for_replay` also makes the replay plan. Both are
+    read from the analysis cache when this model file was analysed before, and stored there otherwise (unless
+    `cache` is False; see cache.py): the match alone for a dense-only analysis, the whole plan for a replay."""
     from .kinds import kinds_spec
 
     # kinds registered from Python are code the cache key cannot cover: nothing is read or stored while there are any
-    slot = analysis_cache.slot_for(Path(model)) if for_replay and cache and kinds_spec() is None else None
-    hit = analysis_cache.lookup(slot) if slot is not None else None
+    slot = analysis_cache.slot_for(Path(model)) if cache and kinds_spec() is None else None
+    hit = analysis_cache.lookup(slot, for_replay) if slot is not None else None
     if hit is not None:
-        return Analysis(str(model), None, hit.plan.match, hit.warnings, hit.plan, slot)
+        return Analysis(str(model), None, hit.match, hit.warnings, hit.plan, slot)
     analysis = _analyse(model, for_replay)
     plan = analysis.plan
-    if slot is not None and plan is not None and plan.cacheable and analysis_cache.store(slot, plan, analysis.warnings):
-        return replace(analysis, cache_slot=slot)
-    return analysis
+    if slot is None or not analysis.cacheable:
+        return analysis
+    stored = (analysis_cache.store(slot, plan, analysis.warnings) if plan is not None
+              else analysis_cache.store_match(slot, analysis.match, analysis.warnings))
+    return replace(analysis, cache_slot=slot) if stored else analysis
 
 
 def _analyse(model: PathLike, for_replay: bool) -> Analysis:
@@ -87,7 +103,7 @@ def _analyse(model: PathLike, for_replay: bool) -> Analysis:
         raise NoNeuronLayersError(f"{model}: no spiking neuron layer found; looked for {LOOKED_FOR}")
     # a model with external data is not cached: its weights live in other files, which the key does not cover
     plan = make_plan(graph, match, cacheable=not loaded.external_data) if for_replay else None
-    return Analysis(str(model), graph, match, loaded.warnings, plan)
+    return Analysis(str(model), graph, match, loaded.warnings, plan, cacheable=not loaded.external_data)
 
 
 def estimate(

@@ -1,4 +1,7 @@
-"""The analysis cache: a second replay of the same model skips loading, matching — and importing onnx.
+"""The analysis cache: a second analysis of the same model skips loading, matching — and importing onnx.
+
+A dense-only run (`estimate` without inputs, `layers`, `explain`) needs only the layers found: its entry is the JSON
+alone (store_match), and it reads the JSON of any entry.
 
 What a replay needs from the static analysis (`replay.ReplayPlan`: the match, the shapes and types of the tensors it
 feeds and reads, the model's warnings, and the model with the replay's extra outputs) is stored per model file:
@@ -32,7 +35,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from .layers import match_from_json, match_to_json
+from .layers import MatchResult, match_from_json, match_to_json
 from .replay import ReplayPlan, TensorInfo
 
 SCHEMA = "neuronops.analysis-cache/1"
@@ -52,10 +55,12 @@ class Slot:
 
 @dataclass(frozen=True)
 class CachedAnalysis:
-    """A cache hit: the plan (its session_model the entry's .onnx bytes, checked) and the warnings loading gave."""
+    """A cache hit: the layers found and the warnings loading gave, and for a replay the plan (its session_model the
+    entry's .onnx bytes, checked)."""
 
-    plan: ReplayPlan
+    match: MatchResult
     warnings: tuple[str, ...]
+    plan: ReplayPlan | None = None
 
 
 def cache_dir() -> Path | None:
@@ -118,13 +123,21 @@ def _touch(path: Path) -> None:
         pass
 
 
-def lookup(slot: Slot) -> CachedAnalysis | None:
-    """The slot's entry, or None (absent, incomplete or unreadable entries are misses)."""
+def lookup(slot: Slot, for_replay: bool = True) -> CachedAnalysis | None:
+    """The slot's entry, or None (absent, incomplete or unreadable entries are misses). Without `for_replay` the
+    JSON alone answers (a dense-only run needs the layers, not the model); a replay needs a whole entry, and an entry
+    a dense-only run wrote (no model files: store_match) is a miss for it."""
     folder, key = slot.folder, slot.key
     meta, model = folder / f"{key}.json", folder / f"{key}.onnx"
     try:
         data = json.loads(meta.read_text(encoding="utf-8"))
-        if data.get("schema") != SCHEMA or not model.is_file() or model.stat().st_size != data["session_bytes"]:
+        if data.get("schema") != SCHEMA:
+            return None
+        if not for_replay:
+            found = CachedAnalysis(match_from_json(data["match"]), tuple(str(w) for w in data["warnings"]))
+            _touch(meta)
+            return found
+        if not model.is_file() or model.stat().st_size != data["session_bytes"]:
             return None
         session_model = model.read_bytes()
         if hashlib.sha256(session_model).hexdigest() != data["session_sha256"]:
@@ -142,7 +155,7 @@ def lookup(slot: Slot) -> CachedAnalysis | None:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     _touch(meta)
-    return CachedAnalysis(plan, warnings)
+    return CachedAnalysis(plan.match, warnings, plan)
 
 
 def store(slot: Slot, plan: ReplayPlan, warnings: tuple[str, ...]) -> bool:
@@ -167,6 +180,23 @@ def store(slot: Slot, plan: ReplayPlan, warnings: tuple[str, ...]) -> bool:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{key}.ort").unlink(missing_ok=True)  # of an older, damaged entry: the new JSON does not name it
         _atomic_write(folder / f"{key}.onnx", model)
+        _atomic_write(folder / f"{key}.json", json.dumps(data).encode())
+        _prune(folder, MAX_TOTAL_BYTES, keep=key)
+    except (OSError, ValueError, TypeError):
+        return False
+    return True
+
+
+def store_match(slot: Slot, match: MatchResult, warnings: tuple[str, ...]) -> bool:
+    """A dense-only run's entry: the layers found and the warnings, no model files (serialising the model for
+    onnxruntime would cost a dense-only run more than it saves it). A later replay misses it and writes the whole
+    entry. False when it is not stored."""
+    folder, key = slot.folder, slot.key
+    data = {"schema": SCHEMA, "match": match_to_json(match), "warnings": list(warnings)}
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for suffix in (".ort", ".onnx"):  # of an older entry whose JSON could not be read: nothing orphaned
+            (folder / f"{key}{suffix}").unlink(missing_ok=True)
         _atomic_write(folder / f"{key}.json", json.dumps(data).encode())
         _prune(folder, MAX_TOTAL_BYTES, keep=key)
     except (OSError, ValueError, TypeError):

@@ -118,7 +118,7 @@ class OneLineErrors(click.Group):
 
 cache_option = click.option(
     "--cache/--no-cache", default=True, show_default=True,
-    help="Replays read a model's analysis from the analysis cache when this file was replayed before, and store it "
+    help="Read a model's analysis from the analysis cache when this file was analysed before, and store it "
          "otherwise (a second run skips loading and matching). Same figures either way; see 'neuronops cache "
          "--help'.")
 
@@ -366,25 +366,27 @@ def compare(reports: tuple[Path, ...], fmt: str, output: Path | None, step_rate:
 @main.command(epilog=EXIT_CODES_HELP)
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@cache_option
 @handle_errors
-def layers(model: Path, fmt: str) -> None:
+def layers(model: Path, fmt: str, cache: bool) -> None:
     """List the neuron layers found in MODEL: kind, reset, size, steps, and how each was recognised."""
     from .api import analyse
     from .formats import format_layers, layers_json
 
-    analysis = analyse(model)
+    analysis = analyse(model, cache=cache)
     click.echo((layers_json if fmt == "json" else format_layers)(str(model), analysis.match), nl=False)
 
 
 @main.command(epilog=EXIT_CODES_HELP)
 @click.argument("model", type=click.Path(path_type=Path))
+@cache_option
 @handle_errors
-def explain(model: Path) -> None:
+def explain(model: Path, cache: bool) -> None:
     """Show, per candidate layer, the update read from the graph, the kind it matched or why each kind refused."""
     from .api import analyse
     from .formats import format_explain
 
-    analysis = analyse(model)
+    analysis = analyse(model, cache=cache)
     click.echo(format_explain(str(model), analysis.match), nl=False)
 
 
@@ -392,15 +394,15 @@ def explain(model: Path) -> None:
 @click.option("--clear", is_flag=True, help="Remove every entry.")
 @handle_errors
 def cache_command(clear: bool) -> None:
-    """Show (or --clear) the analysis cache: what replays (`estimate --inputs`, `batch`) keep per model file so
-    that the next one skips loading and matching the graph.
+    """Show (or --clear) the analysis cache: what `estimate`, `batch`, `layers` and `explain` keep per model file
+    so that the next run skips loading and matching the graph.
 
     \b
-    Each entry is <sha256>.json (the layers found, tensor shapes, the model's warnings) and <sha256>.onnx (the
-    model with the replay's extra outputs), keyed by the model file's bytes and the versions of neuronops and onnx:
-    an edited model or a new version never reads an old entry. Models with external data are not cached; the least
-    recently used entries go beyond 2 GiB. Folder: $NEURONOPS_CACHE_DIR, else $XDG_CACHE_HOME/neuronops, else
-    ~/.cache/neuronops. Off: --no-cache, or NEURONOPS_CACHE=0.
+    Each entry is <sha256>.json (the layers found, tensor shapes, the model's warnings) and, once the model has been
+    replayed, <sha256>.onnx (the model with the replay's extra outputs), keyed by the model file's bytes and the
+    versions of neuronops and onnx: an edited model or a new version never reads an old entry. Models with external
+    data are not cached; the least recently used entries go beyond 2 GiB. Folder: $NEURONOPS_CACHE_DIR, else
+    $XDG_CACHE_HOME/neuronops, else ~/.cache/neuronops. Off: --no-cache, or NEURONOPS_CACHE=0.
     """
     from . import cache
     from .limits import format_size

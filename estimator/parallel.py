@@ -216,7 +216,7 @@ def run_model(job: ModelJob, shown_as: str, threads: int = 1, kinds: KindsSpec |
         deadline = Deadline(job.timeout)
         table = load_costs(job.cost_tables)
         if job.inputs is None:
-            analysis = analyse(job.model)
+            analysis = analyse(job.model, cache=job.cache)
             return ModelResult(finish_report(shown_as, analysis, table, job.convention, None, job.steps, job.strict,
                                              analysis.warnings))
         shard = Shard(-1, job.model, job.inputs, job.time_axis, job.batch_size, 0, 0, threads, cache=job.cache)

@@ -312,13 +312,13 @@ def test_a_damaged_entry_is_a_miss_and_is_rewritten(damage: str, tmp_path: Path,
     assert calls == [str(model)]  # the rewritten entry is a hit
 
 
-# --- 5. off switches, and dense-only runs, write nothing --------------------------------------------------------------
+# --- 5. off switches write nothing; dense-only runs keep the layers found -------------------------------------------
 @pytest.mark.parametrize("switch", ["cache=False", "NEURONOPS_CACHE=0", "NEURONOPS_CACHE=off", "--no-cache",
-                                    "no inputs", "no inputs (CLI)"])
+                                    "no inputs, cache=False", "no inputs (CLI) --no-cache", "layers --no-cache",
+                                    "explain --no-cache"])
 def test_nothing_is_written_when_the_cache_is_off(switch: str, tmp_path: Path, cache: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """cache=False, NEURONOPS_CACHE=0/off and --no-cache neither write nor read entries; a dense-only estimate (no
-    inputs, nothing to replay) writes nothing either."""
+    """cache=False, NEURONOPS_CACHE=0/off and --no-cache neither write nor read entries, with inputs or without."""
     model, inputs, net, data = _leaky(tmp_path / "m", seed=4)
     if switch.startswith("NEURONOPS_CACHE="):
         monkeypatch.setenv("NEURONOPS_CACHE", switch.split("=")[1])
@@ -328,18 +328,69 @@ def test_nothing_is_written_when_the_cache_is_off(switch: str, tmp_path: Path, c
             result = run_cli("estimate", model, "--inputs", inputs, "-c", "neurobench", "-f", "json", "--no-cache")
             assert result.exit_code == 0, result.output
             assert json.loads(result.stdout)["totals"]["effective_neuron_ops_run"] == _reference_run(net, data)
-        elif switch == "no inputs (CLI)":
-            result = run_cli("estimate", model, "--steps", 6, "-f", "json")
+        elif switch == "no inputs (CLI) --no-cache":
+            result = run_cli("estimate", model, "--steps", 6, "-f", "json", "--no-cache")
             assert result.exit_code == 0, result.output
             assert json.loads(result.stdout)["totals"]["neuron_dense_ops"] == (10 + 4) * 6 * COST
-        elif switch == "no inputs":
-            assert estimate(model, steps=6).totals.neuron_dense_ops == (10 + 4) * 6 * COST
+        elif switch == "no inputs, cache=False":
+            assert estimate(model, steps=6, cache=False).totals.neuron_dense_ops == (10 + 4) * 6 * COST
+        elif switch in ("layers --no-cache", "explain --no-cache"):
+            result = run_cli(switch.split()[0], model, "--no-cache")
+            assert result.exit_code == 0 and "lif1" in result.output, result.output
         else:
             report = estimate(model, inputs, convention="neurobench", cache=switch != "cache=False")
             assert report.totals.effective_neuron_ops_run == _reference_run(net, data)
     assert _files(cache) == []
-    if not switch.startswith("no inputs"):
-        assert calls == [str(model)] * 2
+    assert calls == [str(model)] * 2
+
+
+@pytest.mark.parametrize("first", ["estimate", "estimate (CLI)", "layers", "explain"])
+def test_a_dense_only_run_keeps_the_layers_and_a_replay_completes_the_entry(first: str, tmp_path: Path, cache: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run without inputs stores the layers found (the JSON alone: no model file is written for it) and the next
+    one reads them. A replay needs the whole entry: it analyses again, writes it, and is right; dense-only runs read
+    that entry too."""
+    model, inputs, net, data = _leaky(tmp_path / "m", seed=5)
+    calls = _count_analyses(monkeypatch)
+
+    def dense_only() -> str:
+        if first == "estimate":
+            return json.dumps(estimate(model, steps=6).to_dict(), sort_keys=True)
+        args = ("estimate", model, "--steps", 6, "-f", "json") if first == "estimate (CLI)" else (first, model)
+        result = run_cli(*args)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    cold = dense_only()
+    (json_name,) = _files(cache)
+    key = json_name.removesuffix(".json")
+    assert _files(cache) == [f"{key}.json"]  # no .onnx: a dense-only run never serialises the model for onnxruntime
+    assert dense_only() == cold and calls == [str(model)]  # the second run is a hit
+    monkeypatch.setenv("NEURONOPS_CACHE", "0")
+    assert dense_only() == cold  # and says what an uncached analysis says
+    monkeypatch.delenv("NEURONOPS_CACHE")
+    report = estimate(model, inputs, convention="neurobench")
+    assert report.totals.effective_neuron_ops_run == _reference_run(net, data)
+    assert calls == [str(model)] * 3  # (the uncached run above, then) the replay missed the JSON-only entry
+    assert sorted(_files(cache)) == sorted([f"{key}.json", f"{key}.onnx", f"{key}.ort"])
+    assert dense_only() == cold and len(calls) == 3  # the whole entry serves dense-only runs too
+    assert estimate(model, inputs, convention="neurobench").to_dict() == report.to_dict() and len(calls) == 3
+
+
+def test_a_dense_only_hit_in_a_new_process_imports_no_onnx(tmp_path: Path) -> None:
+    """`layers` twice in new processes: the second reads the JSON entry and imports neither onnx nor onnxruntime."""
+    model, _, _, _ = _leaky(tmp_path / "m", seed=6)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NEURONOPS_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("NEURONOPS_CACHE", None)
+    code = ("import sys; from estimator.cli import main\n"
+            "try:\n    main(['layers', sys.argv[1], '-f', 'json'])\nexcept SystemExit:\n    pass\n"
+            "print('LOADED', sorted(m for m in ('onnx', 'onnxruntime', 'estimator.match') if m in sys.modules))")
+    runs = [subprocess.run([sys.executable, "-c", code, str(model)], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=300) for _ in range(2)]
+    assert all(run.returncode == 0 for run in runs), [run.stderr for run in runs]
+    assert "LOADED ['estimator.match', 'onnx']" in runs[0].stdout  # the miss analyses the graph
+    assert "LOADED []" in runs[1].stdout
+    assert runs[0].stdout.split("LOADED")[0] == runs[1].stdout.split("LOADED")[0]
 
 
 def test_cache_false_does_not_read_an_existing_entry(tmp_path: Path, cache: Path,
@@ -374,7 +425,9 @@ def test_a_model_with_external_data_is_not_cached(tmp_path: Path, cache: Path,
         got = estimate(external, inputs, convention="neurobench").to_dict()
         assert got["totals"] == want["totals"] and got["layers"] == want["layers"]
         assert got["totals"]["effective_neuron_ops_run"] == _reference_run(net, data)
-    assert calls == [str(external)] * 2
+        dense = estimate(external).to_dict()  # nor without inputs
+        assert dense["totals"]["neuron_dense_ops"] == want["totals"]["neuron_dense_ops"]
+    assert calls == [str(external)] * 4
     assert _files(cache) == []
 
 
@@ -394,17 +447,18 @@ def test_nothing_is_cached_or_read_while_a_custom_kind_is_registered(tmp_path: P
     register_kind(NeuronKind("qif", ("QIF",), ("mem",), "spk", quadratic_if, "U = U + βU² + I − Rθ"))
     try:
         custom = [estimate(model, inputs, cost_tables=[table]) for _ in range(2)]
+        dense = estimate(model, cost_tables=[table])  # dense-only: neither read nor stored either
         plain = estimate(leaky, leaky_inputs, convention="neurobench")
     finally:
         unregister_kind("qif")
-    assert [(r.layers[0].kind, r.layers[0].cost_per_update) for r in custom] == [("qif", 6)] * 2
+    assert [(r.layers[0].kind, r.layers[0].cost_per_update) for r in custom + [dense]] == [("qif", 6)] * 3
     assert plain.totals.effective_neuron_ops_run == _reference_run(net, data)
-    assert calls == [str(model), str(model), str(leaky)]
+    assert calls == [str(model), str(model), str(model), str(leaky)]
     assert {name: (cache / name).read_bytes() for name in _files(cache)} == stored
     # back to the built-in kinds: the entry is served again, and new entries are stored
     assert estimate(model, inputs).layers[0].kind is None
     estimate(leaky, leaky_inputs)
-    assert calls == [str(model), str(model), str(leaky), str(leaky)]
+    assert calls == [str(model), str(model), str(model), str(leaky), str(leaky)]
     assert len(_entries(cache)) == 2
 
 
@@ -662,3 +716,16 @@ def test_the_ort_file_is_named_only_for_a_replay_that_saves_one(style: str, step
     (key,) = _entries(cache)
     assert (cache / f"{key}.ort").is_file() == bool(named)
     assert [name for name in _files(cache) if name.endswith(".tmp")] == []
+
+
+def test_the_graph_of_a_cached_analysis_is_built_on_first_use(tmp_path: Path, cache: Path) -> None:
+    """analyse(...).graph works whether or not the analysis came from the cache: on a hit it is built when asked
+    for, and it is the graph an uncached analysis gives."""
+    model, _, _, _ = _leaky(tmp_path / "m", seed=8)
+    fresh = analyse(model)
+    hit = analyse(model)
+    assert fresh.built_graph is not None and hit.built_graph is None  # the second is a hit
+    assert [(n.op_type, n.inputs, n.outputs) for n in hit.graph.nodes] == \
+        [(n.op_type, n.inputs, n.outputs) for n in fresh.graph.nodes]
+    assert hit.graph is hit.graph  # built once
+    assert hit.graph.nx.number_of_nodes() == fresh.graph.nx.number_of_nodes()
