@@ -182,11 +182,11 @@ def exports(net: str, steps: int, torch_python: str | None) -> tuple[Path, dict[
     return folder, meta
 
 
-def static_model_file(steps: int, layers: int) -> Path:
-    path = CACHE / "static" / f"leaky-{steps}steps-{layers}layers.onnx"
+def static_model_file(steps: int, layers: int, shared: bool = True) -> Path:
+    path = CACHE / "static" / f"leaky-{steps}x{layers}-{'shared' if shared else 'perstep'}.onnx"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        onnx.save(workloads.static_model(steps, layers), path)
+        onnx.save(workloads.static_model(steps, layers, shared=shared), path)
     return path
 
 
@@ -309,23 +309,27 @@ def scale_part(folder: Path, samples: int, steps: int, batch: int, base: list[di
 
 
 def static_part(steps_list: list[int], layers_list: list[int], repeats: int) -> list[dict[str, Any]]:
+    """The sweep (constants shared by the steps, as in real exports), then its largest model again with a copy of
+    the weights per step (row "weights": "per step")."""
     rows = []
-    print(f"  static: {len(steps_list) * len(layers_list)} models × {repeats}", flush=True)
-    for layers in layers_list:
-        for steps in steps_list:
-            model = static_model_file(steps, layers)
-            measure(tool("estimate", str(model), "--format", "json"))  # primes the analysis cache for "cached"
-            found = run_all({"static": [sys.executable, str(HERE / "static.py"), str(model)],
-                             "process": tool("estimate", str(model), "--format", "json", "--no-cache"),
-                             "cached": tool("estimate", str(model), "--format", "json")}, repeats)
-            details = sorted((json.loads(text) for text in found["static"]["stdouts"]),
-                             key=lambda d: d["static_seconds"])
-            detail = details[0]  # the best run, stages and all (as for the processes)
-            rows.append({"steps": steps, "layers": layers, "nodes": detail["nodes"],
-                         "layers_found": detail["layers"], "static_seconds": detail["static_seconds"],
-                         "static_runs": [d["static_seconds"] for d in details],
-                         "stages": detail["stages"], "process_wall": found["process"]["wall"],
-                         "process_peak_mb": found["process"]["peak_mb"], "cached_wall": found["cached"]["wall"]})
+    sweep = [(steps, layers, True) for layers in layers_list for steps in steps_list]
+    sweep.append((max(steps_list), max(layers_list), False))
+    print(f"  static: {len(sweep)} models × {repeats}", flush=True)
+    for steps, layers, shared in sweep:
+        model = static_model_file(steps, layers, shared)
+        measure(tool("estimate", str(model), "--format", "json"))  # primes the analysis cache for "cached"
+        found = run_all({"static": [sys.executable, str(HERE / "static.py"), str(model)],
+                         "process": tool("estimate", str(model), "--format", "json", "--no-cache"),
+                         "cached": tool("estimate", str(model), "--format", "json")}, repeats)
+        details = sorted((json.loads(text) for text in found["static"]["stdouts"]),
+                         key=lambda d: d["static_seconds"])
+        detail = details[0]  # the best run, stages and all (as for the processes)
+        rows.append({"steps": steps, "layers": layers, "weights": "shared" if shared else "per step",
+                     "nodes": detail["nodes"], "model_mb": round(model.stat().st_size / 2**20, 1),
+                     "layers_found": detail["layers"], "static_seconds": detail["static_seconds"],
+                     "static_runs": [d["static_seconds"] for d in details],
+                     "stages": detail["stages"], "process_wall": found["process"]["wall"],
+                     "process_peak_mb": found["process"]["peak_mb"], "cached_wall": found["cached"]["wall"]})
     return rows
 
 
@@ -395,7 +399,7 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
         if row["run"] != "floor":
             add("peak 10× samples / peak 1× ≤ 1.10", row["peak_growth"], TARGETS["peak_growth_10x"],
                 row["peak_growth"] <= TARGETS["peak_growth_10x"], f"fc {row['style']} {row['run']}")
-    static = {(row["steps"], row["layers"]): row for row in result["static"]}
+    static = {(row["steps"], row["layers"]): row for row in result["static"] if row.get("weights") != "per step"}
     if (400, 8) in static:
         value = static[(400, 8)]["static_seconds"]
         add("static part, 400 steps × 8 layers < 2 s (in process)", value, TARGETS["static_400x8_seconds"],
@@ -442,14 +446,16 @@ def table(result: dict[str, Any]) -> str:
                          f"{row['peak_mb_1x']:>8.0f} {row['peak_growth']:>7.3f}")
     lines += ["", "Static part (load + graph + match + dense), in process; `estimate MODEL --no-cache` as a process; "
                   "and `estimate MODEL` with its analysis cached:",
-              f"{'steps':>5} {'layers':>6} {'nodes':>6} {'static s':>9} {'load':>6} {'graph':>6} {'match':>6} "
-              f"{'process s':>9} {'cached s':>8}"]
+              f"{'steps':>5} {'layers':>6} {'nodes':>6} {'MB':>5} {'static s':>9} {'load':>6} {'graph':>6} "
+              f"{'match':>6} {'process s':>9} {'cached s':>8}"]
     for row in result["static"]:
         stages = row["stages"]
         cached = f"{row['cached_wall']:>8.2f}" if "cached_wall" in row else f"{'—':>8}"
-        lines.append(f"{row['steps']:>5} {row['layers']:>6} {row['nodes']:>6} {row['static_seconds']:>9.3f} "
+        size = f"{row['model_mb']:>5.1f}" if "model_mb" in row else f"{'—':>5}"
+        lines.append(f"{row['steps']:>5} {row['layers']:>6} {row['nodes']:>6} {size} {row['static_seconds']:>9.3f} "
                      f"{stages['load']:>6.3f} {stages['graph']:>6.3f} {stages['match']:>6.3f} "
-                     f"{row['process_wall']:>9.2f} {cached}")
+                     f"{row['process_wall']:>9.2f} {cached}"
+                     + ("  (a copy of the weights per step)" if row.get("weights") == "per step" else ""))
     lines += ["", "Light commands: " + "; ".join(f"{name} {info['wall']:.2f} s (imports {', '.join(info['imports'])})"
                                                  for name, info in result["imports"].items())]
     lines += ["", "Checks:"] + [f"  {'ok ' if c['ok'] else 'FAIL'} {c['check']}" for c in result["checks"]]

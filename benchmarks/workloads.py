@@ -125,9 +125,38 @@ def export_builders(out: Path, net: str, steps: int) -> dict:
     return {"exporter": "tests/builders.py (hand-built, torchscript spelling)", "opset": 17}
 
 
-def static_model(steps: int, layers: int, width: int = 64) -> onnx.ModelProto:
-    """An unrolled fc Leaky network `layers` deep, `steps` long: the static-analysis sweep."""
+def static_model(steps: int, layers: int, width: int = 64, shared: bool = True) -> onnx.ModelProto:
+    """An unrolled fc Leaky network `layers` deep, `steps` long: the static-analysis sweep. `shared`: every step
+    reads one copy of each constant, as snnTorch's exports do (the TorchScript export of the fc workload holds 6
+    initializers for 100 steps); the hand-built graph writes a copy per step, kept with `shared=False` to show what
+    400 copies of the weights (50 MB for 400 steps × 8 layers) cost the loader."""
     rng = np.random.default_rng(layers)
     sizes = [width] * (layers + 1)
     weights = [_dyadic(rng, (a, b), 0.3) for a, b in zip(sizes, sizes[1:], strict=False)]
-    return leaky_unrolled(LeakyNet(weights, beta=0.9), steps)
+    model = leaky_unrolled(LeakyNet(weights, beta=0.9), steps)
+    return share_initializers(model) if shared else model
+
+
+def share_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with byte-identical initializers merged into the first of them (inputs renamed to it)."""
+    graph = model.graph
+    first: dict[bytes, str] = {}
+    renamed: dict[str, str] = {}
+    kept = []
+    for init in graph.initializer:
+        named = onnx.TensorProto()
+        named.CopyFrom(init)
+        named.name = ""
+        key = named.SerializeToString()  # everything but the name
+        if key in first:
+            renamed[init.name] = first[key]
+        else:
+            first[key] = init.name
+            kept.append(init)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    for node in graph.node:
+        for position, name in enumerate(node.input):
+            if name in renamed:
+                node.input[position] = renamed[name]
+    return model
