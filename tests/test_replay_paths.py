@@ -185,3 +185,22 @@ def test_scan_counts_nonfinite_values_exactly_when_sums_overflow(value_range):
     assert _scan(np.arange(12, dtype=np.int64).reshape(3, 4), value_range).nonfinite == 0
     if value_range:  # the range covers the finite values only
         assert (found.low, found.high) == (pytest.approx(3e38), pytest.approx(3e38))
+
+
+def test_replay_alone_refuses_nonfinite_inputs_but_not_huge_finite_ones(write_model, tmp_path):
+    """replay() called without check_inputs checks each batch itself: NaN is refused with its sample, while finite
+    values whose sum overflows float32 are replayed."""
+    from estimator.errors import InputError
+    from estimator.inputs import RecordedInputs
+    from estimator.replay import replay
+
+    net = random_net(np.random.default_rng(5), [4, 3])
+    path = write_model(leaky_stepwise(net))
+    plan = analyse(path, for_replay=True, cache=False).plan
+    huge = np.full((6, 3, 4), 3e38, np.float32)
+    counts = replay(plan, RecordedInputs({"input": huge}, tmp_path / "huge.npy"))
+    assert counts.samples == 6
+    bad = huge.copy()
+    bad[4, 1, 2] = np.nan
+    with pytest.raises(InputError, match="sample 4 holds NaN"):
+        replay(plan, RecordedInputs({"input": bad}, tmp_path / "bad.npy"))
