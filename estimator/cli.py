@@ -213,7 +213,8 @@ class MemorySize(click.ParamType):
               help="A TOML cost table laid over the bundled ones (repeatable); see cost_tables/ for the format.")
 @click.option("--strict", is_flag=True, help="Exit 3 when any neuron-like layer could not be costed.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
-              help="onnxruntime intra-op threads (0: its default).")
+              help="onnxruntime intra-op threads (0: its default; idle threads then spin between runs while a "
+                   "core is free). Set it when sharing the machine: a set count never spins.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: only when stderr is a terminal).")
 @click.option("--allow-nonfinite", is_flag=True,
