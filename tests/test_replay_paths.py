@@ -44,6 +44,27 @@ def test_spikes_per_step_equal_reference(write_model, tmp_path, style):
     assert [row.spikes for row in report.layers] == [sum(steps) for steps in want]
 
 
+@pytest.mark.parametrize("held_bytes", [1, 1000, 2**30])  # blocks of 1 step, of a few, of 16
+def test_stepwise_counts_do_not_depend_on_the_block_of_held_steps(write_model, tmp_path, monkeypatch, held_bytes):
+    """A stepwise replay counts its steps in blocks sized by HELD_BYTES: every block size (one step, a few, up to
+    STEP_BLOCK), with a last block cut short, gives the numpy reference's spikes per step and membrane updates."""
+    from estimator import replay as replay_module
+
+    monkeypatch.setattr(replay_module, "HELD_BYTES", held_bytes)
+    rng = np.random.default_rng(23)
+    net = random_net(rng, [9, 11, 5], reset="zero")  # reset to 0 and sparse input: membranes that stay unchanged
+    data = (rng.random((10, 20, 9)) < 0.1).astype(np.float32)  # 20 steps: blocks of 3 and 16 end short
+    unrolled = estimate(write_model(leaky_unrolled(net, 20), inputs=data), tmp_path / "inputs.npz", cache=False)
+    path = write_model(leaky_stepwise(net), inputs=data)
+    report = estimate(path, tmp_path / "inputs.npz", convention="neurobench", batch_size=5, cache=False)
+    want = net.reference(data)
+    assert sum(want["membrane_updates"]) < 10 * 20 * (11 + 5)  # so a wrong previous step would show
+    assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
+    assert [row.spikes for row in report.layers] == want["spikes"]
+    # per step: as the unrolled export of the same network counts them (no blocks there)
+    assert [row.spikes_per_step for row in report.layers] == [row.spikes_per_step for row in unrolled.layers]
+
+
 @pytest.mark.parametrize("style", ["unrolled", "stepwise"])
 def test_fixed_batch_padding_counts_only_real_rows(write_model, tmp_path, style):
     rng = np.random.default_rng(22)
