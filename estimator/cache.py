@@ -128,34 +128,40 @@ def lookup(slot: Slot, for_replay: bool = True) -> CachedAnalysis | None:
     JSON alone answers (a dense-only run needs the layers, not the model); a replay needs a whole entry, and an entry
     a dense-only run wrote (no model files: store_match) is a miss for it."""
     folder, key = slot.folder, slot.key
-    meta, model = folder / f"{key}.json", folder / f"{key}.onnx"
+    meta = folder / f"{key}.json"
     try:
         data = json.loads(meta.read_text(encoding="utf-8"))
         if data.get("schema") != SCHEMA:
             return None
-        if not for_replay:
-            found = CachedAnalysis(match_from_json(data["match"]), tuple(str(w) for w in data["warnings"]))
-            _touch(meta)
-            return found
-        if not model.is_file() or model.stat().st_size != data["session_bytes"]:
-            return None
-        session_model = model.read_bytes()
-        if hashlib.sha256(session_model).hexdigest() != data["session_sha256"]:
-            return None
-        ort_model = None
-        if data.get("ort_sha256") is not None:
-            ort_model = (folder / f"{key}.ort").read_bytes()
-            if hashlib.sha256(ort_model).hexdigest() != data["ort_sha256"]:
-                return None
-        tensors = {name: TensorInfo(tuple(shape) if shape is not None else None, elem)
-                   for name, (shape, elem) in data["tensors"].items()}
-        plan = ReplayPlan(match_from_json(data["match"]), tensors, int(data["other_bytes_per_sample"]),
-                          int(data["model_size"]), session_model, ort_model=ort_model)
+        match = match_from_json(data["match"])
         warnings = tuple(str(w) for w in data["warnings"])
+        plan = _plan_of(folder, key, data, match) if for_replay else None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+    if for_replay and plan is None:
+        return None
     _touch(meta)
-    return CachedAnalysis(plan.match, warnings, plan)
+    return CachedAnalysis(match, warnings, plan)
+
+
+def _plan_of(folder: Path, key: str, data: dict[str, Any], match: MatchResult) -> ReplayPlan | None:
+    """The replay plan of an entry whose JSON is `data`: None when its model files are missing or do not match the
+    SHA-256 the JSON records (lookup's exceptions mean the same)."""
+    model = folder / f"{key}.onnx"
+    if not model.is_file() or model.stat().st_size != data["session_bytes"]:
+        return None
+    session_model = model.read_bytes()
+    if hashlib.sha256(session_model).hexdigest() != data["session_sha256"]:
+        return None
+    ort_model = None
+    if data.get("ort_sha256") is not None:
+        ort_model = (folder / f"{key}.ort").read_bytes()
+        if hashlib.sha256(ort_model).hexdigest() != data["ort_sha256"]:
+            return None
+    tensors = {name: TensorInfo(tuple(shape) if shape is not None else None, elem)
+               for name, (shape, elem) in data["tensors"].items()}
+    return ReplayPlan(match, tensors, int(data["other_bytes_per_sample"]), int(data["model_size"]), session_model,
+                      ort_model=ort_model)
 
 
 def store(slot: Slot, plan: ReplayPlan, warnings: tuple[str, ...]) -> bool:
