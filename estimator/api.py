@@ -87,6 +87,9 @@ def _analyse(model: PathLike, for_replay: bool) -> Analysis:
     loaded = load_model(model)
     try:
         graph = ModelGraph(loaded.model)
+        if graph.undecodable_name is not None:
+            raise ModelLoadError(f"{model}: tensor name {graph.undecodable_name!r} is not valid UTF-8; the file is "
+                                 "damaged, or was not written by an ONNX exporter")
         if graph.cycle_tensor is not None:  # ONNX graphs are acyclic; the matcher's walks assume it
             raise ModelLoadError(f"{model}: the graph has a cycle (through tensor {graph.cycle_tensor!r}); ONNX "
                                  "graphs must be acyclic, loops belong in Loop or Scan nodes")

@@ -164,6 +164,12 @@ class ModelGraph:
                 if name:
                     producer[name] = index
                     producer_node[name] = node
+        # protobuf hands a string field that is not valid UTF-8 back as bytes: such a name matches no other tensor,
+        # and onnx's helpers fail on it (checked over the dict keys, a C-level pass)
+        named = (producer, consumers, alias, self.initializers, self.graph_inputs, self.graph_outputs)
+        self.undecodable_name: bytes | None = None
+        if set(map(type, chain(*named))) - {str}:
+            self.undecodable_name = next(name for name in chain(*named) if type(name) is not str)
         self._constant: dict[str, bool] = {}
         self._values: dict[str, np.ndarray | None] = {}
         self._classify_constants()
@@ -371,7 +377,10 @@ def _cse_key(op_type: str, domain: str, attributes: Any, inputs: tuple[str, ...]
     """A key equal for two nodes that compute the same value, or None when the node must stay as it is."""
     if op_type in _NOT_PURE or not inputs:
         return None
-    ordered = tuple(sorted(inputs)) if op_type in _COMMUTATIVE else inputs
+    try:
+        ordered = tuple(sorted(inputs)) if op_type in _COMMUTATIVE else inputs
+    except TypeError:  # a name protobuf could not decode (bytes among str): never merged; refused after the build
+        return None
     if not attributes:
         return (domain, op_type, ordered, ())
     if len(attributes) == 1:
