@@ -172,6 +172,7 @@ class ModelGraph:
             self.undecodable_name = next(name for name in chain(*named) if type(name) is not str)
         self._constant: dict[str, bool] = {}
         self._values: dict[str, np.ndarray | None] = {}
+        self._shapes: dict[bytes, tuple[Dim, ...] | None] = {}  # a tensor type's bytes -> its shape (see shape)
         self._classify_constants()
 
     @cached_property
@@ -271,17 +272,16 @@ class ModelGraph:
         if tensor in self.initializers:
             return tuple(self.initializers[tensor].dims)
         type_proto = self._tensor_type(tensor)
-        if type_proto is None or not type_proto.tensor_type.HasField("shape"):
+        if type_proto is None:
             return None
-        dims: list[Dim] = []
-        for dim in type_proto.tensor_type.shape.dim:
-            if dim.HasField("dim_value"):
-                dims.append(int(dim.dim_value))
-            elif dim.HasField("dim_param"):
-                dims.append(dim.dim_param)
-            else:
-                dims.append(None)
-        return tuple(dims)
+        # An unrolled export declares the same few types thousands of times: each is read once, keyed by its bytes
+        # (serialising a small TypeProto costs a fraction of walking its dims through protobuf's accessors).
+        key = type_proto.SerializeToString()
+        if key in self._shapes:
+            return self._shapes[key]
+        shape = _read_shape(type_proto.tensor_type)
+        self._shapes[key] = shape
+        return shape
 
     def elem_type(self, tensor: str) -> int | None:
         if tensor in self.initializers:
@@ -322,6 +322,20 @@ class ModelGraph:
         for node in self.nodes if indices is None else (self.nodes[i] for i in indices):
             counts[node.op_type] = counts.get(node.op_type, 0) + 1
         return counts
+
+
+def _read_shape(tensor_type: onnx.TypeProto.Tensor) -> tuple[Dim, ...] | None:
+    if not tensor_type.HasField("shape"):
+        return None
+    dims: list[Dim] = []
+    for dim in tensor_type.shape.dim:
+        if dim.HasField("dim_value"):
+            dims.append(int(dim.dim_value))
+        elif dim.HasField("dim_param"):
+            dims.append(dim.dim_param)
+        else:
+            dims.append(None)
+    return tuple(dims)
 
 
 def _topological(graph: onnx.GraphProto) -> list[onnx.NodeProto]:

@@ -134,26 +134,48 @@ class ReplayPlan:
 def make_plan(graph: ModelGraph, match: MatchResult, cacheable: bool = True) -> ReplayPlan:
     """The replay plan of an analysed model (needs onnx: the extra outputs are added to the model here)."""
     import onnx
-    from onnx import helper
 
     fetch = _fetch_names(match)
     names = list(match.data_inputs) + [n for pair in match.state_pairs for n in (pair.input, pair.output)] + fetch
     tensors = {name: TensorInfo(graph.shape(name), graph.elem_type(name) or None) for name in dict.fromkeys(names)}
-    fetched = set(fetch)
-    other = sum(_sample_bytes(graph.shape(info.name), graph.elem_type(info.name)) or 0
-                for info in graph.model.graph.value_info if info.name not in fetched)
+    other = _other_bytes(graph, set(fetch))
     model = graph.model
     present = {o.name for o in model.graph.output}
     extra = onnx.ModelProto()
     # replay-only nodes, appended after the model's own nodes: they read its tensors
     extra.graph.node.extend(node for layer in _counted_layers(match) for node in layer.extra_nodes)
     for name in fetch:
-        if name not in present:
-            extra.graph.output.append(helper.make_tensor_value_info(name, graph.elem_type(name) or FLOAT, None))
+        if name not in present:  # what helper.make_tensor_value_info(name, type, None) makes, field by field
+            output = extra.graph.output.add()
+            output.name = name
+            output.type.tensor_type.elem_type = tensors[name].elem or FLOAT
     # Two serialised messages one after the other parse as one merged message (repeated fields appended): the model
     # with the extra outputs, without copying the model.
-    exposed = model.SerializeToString() + extra.SerializeToString()
-    return ReplayPlan(match, tensors, other, model.ByteSize(), exposed, cacheable)
+    serialised = model.SerializeToString()
+    return ReplayPlan(match, tensors, other, len(serialised), serialised + extra.SerializeToString(), cacheable)
+
+
+def _other_bytes(graph: ModelGraph, fetched: set[str]) -> int:
+    """Known per-sample bytes of the intermediate tensors a replay does not fetch (for the memory estimate). An
+    unrolled export declares the same few types tens of thousands of times: each type is sized once, keyed by its
+    serialised bytes (a 400-step, 8-layer export: 0.06 instead of 0.3 s)."""
+    size_of_type: dict[bytes, int] = {}
+    total = 0
+    for info in graph.model.graph.value_info:
+        name = info.name
+        if name in fetched:
+            continue
+        if name in graph.initializers:
+            total += _sample_bytes(graph.shape(name), graph.elem_type(name)) or 0
+            continue
+        key = info.type.SerializeToString()
+        size = size_of_type.get(key)
+        if size is None:
+            tensor_type = info.type.tensor_type  # empty for a sequence or map type: no shape, no bytes
+            shape = tuple(dim.dim_value if dim.HasField("dim_value") else None for dim in tensor_type.shape.dim)
+            size = size_of_type[key] = _sample_bytes(shape, tensor_type.elem_type) or 0
+        total += size
+    return total
 
 
 def _session(plan: ReplayPlan, threads: int, optimize: bool = True, save_ort: str | None = None):

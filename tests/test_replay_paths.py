@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from builders import LeakyNet, leaky_stepwise, leaky_unrolled, random_net
+from conftest import sample_cases
 
 from estimator import estimate
 from estimator.api import analyse
@@ -225,3 +226,46 @@ def test_replay_alone_refuses_nonfinite_inputs_but_not_huge_finite_ones(write_mo
     bad[4, 1, 2] = np.nan
     with pytest.raises(InputError, match="sample 4 holds NaN"):
         replay(plan, RecordedInputs({"input": bad}, tmp_path / "bad.npy"))
+
+
+def _reference_other_bytes(graph, fetched: set[str]) -> int:
+    """The memory estimate's sum written the plain way: every unfetched value_info's per-sample bytes."""
+    from estimator.replay import _sample_bytes
+
+    return sum(_sample_bytes(graph.shape(info.name), graph.elem_type(info.name)) or 0
+               for info in graph.model.graph.value_info if info.name not in fetched)
+
+
+@pytest.mark.parametrize("case", sample_cases(), ids=lambda p: p.name)
+def test_unfetched_tensor_bytes_equal_the_plain_sum(case):
+    from estimator.replay import _fetch_names, _other_bytes
+
+    found = analyse(case / "model.onnx", cache=False)
+    fetched = set(_fetch_names(found.match))
+    assert _other_bytes(found.graph, fetched) == _reference_other_bytes(found.graph, fetched)
+
+
+def test_unfetched_tensor_bytes_skip_unknown_dims_and_non_tensors():
+    from onnx import TensorProto, helper
+
+    from estimator.graph import ModelGraph
+    from estimator.replay import _other_bytes
+
+    infos = [helper.make_tensor_value_info("known", TensorProto.FLOAT, ["batch", 3, 5]),  # 60 bytes
+             helper.make_tensor_value_info("same_type", TensorProto.FLOAT, ["batch", 3, 5]),  # 60, type seen
+             helper.make_tensor_value_info("halves", TensorProto.FLOAT16, [7, 4]),  # 8
+             helper.make_tensor_value_info("symbolic", TensorProto.FLOAT, ["batch", "n"]),  # unknown: 0
+             helper.make_tensor_value_info("unknown_dim", TensorProto.FLOAT, [2, None]),  # 0
+             helper.make_tensor_value_info("no_shape", TensorProto.FLOAT, None),  # 0
+             helper.make_tensor_value_info("scalar", TensorProto.FLOAT, []),  # no batch axis: 0
+             helper.make_tensor_value_info("fetched", TensorProto.DOUBLE, [1, 1000]),  # skipped
+             helper.make_tensor_sequence_value_info("sequence", TensorProto.FLOAT, [1, 9])]  # not a tensor: 0
+    nodes = [helper.make_node("Identity", ["x"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], value_info=infos)
+    model_graph = ModelGraph(helper.make_model(graph))
+    assert _other_bytes(model_graph, {"fetched"}) == 60 + 60 + 8
+    assert _other_bytes(model_graph, {"fetched"}) == _reference_other_bytes(model_graph, {"fetched"})
+    assert model_graph.shape("known") == ("batch", 3, 5) and model_graph.shape("same_type") == ("batch", 3, 5)
+    assert model_graph.shape("unknown_dim") == (2, None) and model_graph.shape("no_shape") is None
+    assert model_graph.shape("sequence") is None and model_graph.shape("scalar") == ()
