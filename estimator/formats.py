@@ -56,7 +56,9 @@ def format_table(report: Report) -> str:
     else:
         out.append("replay: none (no --inputs): effective ops need recorded inputs")
     out.append(f"convention: {CONVENTION_TEXT[report.convention]}")
-    out.append("dense and effective ops are per sample; spikes are totals over the whole run")
+    out.append(f"dense and effective ops are per {report.per}"
+               + ("" if report.per == "sample" else " of one sample (no --steps or --inputs)")
+               + "; spikes are totals over the whole run")
     out.append("")
     out.extend(_table(headers, rows, right={3, 4, 5, 6, 7, 8, 9}))
     if report.uncosted:

@@ -17,12 +17,18 @@ from .formats_html import CHART_WIDTH, DENSE_COLOUR, EFFECTIVE_COLOUR, _e, _kv, 
 from .formats_html import _compact as compact
 from .formats_html import _table as html_table
 from .formats_text import CONVENTIONS_COMMON, _cell, _md_table, joules, si
+from .report import Report
 
 COMPARE_SCHEMA = "neuronops.compare/1"
 
 
 def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+def _per(report: Report, value: float | None) -> str:
+    """A total, marked when it is not per sample (a stepwise model reported per time step)."""
+    return _number(value) + ("" if report.per == "sample" or value is None else f" per {report.per}")
 
 
 def metric_rows(comparison: Comparison) -> list[tuple[str, list[str]]]:
@@ -40,8 +46,8 @@ def metric_rows(comparison: Comparison) -> list[tuple[str, list[str]]]:
             else "none"),
         row("neuron layers", lambda m: str(len(m.report.layers))),
         row("neurons per sample", lambda m: _number(m.neurons)),
-        row("dense ops / sample", lambda m: _number(m.report.totals.neuron_dense_ops)),
-        row("effective ops / sample", lambda m: _number(m.report.totals.effective_neuron_ops)),
+        row("dense ops / sample", lambda m: _per(m.report, m.report.totals.neuron_dense_ops)),
+        row("effective ops / sample", lambda m: _per(m.report, m.report.totals.effective_neuron_ops)),
         row("firing rate", lambda m: _rate(m.firing_rate)),
         row("totals complete", lambda m: "yes" if m.report.totals.complete else
             f"no ({len(m.report.uncosted)} uncosted)"),

@@ -150,7 +150,7 @@ def ops_chart(report: Report) -> str:
     values = [v for row in report.layers for v in (row.dense_ops, row.effective_ops) if v is not None]
     ticks = _nice_ticks(max(values, default=0.0))
     span = ticks[-1]
-    title = "Neuron ops per sample, by layer"
+    title = f"Neuron ops per {report.per}, by layer"
     out = _svg_open(bottom + 26, title, "chart-ops")
     out.append(f"<title>{_e(title)}</title>")
     legend = [("dense ops", DENSE_COLOUR)]
@@ -176,7 +176,7 @@ def ops_chart(report: Report) -> str:
             width = (right - left) * value / span
             by = y + offset * height
             out.append(f'<rect class="bar {kind}" x="{left}" y="{by:.1f}" width="{width:.1f}" '
-                       f'height="{height - 1:.1f}" fill="{colour}"><title>{_e(row.name)}: {kind} ops per sample '
+                       f'height="{height - 1:.1f}" fill="{colour}"><title>{_e(row.name)}: {kind} ops per {report.per} '
                        f'{_e(_plain(value))}</title></rect>')
             out.append(f'<text class="tick" x="{left + width + 4:.1f}" y="{by + height / 2 + 3:.1f}">'
                        f"{_e(_compact(value))}</text>")
@@ -299,8 +299,9 @@ def _list(items: Sequence[str], cls: str = "") -> str:
 
 def _cards(report: Report) -> str:
     t = report.totals
-    cards = [("Neuron Dense Ops / sample", _plain(t.neuron_dense_ops) if t.neuron_dense_ops is not None else "-"),
-             ("Effective Neuron Ops / sample",
+    cards = [(f"Neuron Dense Ops / {report.per}",
+              _plain(t.neuron_dense_ops) if t.neuron_dense_ops is not None else "-"),
+             (f"Effective Neuron Ops / {report.per}",
               _plain(t.effective_neuron_ops) if t.effective_neuron_ops is not None else "- (no replay)")]
     if t.neuron_dense_ops and t.effective_neuron_ops is not None:
         cards.append(("effective / dense", f"{t.effective_neuron_ops / t.neuron_dense_ops:.1%}"))
@@ -373,7 +374,7 @@ def format_html(report: Report) -> str:
         if report.warnings:
             body.append(_list(report.warnings, "warn"))
     body.append("<h2>Charts</h2>")
-    body.append(f"<h3>Neuron ops per sample, by layer</h3>\n{ops_chart(report)}")
+    body.append(f"<h3>Neuron ops per {report.per}, by layer</h3>\n{ops_chart(report)}")
     if report.samples is not None:
         body.append(f"<h3>Firing rate by layer</h3>\n{rate_chart(report)}")
         steps = step_chart(report)

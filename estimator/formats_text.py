@@ -42,7 +42,11 @@ def joules(pj: float | None) -> str:
 
 def conventions(report: Report) -> list[str]:
     """Every convention the report's numbers rest on, as sentences (the same list in every format)."""
-    lines = [f"convention {CONVENTION_TEXT[report.convention]}", *CONVENTIONS_COMMON]
+    common = list(CONVENTIONS_COMMON)
+    if report.per != "sample":
+        common[0] = (f"dense ops are per {report.per} of one sample: the model is stepwise and neither --steps nor "
+                     "--inputs said how many steps make a sample")
+    lines = [f"convention {CONVENTION_TEXT[report.convention]}", *common]
     if report.cost_tables:
         lines.append(f"cost tables (later ones override earlier ones): {', '.join(report.cost_tables)}")
     return lines
@@ -57,8 +61,8 @@ def summary_pairs(report: Report) -> list[tuple[str, str]]:
         ("export style", f"{report.style}, {len(report.layers)} neuron layer(s)"),
         ("replay", replay),
         ("convention", report.convention),
-        ("Neuron Dense Ops per sample", _number(report.totals.neuron_dense_ops)),
-        ("Effective Neuron Ops per sample", _number(report.totals.effective_neuron_ops)),
+        (f"Neuron Dense Ops per {report.per}", _number(report.totals.neuron_dense_ops)),
+        (f"Effective Neuron Ops per {report.per}", _number(report.totals.effective_neuron_ops)),
         ("totals complete",
          "yes" if report.totals.complete else f"no: {len(report.uncosted)} uncosted layer(s) left out"),
     ]

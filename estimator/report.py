@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # feasibility.py imports this module
 
 SCHEMA = "neuronops.report/1"
 CONVENTIONS = ("spikes", "neurobench")
+PER_STEP = "time step"  # Report.per of a stepwise model analysed without --steps or inputs: one step of one sample
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class Report:
     warnings: tuple[str, ...]
     notes: tuple[str, ...]
     cost_tables: tuple[str, ...]
-    per: str = "sample"
+    per: str = "sample"  # what the dense and effective figures are per: "sample", or "time step" (see PER_STEP)
     feasibility: Feasibility | None = None  # step rate, budget and energy (estimator/feasibility.py), when asked
 
     def to_dict(self) -> dict[str, Any]:
@@ -177,4 +178,6 @@ def build_report(
         warnings=tuple(warned),
         notes=tuple(notes),
         cost_tables=table.sources,
+        # a stepwise model analysed without --steps or inputs: nothing says how many steps make a sample
+        per=PER_STEP if per_step_dense else "sample",
     )

@@ -94,7 +94,19 @@ def test_dense_ops_without_inputs(write_model):
     stepwise = estimate(write_model(leaky_stepwise(net), "s.onnx"))
     assert stepwise.totals.neuron_dense_ops == (16 + 4) * COST  # per step, and the report says so
     assert any("per time step" in warning for warning in stepwise.warnings)
-    assert estimate(write_model(leaky_stepwise(net), "s2.onnx"), steps=25).totals.neuron_dense_ops == 20 * 25 * COST
+    assert stepwise.per == "time step" and unrolled.per == "sample"  # and every format labels the figures so
+    from estimator.formats import REPORT_FORMATS
+
+    def labels(report, fmt: str) -> set[str]:
+        shown = REPORT_FORMATS[fmt](report).replace("/ ", "per ")
+        return {label for label in ("Ops per sample", "ops are per sample", "Ops per time step",
+                                    "ops are per time step") if label in shown}
+
+    for fmt in ("table", "csv", "markdown", "html"):
+        assert labels(stepwise, fmt) and all("time step" in label for label in labels(stepwise, fmt)), fmt
+        assert labels(unrolled, fmt) and all("per sample" in label for label in labels(unrolled, fmt)), fmt
+    with_steps = estimate(write_model(leaky_stepwise(net), "s2.onnx"), steps=25)
+    assert with_steps.totals.neuron_dense_ops == 20 * 25 * COST and with_steps.per == "sample"
 
 
 def test_time_axis_option(write_model, tmp_path):
