@@ -30,7 +30,7 @@ MANIFEST_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
 MANIFEST_KEYS = ("model", "inputs", "name", "convention", "batch_size", "time_axis", "steps", "cost_table", "strict",
                  "allow_nonfinite")
 BESIDE_MODEL = ("{dir}/{stem}.npz", "{dir}/{stem}.npy", "{dir}/inputs.npz", "{dir}/inputs.npy")
-SUMMARY_COLUMNS = ("name", "status", "error", "model", "inputs", "convention", "samples", "time_steps",
+SUMMARY_COLUMNS = ("name", "status", "error", "model", "inputs", "convention", "samples", "time_steps", "per",
                    "neuron_dense_ops", "effective_neuron_ops", "effective_neuron_ops_run", "complete", "result")
 
 
@@ -269,6 +269,7 @@ def _row(entry: BatchEntry, out: Path, data: dict[str, Any] | None, error: str |
                            "model": job.model, "inputs": job.inputs or "", "convention": job.convention}
     totals = (data or {}).get("totals") or {}
     row.update(samples=(data or {}).get("samples"), time_steps=(data or {}).get("time_steps"),
+               per=(data or {}).get("per"),
                neuron_dense_ops=totals.get("neuron_dense_ops"), effective_neuron_ops=totals.get("effective_neuron_ops"),
                effective_neuron_ops_run=totals.get("effective_neuron_ops_run"), complete=totals.get("complete"))
     row["result"] = os.path.relpath(result_path(out, entry.name), out) if data is not None else ""
@@ -277,8 +278,9 @@ def _row(entry: BatchEntry, out: Path, data: dict[str, Any] | None, error: str |
 
 @dataclass(frozen=True)
 class BatchSummary:
-    rows: tuple[dict[str, Any], ...]
+    rows: tuple[dict[str, Any], ...]  # one per model, SUMMARY_COLUMNS
     resumed: int  # models whose result file was reused (not part of the files: a resumed batch writes the same)
+    exit_codes: tuple[int, ...] = ()  # each row's exit code, as `estimate` would have exited on that model alone
 
     @property
     def failed(self) -> int:
@@ -287,26 +289,29 @@ class BatchSummary:
     @property
     def exit_code(self) -> int:
         """0 all ok; 3 when every failure is an uncosted layer under --strict; else 1 if any model failed."""
-        codes = {row["_exit"] for row in self.rows if row["status"] != "ok"}
+        codes = {code for row, code in zip(self.rows, self.exit_codes, strict=True) if row["status"] != "ok"}
         if not codes:
             return EXIT_OK
         return EXIT_UNCOSTED if codes == {EXIT_UNCOSTED} else EXIT_ERROR
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SUMMARY_SCHEMA, "models": len(self.rows), "ok": len(self.rows) - self.failed,
-                "failed": self.failed, "rows": [_public(row) for row in self.rows]}
+                "failed": self.failed, "rows": list(self.rows)}
 
     def to_csv(self) -> str:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for row in self.rows:
-            writer.writerow({key: "" if value is None else value for key, value in _public(row).items()})
+            writer.writerow({key: _csv_cell(value) for key, value in row.items()})
         return buffer.getvalue()
 
 
-def _public(row: dict[str, Any]) -> dict[str, Any]:
-    return {key: row[key] for key in SUMMARY_COLUMNS}
+def _csv_cell(value: Any) -> Any:
+    """As the report CSVs write them: empty for None, true/false for booleans."""
+    if value is None:
+        return ""
+    return str(value).lower() if isinstance(value, bool) else value
 
 
 def run_batch(
@@ -355,11 +360,12 @@ def run_batch(
             finished[outcome.index] = (None, outcome.error, outcome.exit_code)
         if on_model is not None:
             on_model(entry, outcome.error)
-    rows = []
+    rows, codes = [], []
     for index, entry in enumerate(entries):
         data, error, code = finished[index]
-        rows.append({**_row(entry, out, data, error), "_exit": code})
-    summary = BatchSummary(tuple(rows), resumed=len(stored))
+        rows.append(_row(entry, out, data, error))
+        codes.append(code)
+    summary = BatchSummary(tuple(rows), resumed=len(stored), exit_codes=tuple(codes))
     save(out / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
     save(out / "summary.csv", summary.to_csv())
     return summary

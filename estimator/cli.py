@@ -515,7 +515,8 @@ def batch(sources: tuple[str, ...], out: Path, inputs_pattern: str | None, conve
             if bar is not None:
                 bar.__exit__(None, None, None)
     resumed = f", {summary.resumed} kept from an earlier run" if summary.resumed else ""
-    click.echo(f"{len(summary.rows)} models: {len(summary.rows) - summary.failed} ok, {summary.failed} failed"
+    models = f"{len(summary.rows)} model{'s' if len(summary.rows) != 1 else ''}"
+    click.echo(f"{models}: {len(summary.rows) - summary.failed} ok, {summary.failed} failed"
                f"{resumed} ({backend.description}); summary: {out / 'summary.csv'}")
     if summary.failed:
         _fail(f"{summary.failed} of {len(summary.rows)} models failed; see {out / 'summary.csv'}",

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from conftest import SAMPLES
 
 from estimator import estimate
-from estimator.batch import collect, fingerprint, read_manifest, run_batch
+from estimator.batch import SUMMARY_COLUMNS, collect, fingerprint, read_manifest, run_batch
 from estimator.cli import main
 from estimator.errors import ManifestError
 from estimator.parallel import InlineBackend, ModelJob, ProcessBackend, estimate_sharded, shard_bounds
@@ -74,6 +74,7 @@ def test_broken_model_in_the_middle_is_reported_and_the_others_written(tmp_path)
             continue
         row = rows[b.name]
         assert row["status"] == "ok" and row["error"] == ""
+        assert (row["per"], row["complete"]) == ("sample", "true")  # written as the report CSVs write them
         assert int(row["effective_neuron_ops_run"]) == b.expected_run("neurobench")
         assert int(row["samples"]) == len(b.data)
         stored = report_without_batch(out / row["result"])
@@ -81,6 +82,8 @@ def test_broken_model_in_the_middle_is_reported_and_the_others_written(tmp_path)
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["models"], summary["ok"], summary["failed"]) == (5, 4, 1)
     assert [row["name"] for row in summary["rows"]] == [b.name for b in built]
+    assert all(list(row) == list(SUMMARY_COLUMNS) for row in summary["rows"])  # nothing private leaks out
+    assert rows["net2"]["per"] == "" and rows["net2"]["complete"] == ""
     assert sorted(p.name for p in out.rglob("*") if p.name.startswith(".")) == []  # no temporary files left
 
 
