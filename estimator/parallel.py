@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import pickle
 import shutil
+import sys
 import tempfile
 import threading
 import zipfile
@@ -316,6 +317,22 @@ class InlineBackend(Backend):
         except Exception as err:  # an unexpected failure stays this shard's failure
             future.set_exception(err)
         return future
+
+
+def _spawn_hint() -> str:
+    """Why local workers die at once when the work starts from a script: each spawned worker imports the script, and
+    a script that starts the work at its top level starts it again in every worker (which multiprocessing refuses).
+    Said only when the main module is a script of the user's, not this package's CLI."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if main is None or not getattr(main, "__file__", None) or (spec is not None and spec.name.startswith("estimator")):
+        return ""
+    from .cli import main as cli_main
+
+    if getattr(main, "main", None) is cli_main:  # the `neuronops` console script
+        return ""
+    return ('; if this runs from a Python script, start the work under `if __name__ == "__main__":` (each worker '
+            "process imports the script)")
 
 
 class ProcessBackend(Backend):
@@ -668,7 +685,7 @@ def run_jobs(
                         del pending[lost]
                         submit(other, other_number, other_attempts + 1)
                     continue
-                result = ShardResult(shard, None, error=f"its worker process kept dying ({err})")
+                result = ShardResult(shard, None, error=f"its worker process kept dying ({err}){_spawn_hint()}")
             except Exception as err:  # a shard that kept failing (Dask retried it) or a worker that kept dying
                 text = " ".join(str(err).split())[:300]
                 result = ShardResult(shard, None, error=f"{type(err).__name__}: {text}" if text else type(err).__name__)

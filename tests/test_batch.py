@@ -483,3 +483,29 @@ def test_a_kind_registered_in_python_reaches_worker_processes(tmp_path, pool):
             estimate_sharded(model, inputs, backend=pool, shard_size=16)
     finally:
         unregister_kind("qif")
+
+
+def test_an_unguarded_script_gets_told_why_its_workers_die(tmp_path):
+    """Spawned workers import the main script: one that starts the work at its top level starts it again in each
+    worker, which multiprocessing refuses. The error says what to do (docs/batch.md shows the guard)."""
+    case = SAMPLES / "leaky_sub_fc1__unrolled__torchscript"
+    work = (f"with open_backend(jobs=2) as backend:\n"
+            f"    report = estimate_sharded({str(case / 'model.onnx')!r}, {str(case / 'inputs.npz')!r}, "
+            f"backend=backend)\n"
+            f"print('OK', report.totals.neuron_dense_ops)\n")
+    head = "from estimator.parallel import estimate_sharded, open_backend\n"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def run_script(text: str) -> subprocess.CompletedProcess:
+        script = tmp_path / "script.py"
+        script.write_text(text)
+        return subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=300)
+
+    unguarded = run_script(head + work)
+    assert unguarded.returncode != 0
+    last = unguarded.stderr.strip().splitlines()[-1]
+    assert "kept dying" in last and 'if __name__ == "__main__":' in last, last
+    guarded = run_script(head + 'if __name__ == "__main__":\n' + "".join(f"    {line}\n" for line in work.splitlines()))
+    assert guarded.returncode == 0 and guarded.stdout.split() == ["OK", str(estimate(case / "model.onnx").totals
+                                                                          .neuron_dense_ops)], guarded.stderr[-2000:]
