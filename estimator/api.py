@@ -196,6 +196,12 @@ def finish_report(model: str, analysis: Analysis, table: CostTable, convention: 
             warned.append(f"--steps {steps} ignored: the inputs have {counts.time_steps} time steps")
         warned.extend(w for w in counts.warnings if w not in warned)
         noted.extend(n for n in counts.notes if n not in noted)
+    elif steps is not None:  # an unrolled export has its steps in the graph: --steps cannot change them
+        fixed = sorted({layer.time_steps for layer in analysis.match.layers
+                        if layer.time_steps is not None and layer.time_steps != steps})
+        if fixed:
+            warned.append(f"--steps {steps} ignored: the model is unrolled with {', '.join(map(str, fixed))} time "
+                          "steps in the graph")
     report = build_report(model, analysis.match, table, convention, counts, steps, tuple(warned), tuple(noted))
     if strict and report.uncosted:
         first = report.uncosted[0]

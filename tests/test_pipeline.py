@@ -107,6 +107,12 @@ def test_dense_ops_without_inputs(write_model):
         assert labels(unrolled, fmt) and all("per sample" in label for label in labels(unrolled, fmt)), fmt
     with_steps = estimate(write_model(leaky_stepwise(net), "s2.onnx"), steps=25)
     assert with_steps.totals.neuron_dense_ops == 20 * 25 * COST and with_steps.per == "sample"
+    # an unrolled export's steps are in the graph: a different --steps is ignored, and said so
+    unrolled_path = write_model(leaky_unrolled(net, 12), "u2.onnx")
+    ignored = estimate(unrolled_path, steps=25)
+    assert ignored.totals.neuron_dense_ops == unrolled.totals.neuron_dense_ops
+    assert "--steps 25 ignored: the model is unrolled with 12 time steps in the graph" in ignored.warnings
+    assert not any("--steps" in warning for warning in estimate(unrolled_path, steps=12).warnings)
 
 
 def test_time_axis_option(write_model, tmp_path):
