@@ -23,6 +23,8 @@ class RecordedInputs:
 
     arrays: dict[str, np.ndarray]
     path: Path
+    time_axis: int = 1  # where time was in the file's arrays (moved to axis 1 here)
+    file_shape: tuple[int, ...] | None = None  # the first array's shape in the file (for error messages)
 
     @property
     def samples(self) -> int:
@@ -148,4 +150,4 @@ def read_inputs(path: str | Path, data_inputs: tuple[str, ...], time_axis: int =
                 f"inputs {first_name!r} and {name!r} disagree on (samples, time): "
                 f"{first.shape[:2]} vs {array.shape[:2]}"
             )
-    return RecordedInputs(checked, file_path)
+    return RecordedInputs(checked, file_path, time_axis, tuple(next(iter(arrays.values())).shape))

@@ -444,13 +444,20 @@ def _check_dtype(name: str, have: np.dtype, want: np.dtype, scan: _Scan) -> tupl
     return None, f"{what} cast to {want}, the model's input type (exactly)"
 
 
-def _check_steps(match: MatchResult, steps: int) -> None:
+def _check_steps(match: MatchResult, steps: int, inputs: RecordedInputs | None = None) -> None:
     for layer in match.layers:
         if layer.spikes and layer.time_steps is not None and layer.time_steps != steps:
+            where, hint = "", ""
+            if inputs is not None and inputs.file_shape is not None:
+                shape, axis = inputs.file_shape, inputs.time_axis % len(inputs.file_shape)
+                where = f" on axis {axis} of shape {shape}"
+                other = [i for i, size in enumerate(shape) if size == layer.time_steps and i != axis]
+                if other:  # the file's time steps are likely on another axis
+                    hint = f"; if time is on axis {other[0]}, pass --time-axis {other[0]}"
             raise InputError(
                 f"layer {layer.name!r} is unrolled for {layer.time_steps} time steps in the graph, "
-                f"the inputs have {steps} (time on axis 1 after --time-axis); record {layer.time_steps} steps "
-                "or export the model stepwise"
+                f"the inputs have {steps}{where}{hint}; {'else ' if hint else ''}record {layer.time_steps} steps or "
+                "export the model stepwise"
             )
 
 
@@ -459,7 +466,7 @@ def check_inputs(plan: ReplayPlan, inputs: RecordedInputs, allow_nonfinite: bool
     model, time steps against an unrolled graph, dtypes that a cast would change, and NaN/±Inf (unless allowed)."""
     match = plan.match
     stepwise = match.style == "stepwise"
-    _check_steps(match, inputs.time_steps)
+    _check_steps(match, inputs.time_steps, inputs)
     warnings: list[str] = []
     notes: list[str] = []
     for name, array in inputs.arrays.items():

@@ -355,7 +355,11 @@ CASES = [
     Case("time sizes disagree", lambda t: (_model_file(t, two_input_model()), _two_arrays(t, SAMPLES, 4), [], {}),
          InputError, "disagree on (samples, time): (7, 5) vs (7, 4)"),
     Case("steps vs unrolled graph", lambda t: (*_inputs(t, "unrolled", input=_data(steps=3)), [], {}), InputError,
-         "layer 'leaky1' is unrolled for 5 time steps in the graph, the inputs have 3"),
+         "layer 'leaky1' is unrolled for 5 time steps in the graph, the inputs have 3 on axis 1 of shape (7, 3, 6); "
+         "record 5 steps or export the model stepwise"),
+    Case("time first, not on axis 1", lambda t: (*_inputs(t, "unrolled", input=np.moveaxis(_data(), 1, 0)), [], {}),
+         InputError, "the inputs have 7 on axis 1 of shape (5, 7, 6); if time is on axis 0, pass --time-axis 0; "
+         "else record 5 steps"),
     Case("npz member not an array", lambda t: (_good(t)[0], _zip_with_text(t), [], {}), InputError,
          "member 'notes.txt' is not a numpy array"),
     Case("npz over --max-memory", lambda t: (*_good(t), ["--max-memory", "100"], {"max_memory": 100}), InputError,
