@@ -178,12 +178,27 @@ class MemorySize(click.ParamType):
             self.fail(str(err), param, ctx)
 
 
-@main.command(epilog=EXIT_CODES_HELP)
+CONVENTION_CHOICE = click.Choice(["spikes", "neurobench"], case_sensitive=False)
+
+
+class _EstimateCommand(click.Command):
+    """`estimate`, whose most likely slip — the inputs file given as a second argument — gets a hint."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as err:
+            if "unexpected extra argument" in err.message:
+                err.message += "; recorded inputs go with -i/--inputs FILE"
+            raise
+
+
+@main.command(cls=_EstimateCommand, epilog=EXIT_CODES_HELP)
 @click.argument("model", type=click.Path(dir_okay=True, path_type=Path))
 @click.option("--inputs", "-i", "inputs", type=click.Path(path_type=Path),
               help="Recorded inputs: .npz (one array per graph input name, or a single array) or .npy "
                    "(memory-mapped), laid out (batch, time, features…) like NeuroBench.")
-@click.option("--convention", "-c", type=click.Choice(["spikes", "neurobench"]), default="spikes", show_default=True,
+@click.option("--convention", "-c", type=CONVENTION_CHOICE, default="spikes", show_default=True,
               help="spikes: spikes emitted × cost (NeuroBench's written definition). neurobench: cost × membranes "
                    "that changed, every neuron counted at the first step (what NeuroBench's code computes).")
 @click.option("--format", "-f", "fmt", type=click.Choice(REPORT_FORMAT_NAMES), default="table", show_default=True,
@@ -429,7 +444,7 @@ def cache_command(clear: bool) -> None:
 @click.option("--inputs-pattern", metavar="PATTERN",
               help="Inputs of models given as paths or globs, e.g. '{dir}/inputs.npz' ({dir}, {stem}, {name} of "
                    "the model). Default: <stem>.npz, <stem>.npy, inputs.npz or inputs.npy beside the model.")
-@click.option("--convention", "-c", type=click.Choice(["spikes", "neurobench"]), default="spikes", show_default=True,
+@click.option("--convention", "-c", type=CONVENTION_CHOICE, default="spikes", show_default=True,
               help="Default for models whose manifest row names none.")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), help="Samples per onnxruntime run.")
 @click.option("--time-axis", type=int, default=1, show_default=True, help="Axis of the time steps in the inputs.")

@@ -150,3 +150,17 @@ def test_version():
     result = CliRunner().invoke(main, ["--version"], prog_name="neuronops")
     assert result.exit_code == 0
     assert result.output == f"neuronops, version {installed}\n"
+
+
+def test_inputs_given_as_a_second_argument_get_a_hint(workdir):
+    result = run("estimate", "unrolled.onnx", "inputs.npz")
+    assert result.exit_code == 2
+    assert "unexpected extra argument (inputs.npz); recorded inputs go with -i/--inputs FILE" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_convention_names_are_not_case_sensitive(workdir):
+    upper = run("estimate", "unrolled.onnx", "-i", "inputs.npz", "-c", "NeuroBench", "-f", "json")
+    lower = run("estimate", "unrolled.onnx", "-i", "inputs.npz", "-c", "neurobench", "-f", "json")
+    assert upper.exit_code == 0 and upper.stdout == lower.stdout
+    assert json.loads(upper.stdout)["convention"] == "neurobench"
