@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from . import cache as analysis_cache
 from .costs import CostTable, load_costs
 from .errors import InputError, ModelLoadError, NoNeuronLayersError, UncostedLayersError
-from .inputs import RecordedInputs, read_inputs
+from .inputs import InputsSource, RecordedInputs, read_inputs
 from .layers import MatchResult
 from .limits import Deadline, default_max_memory, parse_size
 from .replay import Progress, ReplayCounts, ReplayPlan, check_inputs, replay
@@ -111,7 +111,7 @@ def _analyse(model: PathLike, for_replay: bool) -> Analysis:
 
 def estimate(
     model: PathLike,
-    inputs: PathLike | None = None,
+    inputs: InputsSource | None = None,
     *,
     convention: str = "spikes",
     batch_size: int | None = None,
@@ -127,6 +127,10 @@ def estimate(
     cache: bool = True,
 ) -> Report:
     """Neuron Dense Ops (always) and Effective Neuron Ops (with `inputs`), per layer and per sample.
+
+    `inputs`: a `.npy` (memory-mapped) or `.npz` file, or arrays already in memory — one array for a model with one
+    data input, or a dict of arrays by input name — laid out (batch, time, features…) unless `time_axis` says
+    otherwise.
 
     Inputs holding NaN or ±Inf are refused unless `allow_nonfinite`. `max_memory` (bytes, or "2GB"; default half
     the RAM) bounds the replay: the batch is shrunk to fit or the replay refused (MemoryLimitError). `timeout`

@@ -8,6 +8,8 @@ Layout is NeuroBench's: (batch, time, features…). `time_axis` says where time 
 from __future__ import annotations
 
 import mmap
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,9 @@ import numpy as np
 
 from .errors import InputError
 from .limits import format_size
+
+# What `estimate(inputs=…)` takes: a .npy/.npz path, one array (a model with one data input), or arrays by input name
+InputsSource = str | os.PathLike | np.ndarray | Mapping[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -107,12 +112,33 @@ def _read_npz(path: Path, max_bytes: int | None) -> dict[str, np.ndarray]:
     return arrays
 
 
-def read_inputs(path: str | Path, data_inputs: tuple[str, ...], time_axis: int = 1,
+def _in_memory(source: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Arrays handed over from Python, by name ("" for a single array), checked to be numpy arrays."""
+    if isinstance(source, np.ndarray):
+        return {"": source}
+    found: dict[str, np.ndarray] = {}
+    for name, value in source.items():
+        if not isinstance(name, str) or not isinstance(value, np.ndarray):
+            raise InputError(f"inputs: {name!r} -> {type(value).__name__}; give arrays by input name as "
+                             "{name: numpy array}")
+        found[name] = value
+    return found
+
+
+def read_inputs(source: InputsSource, data_inputs: tuple[str, ...], time_axis: int = 1,
                 max_bytes: int | None = None) -> RecordedInputs:
-    """Match the file's arrays to the model's data inputs and put time on axis 1. A `.npz` whose arrays would take
-    more than `max_bytes` in memory is refused unread (a `.npy` is memory-mapped, so any size is fine)."""
-    file_path = Path(path)
-    found = _open(file_path, max_bytes)
+    """Match the arrays to the model's data inputs and put time on axis 1. `source` is a file (a `.npz` whose arrays
+    would take more than `max_bytes` in memory is refused unread; a `.npy` is memory-mapped, so any size is fine) or
+    arrays already in memory: one array, or a mapping from input name to array."""
+    if isinstance(source, (np.ndarray, Mapping)):
+        file_path = Path("<arrays>")
+        found = _in_memory(source)
+    elif isinstance(source, (str, os.PathLike)):
+        file_path = Path(source)
+        found = _open(file_path, max_bytes)
+    else:
+        raise InputError(f"inputs must be a .npy/.npz path, a numpy array or a dict of arrays by input name, not "
+                         f"{type(source).__name__}")
     if not found:
         raise InputError(f"{file_path}: holds no arrays")
     if not data_inputs:

@@ -718,6 +718,9 @@ def estimate_sharded(model: str | os.PathLike[str], inputs: str | os.PathLike[st
                      max_memory: int | None = None, cache: bool = True) -> Report:
     """`estimate()` with the samples split across the backend's workers: exactly the same report. `on_samples(n)`
     reports samples replayed as shards come in. `timeout` (seconds) and `max_memory` (bytes) bound each job."""
+    if not isinstance(inputs, (str, os.PathLike)):  # workers read the file themselves, each its own samples
+        raise InputError(f"a split run reads its inputs from a .npy/.npz file, not a {type(inputs).__name__}: save "
+                         "them with numpy.save (or run estimate() in this process)")
     job = ModelJob(str(model), str(inputs), convention, batch_size, time_axis, steps, tuple(map(str, cost_tables)),
                    strict, allow_nonfinite, timeout, max_memory, cache)
     outcome = next(run_jobs([job], backend, shard_size=shard_size, on_samples=on_samples))

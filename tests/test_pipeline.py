@@ -8,6 +8,7 @@ from builders import LeakyNet, leaky_stepwise, leaky_unrolled, random_net
 
 from estimator import estimate
 from estimator.api import analyse
+from estimator.errors import InputError
 from estimator.inputs import read_inputs
 from estimator.replay import replay
 
@@ -216,3 +217,29 @@ def test_attribute_reader_agrees_with_onnx_helper():
             continue
         mine, theirs = _attribute_value(attribute), helper.get_attribute_value(attribute)
         assert type(mine) is type(theirs) and mine == theirs, attribute.name
+
+
+def test_inputs_from_memory_give_the_file_figures(write_model, tmp_path):
+    rng = np.random.default_rng(31)
+    net = random_net(rng, [6, 7, 3])
+    data = _data(rng, 5, 4, 6)
+    for style, model in (("unrolled", leaky_unrolled(net, 4)), ("stepwise", leaky_stepwise(net))):
+        path = write_model(model, f"{style}.onnx")
+        np.save(tmp_path / "inputs.npy", data)
+        from_file = estimate(path, tmp_path / "inputs.npy", convention="neurobench")
+        assert estimate(path, data, convention="neurobench").to_dict() == from_file.to_dict()
+        assert estimate(path, {"input": data}, convention="neurobench").to_dict() == from_file.to_dict()
+        time_first = np.ascontiguousarray(np.moveaxis(data, 1, 0))
+        assert estimate(path, time_first, convention="neurobench", time_axis=0).totals == from_file.totals
+    with pytest.raises(InputError, match="numpy array or a dict of arrays by input name, not list"):
+        estimate(path, data.tolist())
+    with pytest.raises(InputError, match=r"'input' -> list; give arrays by input name"):
+        estimate(path, {"input": data.tolist()})
+    nan = data.copy()
+    nan[1, 2, 3] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        estimate(path, nan)
+    from estimator.parallel import InlineBackend, estimate_sharded
+
+    with pytest.raises(InputError, match="a split run reads its inputs from a .npy/.npz file, not a ndarray"):
+        estimate_sharded(path, data, backend=InlineBackend())
