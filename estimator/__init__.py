@@ -55,6 +55,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # looked up when asked for: importlib.metadata costs start-up time
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("neuronops")
+        except PackageNotFoundError:  # a source checkout on sys.path, not installed
+            return "0+unknown"
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'estimator' has no attribute {name!r}")

@@ -122,6 +122,11 @@ def read_manifest(path: Path, defaults: ModelJob) -> list[tuple[str | None, Mode
         reader = csv.DictReader(io.StringIO(text))
         if not reader.fieldnames or "model" not in [f.strip() for f in reader.fieldnames]:
             raise ManifestError(f"{path}: a CSV manifest needs a header row with a 'model' column")
+        # a misspelt column is the header's fault: said once, at the header's line
+        unknown = sorted({f.strip() for f in reader.fieldnames} - set(MANIFEST_KEYS))
+        if unknown:
+            raise ManifestError(f"{path}:{reader.line_num}: unknown column(s) {', '.join(map(repr, unknown))}; "
+                                f"known: {', '.join(MANIFEST_KEYS)}")
         for row in reader:
             if not any((value or "").strip() for value in row.values() if isinstance(value, str)):
                 continue

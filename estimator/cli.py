@@ -225,7 +225,8 @@ class _EstimateCommand(click.Command):
 @click.option("--steps", type=click.IntRange(min=1),
               help="Time steps per sample for dense ops of a stepwise model when no --inputs are given.")
 @click.option("--cost-table", "cost_tables", multiple=True, type=click.Path(path_type=Path),
-              help="A TOML cost table laid over the bundled ones (repeatable); see cost_tables/ for the format.")
+              help="A TOML cost table laid over the bundled ones (repeatable); the format is in the README's "
+                   "Cost tables section.")
 @click.option("--strict", is_flag=True, help="Exit 3 when any neuron-like layer could not be costed.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
               help="onnxruntime intra-op threads (0: its default; idle threads then spin between runs while a "
@@ -414,11 +415,17 @@ def cache_command(clear: bool) -> None:
     so that the next run skips loading and matching the graph.
 
     \b
-    Each entry is <sha256>.json (the layers found, tensor shapes, the model's warnings) and, once the model has been
-    replayed, <sha256>.onnx (the model with the replay's extra outputs), keyed by the model file's bytes and the
-    versions of neuronops and onnx: an edited model or a new version never reads an old entry. Models with external
-    data are not cached; the least recently used entries go beyond 2 GiB. Folder: $NEURONOPS_CACHE_DIR, else
-    $XDG_CACHE_HOME/neuronops, else ~/.cache/neuronops. Off: --no-cache, or NEURONOPS_CACHE=0.
+    Each entry is <sha256>.json (the layers found, tensor shapes, the model's
+    warnings) and, once the model has been replayed, <sha256>.onnx (the model with
+    the replay's extra outputs) and, for a model replayed in few runs, <sha256>.ort
+    (the same in onnxruntime's format, which loads faster). Entries are keyed by
+    the model file's bytes and the versions of neuronops, onnx and onnxruntime: an
+    edited model or a new version never reads an old entry. Models with external
+    data are not cached; the least recently used entries go beyond 2 GiB.
+
+    \b
+    Folder: $NEURONOPS_CACHE_DIR, else $XDG_CACHE_HOME/neuronops, else
+    ~/.cache/neuronops. Off: --no-cache, or NEURONOPS_CACHE=0.
     """
     from . import cache
     from .limits import format_size

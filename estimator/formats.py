@@ -147,8 +147,10 @@ def _layer_dict(layer: NeuronLayer) -> dict:
 def format_explain(path: str, match: MatchResult) -> str:
     out = [f"model: {path}  ({match.style})", ""]
     for layer in match.layers:
-        verdict = f"{layer.kind} / {layer.reset}" if layer.kind and layer.reset else "NOT RECOGNISED"
-        out.append(f"{layer.name}: {verdict}  (recognised by {layer.kind_source}; {layer.style}, "
+        known = bool(layer.kind and layer.reset)
+        verdict = f"{layer.kind} / {layer.reset}" if known else "NOT RECOGNISED as a known neuron kind"
+        found = f"recognised by {layer.kind_source}" if known else f"found as a neuron by {layer.kind_source}"
+        out.append(f"{layer.name}: {verdict}  ({found}; {layer.style}, "
                    f"{len(layer.membranes)} membrane tensor(s); at {layer.location})")
         out.append(f"  update read from the graph: U_t = {layer.update}")
         if layer.features is not None:
@@ -167,7 +169,8 @@ def format_explain(path: str, match: MatchResult) -> str:
             out.append(f"  note: {note}")
         out.append("")
     out.append("symbols: U previous membrane, R reset flag H(U_{t-1} − θ), I:<tensor> input current, "
-               "V:<tensor> recurrent current, S:<tensor> other carried state, Rold an older reset flag")
+               "V:<tensor> recurrent current, S:<tensor> other carried state, Rold an older reset flag, "
+               "X:<op>:<tensor> the output of an op the matcher cannot read")
     for note in match.notes:
         out.append(f"note: {note}")
     return "\n".join(out) + "\n"

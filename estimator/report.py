@@ -163,9 +163,11 @@ def build_report(
         )
     if per_step_dense:
         warned.append("dense ops are per time step: pass --steps T or --inputs to cover a whole sequence")
-    if any(row.cost_source and row.cost_source != "neurobench" for row in costed):
-        used = sorted({row.cost_source for row in costed if row.cost_source and row.cost_source != "neurobench"})
-        notes.append(f"costs not in NeuroBench's table come from: {', '.join(used)}")
+    elsewhere = [row for row in costed if row.cost_source and row.cost_source != "neurobench"]
+    if elsewhere:  # kinds NeuroBench cannot cost, or NeuroBench's own costs overridden by a user's table
+        used = sorted({row.cost_source for row in elsewhere if row.cost_source})
+        notes.append(f"costs not from NeuroBench's table: {', '.join(row.name for row in elsewhere)} "
+                     f"(from {', '.join(used)})")
     return Report(
         model=model,
         convention=convention,

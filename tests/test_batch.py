@@ -317,7 +317,7 @@ def test_manifest_rows_carry_their_own_options(tmp_path):
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("model,colour\na.onnx,red\n", "manifest.csv:2: unknown column(s) 'colour'"),
+    ("model,colour\na.onnx,red\n", "manifest.csv:1: unknown column(s) 'colour'"),
     ("inputs\nx.npz\n", "manifest.csv: a CSV manifest needs a header row with a 'model' column"),
     ("model,batch_size\na.onnx,many\n", "manifest.csv:2: batch_size must be a whole number, got 'many'"),
     ("model,convention\na.onnx,dense\n", "manifest.csv:2: convention must be one of spikes, neurobench"),

@@ -164,3 +164,15 @@ def test_convention_names_are_not_case_sensitive(workdir):
     lower = run("estimate", "unrolled.onnx", "-i", "inputs.npz", "-c", "neurobench", "-f", "json")
     assert upper.exit_code == 0 and upper.stdout == lower.stdout
     assert json.loads(upper.stdout)["convention"] == "neurobench"
+
+
+def test_package_version_is_the_distribution_version():
+    import estimator
+
+    try:
+        from importlib.metadata import version
+
+        installed = version("neuronops")
+    except Exception:  # a source checkout on sys.path
+        installed = "0+unknown"
+    assert estimator.__version__ == installed
