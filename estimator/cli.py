@@ -204,7 +204,7 @@ class _EstimateCommand(click.Command):
 @click.option("--format", "-f", "fmt", type=click.Choice(REPORT_FORMAT_NAMES), default="table", show_default=True,
               help="html: one self-contained file (inline SVG charts, no network); csv: one row per layer + totals.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the report to this file (atomically) instead of stdout.")
+              help="Write the report to this file (atomically) instead of stdout; missing folders are created.")
 @click.option("--step-rate", type=click.FloatRange(min=0, min_open=True), metavar="HZ",
               help="Time steps per second of real time: adds the sustained neuron ops/s needed (one sample stream "
                    "in real time: ops/s = ops per sample / T × HZ).")
@@ -357,7 +357,7 @@ def _estimate_split(model: Path, inputs: Path, convention: str, batch_size: int 
 @click.argument("reports", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "-f", "fmt", type=click.Choice(REPORT_FORMAT_NAMES), default="table", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the comparison to this file (atomically) instead of stdout.")
+              help="Write the comparison to this file (atomically) instead of stdout; missing folders are created.")
 @click.option("--step-rate", type=click.FloatRange(min=0, min_open=True), metavar="HZ",
               help="Time steps per second for every model (default: each report's own, if saved with one).")
 @click.option("--budget", type=click.FloatRange(min=0, min_open=True), metavar="OPS_PER_S",
