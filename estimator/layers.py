@@ -54,7 +54,7 @@ class NeuronLayer:
             return None
         count = 1
         for dim in self.neurons_shape[1:]:
-            if not isinstance(dim, int):
+            if not isinstance(dim, int) or dim < 0:  # symbolic, unknown, or a negative dim (a damaged file)
                 return None
             count *= dim
         return count

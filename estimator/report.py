@@ -55,7 +55,7 @@ class Totals:
     neuron_dense_ops: int | None  # per sample
     effective_neuron_ops: float | None  # per sample
     effective_neuron_ops_run: int | None  # whole run
-    complete: bool  # False when some neuron-like layer is uncosted (the totals leave it out)
+    complete: bool  # False when some neuron-like layer is uncosted, or of unknown size (the totals leave it out)
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,10 @@ def build_report(
             location=layer.location,
         ))
     costed = [row for row in rows if row.cost_per_update is not None]
-    dense_total = sum(row.dense_ops for row in costed if row.dense_ops is not None) if costed else None
+    # a costed layer whose size no static shape gives (no replay measured it): never a silent 0 in the total
+    unsized = [row.name for row in costed if row.dense_ops is None]
+    sized = [row.dense_ops for row in costed if row.dense_ops is not None]
+    dense_total = sum(sized) if sized else None
     effective_run_total = (
         sum(row.effective_ops_run for row in costed if row.effective_ops_run is not None)
         if counts and costed else None
@@ -161,6 +164,9 @@ def build_report(
         warned.append(
             f"{len(uncosted)} neuron-like layer(s) could not be costed and are left out of the totals (see uncosted)"
         )
+    if unsized:
+        warned.append(f"{len(unsized)} layer(s) of unknown size left out of Neuron Dense Ops ({', '.join(unsized)}): "
+                      "the graph gives no static shape for their neurons; --inputs measures them")
     if per_step_dense:
         warned.append("dense ops are per time step: pass --steps T or --inputs to cover a whole sequence")
     elsewhere = [row for row in costed if row.cost_source and row.cost_source != "neurobench"]
@@ -174,7 +180,7 @@ def build_report(
         style=match.style,
         samples=samples,
         time_steps=time_steps,
-        totals=Totals(dense_total, effective_total, effective_run_total, complete=not uncosted),
+        totals=Totals(dense_total, effective_total, effective_run_total, complete=not uncosted and not unsized),
         layers=tuple(rows),
         uncosted=tuple(uncosted),
         warnings=tuple(warned),

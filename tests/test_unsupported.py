@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from estimator import NeuronKind, UncostedLayersError, estimate, register_kind
 from estimator.cli import main
+from estimator.formats import REPORT_FORMATS
 from estimator.kinds import unregister_kind
 
 
@@ -102,3 +103,53 @@ def test_registered_kind_recognises_by_features(quadratic, tmp_path):
         unregister_kind("qif")
     assert (report.layers[0].kind, report.layers[0].cost_per_update) == ("qif", 6)
     assert report.totals.complete
+
+
+def _with_unknown_neuron_shapes(model, dims: list) -> None:
+    """Declare every Add/Sub/Mul output with `dims` (what a damaged file or a hand edit can hold; the checker passes
+    it), so no static shape gives the neurons' count."""
+    from onnx import TensorProto, helper
+
+    for node in model.graph.node:
+        if node.op_type in ("Add", "Sub", "Mul"):
+            for name in node.output:
+                model.graph.value_info.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
+
+
+def test_a_layer_of_unknown_size_is_never_a_silent_zero(write_model, tmp_path):
+    import onnx
+    from builders import leaky_unrolled
+
+    rng = np.random.default_rng(41)
+    net = random_net(rng, [5, 6])
+    model = leaky_unrolled(net, 4)
+    _with_unknown_neuron_shapes(model, ["batch", -5])
+    onnx.checker.check_model(model)
+    path = write_model(model)
+    dense = estimate(path)
+    assert [row.neurons_per_sample for row in dense.layers] == [None]  # never -5 neurons
+    assert dense.totals.neuron_dense_ops is None and not dense.totals.complete
+    assert any("unknown size left out of Neuron Dense Ops (leaky1)" in w for w in dense.warnings), dense.warnings
+    data = (rng.random((3, 4, 5)) < 0.5).astype(np.float32)
+    np.save(tmp_path / "inputs.npy", data)
+    replayed = estimate(path, tmp_path / "inputs.npy")  # the replay measures the layer: the figures are whole
+    assert replayed.layers[0].neurons_per_sample == 6 and replayed.totals.neuron_dense_ops == 6 * 4 * 4
+    assert replayed.totals.complete and not any("unknown size" in w for w in replayed.warnings)
+
+
+def test_a_layer_behind_an_op_shape_inference_cannot_see_through_is_left_out_and_said(write_model):
+    from builders import leaky_unrolled
+    from onnx import helper
+
+    rng = np.random.default_rng(42)
+    model = leaky_unrolled(random_net(rng, [5, 6, 3]), 4)
+    first = next(node for node in model.graph.node if node.op_type in ("MatMul", "Gemm"))
+    first.domain = "custom.ops"  # a custom op before the first layer: no static shape for its neurons
+    model.opset_import.append(helper.make_opsetid("custom.ops", 1))
+    report = estimate(write_model(model))
+    assert [row.neurons_per_sample for row in report.layers] == [None, None]  # shapes stop at the custom op
+    assert report.totals.neuron_dense_ops is None and not report.totals.complete  # not 0
+    assert any("2 layer(s) of unknown size left out of Neuron Dense Ops (leaky1, leaky2)" in w
+               for w in report.warnings), report.warnings
+    shown = REPORT_FORMATS["table"](report)
+    assert "total" in shown and " 0 " not in shown.split("total", 1)[1].splitlines()[0]
