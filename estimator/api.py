@@ -14,6 +14,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from . import cache as analysis_cache
 from .costs import CostTable, load_costs
 from .errors import InputError, ModelLoadError, NoNeuronLayersError, UncostedLayersError
@@ -25,6 +27,7 @@ from .report import CONVENTIONS, Report, build_report
 
 if TYPE_CHECKING:
     from .graph import ModelGraph
+    from .load import LoadedModel
 
 PathLike = str | os.PathLike[str]
 
@@ -79,21 +82,15 @@ def analyse(model: PathLike, *, for_replay: bool = False, cache: bool = True) ->
 
 
 def _analyse(model: PathLike, for_replay: bool) -> Analysis:
-    from .graph import ModelGraph
     from .load import load_model
-    from .match import match_layers
     from .replay import make_plan
 
     loaded = load_model(model)
     try:
-        graph = ModelGraph(loaded.model)
-        if graph.undecodable_name is not None:
-            raise ModelLoadError(f"{model}: tensor name {graph.undecodable_name!r} is not valid UTF-8; the file is "
-                                 "damaged, or was not written by an ONNX exporter")
-        if graph.cycle_tensor is not None:  # ONNX graphs are acyclic; the matcher's walks assume it
-            raise ModelLoadError(f"{model}: the graph has a cycle (through tensor {graph.cycle_tensor!r}); ONNX "
-                                 "graphs must be acyclic, loops belong in Loop or Scan nodes")
-        match = match_layers(graph)
+        # folding a file's constants may divide by zero or overflow (a beta of 0 under a log): numpy's warnings on
+        # stderr would mean nothing to the user (the value is then simply not a usable constant)
+        with np.errstate(all="ignore"):
+            graph, match = _graph_and_match(model, loaded)
     except ModelLoadError:
         raise
     except Exception as err:
@@ -107,6 +104,20 @@ def _analyse(model: PathLike, for_replay: bool) -> Analysis:
     # a model with external data is not cached: its weights live in other files, which the key does not cover
     plan = make_plan(graph, match, cacheable=not loaded.external_data) if for_replay else None
     return Analysis(str(model), graph, match, loaded.warnings, plan, cacheable=not loaded.external_data)
+
+
+def _graph_and_match(model: PathLike, loaded: LoadedModel) -> tuple[ModelGraph, MatchResult]:
+    from .graph import ModelGraph
+    from .match import match_layers
+
+    graph = ModelGraph(loaded.model)
+    if graph.undecodable_name is not None:
+        raise ModelLoadError(f"{model}: tensor name {graph.undecodable_name!r} is not valid UTF-8; the file is "
+                             "damaged, or was not written by an ONNX exporter")
+    if graph.cycle_tensor is not None:  # ONNX graphs are acyclic; the matcher's walks assume it
+        raise ModelLoadError(f"{model}: the graph has a cycle (through tensor {graph.cycle_tensor!r}); ONNX "
+                             "graphs must be acyclic, loops belong in Loop or Scan nodes")
+    return graph, match_layers(graph)
 
 
 def estimate(

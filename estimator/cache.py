@@ -108,11 +108,11 @@ def slot_for(model: Path) -> Slot | None:
     """Where this model file's entry lives; None when the cache is off, or the file is not one regular readable file
     (load_model then says what is wrong with it)."""
     folder = cache_dir()
-    if folder is None or not model.is_file():
+    if folder is None:
         return None
     try:
-        return Slot(folder, model_key(model))
-    except OSError:
+        return Slot(folder, model_key(model)) if model.is_file() else None
+    except (OSError, ValueError):  # unreadable, a name too long, a NUL byte in it…
         return None
 
 

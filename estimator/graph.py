@@ -236,6 +236,8 @@ class ModelGraph:
         if tensor in self._values:
             return self._values[tensor]
         value = self._compute_value(tensor) if self.is_constant(tensor) else None
+        if value is not None and np.asarray(value).dtype.kind not in "biuf":
+            value = None  # strings, complex numbers…: no neuron's update is read from them
         self._values[tensor] = value
         return value
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,22 +68,25 @@ def _unreadable(path: Path, err: BaseException) -> InputError:
 
 def _open(path: Path, max_bytes: int | None = None) -> dict[str, np.ndarray]:
     """The arrays in `path`, told apart by content (not by suffix): .npy memory-mapped, .npz read member by member."""
-    if not path.exists():
-        raise InputError(f"{path}: no such inputs file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, expected a .npz or .npy file")
-    if not path.is_file():  # a FIFO or a device would block or never end
-        raise InputError(f"{path}: not a regular file, expected a .npz or .npy file")
     try:
+        if not path.exists():
+            raise InputError(f"{path}: no such inputs file")
+        if path.is_dir():
+            raise InputError(f"{path}: is a directory, expected a .npz or .npy file")
+        if not path.is_file():  # a FIFO or a device would block or never end
+            raise InputError(f"{path}: not a regular file, expected a .npz or .npy file")
         with path.open("rb") as handle:
             head = handle.read(8)
-    except OSError as err:
-        raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
+    except (OSError, ValueError) as err:  # a name too long, a NUL byte in it…
+        raise InputError(f"{path}: cannot read ({getattr(err, 'strerror', None) or err})") from None
     try:
-        if head.startswith(_NPY_MAGIC):
-            return {"": np.load(path, mmap_mode="r", allow_pickle=False)}
-        if head.startswith(_ZIP_MAGICS):
-            return _read_npz(path, max_bytes)
+        # numpy warns on stderr about headers it reads by an old fallback (Python 2 files): not the user's concern
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if head.startswith(_NPY_MAGIC):
+                return {"": np.load(path, mmap_mode="r", allow_pickle=False)}
+            if head.startswith(_ZIP_MAGICS):
+                return _read_npz(path, max_bytes)
     except InputError:
         raise
     except MemoryError:

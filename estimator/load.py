@@ -74,15 +74,21 @@ def _check_external_data(model: onnx.ModelProto, folder: Path) -> None:
             continue
         info = {entry.key: entry.value for entry in tensor.external_data}
         location = info.get("location", "")
-        if not location or os.path.isabs(location) or Path(location).drive:
+        if not location or os.path.isabs(location) or Path(location).drive or "\0" in location:
             raise ModelLoadError(f"tensor {tensor.name!r}: external data location {location!r} is not a relative path")
-        target = (base / location).resolve()
-        if base != target and base not in target.parents:
-            raise ModelLoadError(
-                f"tensor {tensor.name!r}: external data location {location!r} points outside the model's folder"
-            )
-        if not target.is_file():
-            raise ModelLoadError(f"tensor {tensor.name!r}: external data file {location!r} is missing beside the model")
+        try:
+            target = (base / location).resolve()
+            if base != target and base not in target.parents:
+                raise ModelLoadError(
+                    f"tensor {tensor.name!r}: external data location {location!r} points outside the model's folder"
+                )
+            if not target.is_file():
+                raise ModelLoadError(
+                    f"tensor {tensor.name!r}: external data file {location!r} is missing beside the model")
+            size = target.stat().st_size
+        except OSError as err:  # a name too long, a loop of links…
+            raise ModelLoadError(f"tensor {tensor.name!r}: external data file {location!r} cannot be read "
+                                 f"({err.strerror or err})") from None
         offset = _byte_count(info, "offset", tensor.name)
         length = _byte_count(info, "length", tensor.name) if info.get("length") else _stored_size(tensor) or 0
         expected = _stored_size(tensor)
@@ -91,7 +97,6 @@ def _check_external_data(model: onnx.ModelProto, folder: Path) -> None:
                 f"tensor {tensor.name!r}: external data length {length} does not match its shape "
                 f"{list(tensor.dims)} ({expected} bytes)"
             )
-        size = target.stat().st_size
         if offset + length > size:
             raise ModelLoadError(
                 f"tensor {tensor.name!r}: external data file {location!r} is truncated "
@@ -128,6 +133,19 @@ def _uses_external_data(model: onnx.ModelProto, raw: bytes | None = None) -> boo
     )
 
 
+def _strip_tags(model: onnx.ModelProto) -> None:
+    """Remove FUNCTION_TAG entries a file carries itself: the tag names the neuron class a node was inlined from, so
+    a forged one could name any kind (and a malformed one break the matcher)."""
+    for nodes in (model.graph.node, *(function.node for function in model.functions)):
+        for node in nodes:
+            if node.metadata_props:
+                kept = [(p.key, p.value) for p in node.metadata_props if p.key != FUNCTION_TAG]
+                if len(kept) != len(node.metadata_props):
+                    del node.metadata_props[:]
+                    for key, value in kept:
+                        node.metadata_props.add(key=key, value=value)
+
+
 def _tag_functions(model: onnx.ModelProto) -> None:
     for function in model.functions:
         for node in function.node:
@@ -139,14 +157,17 @@ def _tag_functions(model: onnx.ModelProto) -> None:
 def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     """Read `path` (ONNX protobuf, weights inline or in external files beside it) into a LoadedModel."""
     model_path = Path(path)
-    if not model_path.exists():
-        raise ModelLoadError(f"{model_path}: no such file")
-    if model_path.is_dir():
-        raise ModelLoadError(f"{model_path}: is a directory, expected an .onnx file")
-    if not model_path.is_file():  # a FIFO or a device would block or never end
-        raise ModelLoadError(f"{model_path}: not a regular file, expected an .onnx file")
-    if model_path.stat().st_size == 0:
-        raise ModelLoadError(f"{model_path}: file is empty")
+    try:
+        if not model_path.exists():
+            raise ModelLoadError(f"{model_path}: no such file")
+        if model_path.is_dir():
+            raise ModelLoadError(f"{model_path}: is a directory, expected an .onnx file")
+        if not model_path.is_file():  # a FIFO or a device would block or never end
+            raise ModelLoadError(f"{model_path}: not a regular file, expected an .onnx file")
+        if model_path.stat().st_size == 0:
+            raise ModelLoadError(f"{model_path}: file is empty")
+    except (OSError, ValueError) as err:  # a name too long, a NUL byte in it…
+        raise ModelLoadError(f"{model_path}: cannot read ({getattr(err, 'strerror', None) or err})") from None
     try:
         raw = model_path.read_bytes()
         original = onnx.ModelProto.FromString(raw)  # what onnx.load does, keeping the bytes for shape inference
@@ -175,6 +196,7 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
 
         working = onnx.ModelProto()
         working.CopyFrom(original)
+        _strip_tags(working)
         _tag_functions(working)
         try:
             working = inliner.inline_local_functions(working)
@@ -189,6 +211,8 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
         if not had_functions:
             working = onnx.ModelProto()
             working.CopyFrom(original)
+    if not had_functions and FUNCTION_TAG.encode() in raw:
+        _strip_tags(working)  # the file's own: only the loader says which function a node came from
     return LoadedModel(path=model_path, model=working, original=original, had_functions=had_functions,
                        warnings=tuple(warnings), external_data=external)
 

@@ -676,7 +676,7 @@ def _build_layer(
     near_misses: dict[str, str] = {}
     kind_source = "structure"
     classes = Counter(
-        node.function.split(":", 1)[1].split(".")[0] for node in component_nodes if node.function
+        node.function.split(":", 1)[-1].split(".")[0] for node in component_nodes if node.function
     )
     structural, near_misses = classify(features)
     if classes:

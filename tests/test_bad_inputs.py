@@ -314,8 +314,16 @@ CASES = [
          "external data offset '-5' is not a byte count"),
     Case("external data wrong length", lambda t: (_external(t, "length", "3"), None, [], {}), M,
          "external data length 3 does not match its shape"),
+    Case("external data NUL in location", lambda t: (_external(t, "location", "model.onnx.data\0x"), None, [], {}),
+         M, "is not a relative path"),
+    Case("external data name too long", lambda t: (_external(t, "location", "w" * 300 + ".bin"), None, [], {}), M,
+         "cannot be read (File name too long)"),
+    Case("model name too long", lambda t: (t / ("m" * 300 + ".onnx"), None, [], {}), M,
+         "cannot read (File name too long)"),
     # inputs
     Case("missing inputs", lambda t: (_good(t)[0], t / "absent.npz", [], {}), InputError, "no such inputs file"),
+    Case("inputs name too long", lambda t: (_good(t)[0], t / ("i" * 300 + ".npz"), [], {}), InputError,
+         "cannot read (File name too long)"),
     Case("inputs not numpy", lambda t: (_good(t)[0], _write(t, "x.npz", b"time,value\n0,1\n"), [], {}), InputError,
          "not a .npy or .npz file"),
     Case("truncated npz", lambda t: (_good(t)[0], _write(t, "x.npz", (_good(t)[1]).read_bytes()[:200]), [], {}),
@@ -833,3 +841,86 @@ def test_a_tensor_name_that_is_not_utf8_is_refused(renamed, with_inputs, tmp_pat
         estimate(model, tmp_path / "inputs.npz" if with_inputs else None, cache=False)
     args = ["estimate", model, *(["--inputs", tmp_path / "inputs.npz"] if with_inputs else []), "--no-cache"]
     assert_cli_error(run_cli(*args), 1, message)
+
+
+# --- odd but valid files the fuzzer found: they run, and nothing but the report reaches the terminal ----------------
+def _sample_model(name: str) -> onnx.ModelProto:
+    from conftest import SAMPLES
+
+    return onnx.load(SAMPLES / name / "model.onnx")
+
+
+def _sample_inputs(name: str) -> np.ndarray:
+    from conftest import SAMPLES
+
+    return np.load(SAMPLES / name / "inputs.npz")["input"]
+
+
+def _set_initializer(model: onnx.ModelProto, name: str, tensor: onnx.TensorProto) -> None:
+    found = next(t for t in model.graph.initializer if t.name == name)
+    tensor.name = name
+    found.CopyFrom(tensor)
+
+
+@pytest.mark.parametrize("value", ["Leaky", "ai.onnx:Synaptic"], ids=["no colon", "another kind"])
+def test_a_file_cannot_forge_the_loaders_function_tag(tmp_path, value):
+    """The loader tags inlined nodes with the neuron class they came from: the file's own tags are dropped, so a
+    malformed one breaks nothing and a forged one names no kind."""
+    from estimator.load import FUNCTION_TAG
+
+    model = _sample_model("leaky_sub_fc1__stepwise__torchscript")
+    for node in model.graph.node:
+        node.metadata_props.add(key=FUNCTION_TAG, value=value)
+    path = _model_file(tmp_path, model)
+    report = estimate(path, cache=False)
+    assert [(row.kind, row.reset) for row in report.layers] == [("leaky", "subtract")]
+    assert "structure" in run_cli("layers", path, "--no-cache").stdout
+
+
+@pytest.mark.parametrize("threshold", [helper.make_tensor("t", TensorProto.STRING, [], [b"abc"]),
+                                       numpy_helper.from_array(np.array(1 + 2j, np.complex64))],
+                         ids=["string", "complex"])
+def test_a_non_numeric_constant_in_an_update_is_not_read(tmp_path, threshold):
+    model = _sample_model("leaky_sub_fc1__stepwise__torchscript")
+    _set_initializer(model, "core.mods.lif1.threshold", threshold)
+    report = estimate(_model_file(tmp_path, model), cache=False)
+    assert report.layers[0].kind == "leaky" and report.layers[0].reset is None  # not read: uncosted, not a crash
+    assert report.uncosted and not report.totals.complete
+
+
+def test_numeric_warnings_of_constant_folding_stay_off_stderr(tmp_path):
+    model = _sample_model("alpha_sub_fc1__stepwise__torchscript")
+    _set_initializer(model, "core.mods.alp1.beta", numpy_helper.from_array(np.array(0.0, np.float32)))
+    path = _model_file(tmp_path, model)
+    np.savez(tmp_path / "bad.npz", input=np.zeros((2, 3, 5), np.float32))
+    # in real processes: pytest would catch the warnings before they reach a CliRunner's stderr
+    runs = ((["layers", path], 0), (["estimate", path], 0), (["estimate", path, "-i", tmp_path / "bad.npz"], 1))
+    for args, code in runs:
+        done = _process(*args, "--no-cache")
+        assert done.returncode == code and "Warning" not in done.stderr, done.stderr
+        assert done.stderr.count("\n") == code  # an error is still exactly one line
+
+
+def _process(*args: object):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "estimator", *map(str, args)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent, timeout=120)
+
+
+def test_an_old_npy_header_is_read_without_a_warning(tmp_path):
+    """numpy reads headers written by Python 2 ('8L' dims) through a fallback that warns on stderr."""
+    name = "leaky_sub_fc1__stepwise__torchscript"
+    data = _sample_inputs(name).astype("<f4")
+    dims = ", ".join(f"{n}L" for n in data.shape)
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }"
+    header += " " * ((len(header) + 11 + 63) // 64 * 64 - len(header) - 11) + "\n"
+    (tmp_path / "py2.npy").write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little")
+                                       + header.encode("latin1") + data.tobytes())
+    np.save(tmp_path / "now.npy", data)
+    model = _model_file(tmp_path, _sample_model(name))
+    old = _process("estimate", model, "--inputs", tmp_path / "py2.npy", "--no-cache", "-f", "json")
+    assert old.returncode == 0 and old.stderr == "", old.stderr
+    now = _process("estimate", model, "--inputs", tmp_path / "now.npy", "--no-cache", "-f", "json")
+    assert old.stdout == now.stdout
