@@ -112,7 +112,7 @@ def _graph_and_match(model: PathLike, loaded: LoadedModel) -> tuple[ModelGraph, 
 
     graph = ModelGraph(loaded.model)
     if graph.undecodable_name is not None:
-        raise ModelLoadError(f"{model}: tensor name {graph.undecodable_name!r} is not valid UTF-8; the file is "
+        raise ModelLoadError(f"{model}: name {graph.undecodable_name!r} in the graph is not valid UTF-8; the file is "
                              "damaged, or was not written by an ONNX exporter")
     if graph.cycle_tensor is not None:  # ONNX graphs are acyclic; the matcher's walks assume it
         raise ModelLoadError(f"{model}: the graph has a cycle (through tensor {graph.cycle_tensor!r}); ONNX "

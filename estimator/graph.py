@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import gc
 import heapq
+import math
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import chain
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 
 
 # Ops that produce data from shapes only: their outputs never depend on input *values*.
+MAX_FOLDED = 1 << 24  # elements of a constant the graph folds (see _compute_value)
 SHAPE_ONLY_OPS = frozenset({"Shape", "Size", "ConstantOfShape", "EyeLike", "RandomNormal", "RandomUniform"})
 
 
@@ -165,11 +168,14 @@ class ModelGraph:
                     producer[name] = index
                     producer_node[name] = node
         # protobuf hands a string field that is not valid UTF-8 back as bytes: such a name matches no other tensor,
-        # and onnx's helpers fail on it (checked over the dict keys, a C-level pass)
-        named = (producer, consumers, alias, self.initializers, self.graph_inputs, self.graph_outputs)
+        # and onnx's helpers and the report fail on it (checked over the dict keys and node fields, C-level passes)
+        def texts() -> Iterator[Any]:
+            return chain(producer, consumers, alias, self.initializers, self.graph_inputs, self.graph_outputs,
+                         *(map(attrgetter(field), nodes) for field in ("name", "op_type", "domain")))
+
         self.undecodable_name: bytes | None = None
-        if set(map(type, chain(*named))) - {str}:
-            self.undecodable_name = next(name for name in chain(*named) if type(name) is not str)
+        if set(map(type, texts())) - {str}:
+            self.undecodable_name = next(text for text in texts() if type(text) is not str)
         self._constant: dict[str, bool] = {}
         self._values: dict[str, np.ndarray | None] = {}
         self._shapes: dict[bytes, tuple[Dim, ...] | None] = {}  # a tensor type's bytes -> its shape (see shape)
@@ -264,6 +270,10 @@ class ModelGraph:
             return None
         args = [self.constant_value(name) if name else None for name in node.inputs]
         try:
+            # a result much larger than its inputs (Add of an N×1 and a 1×N constant) is not folded: a tiny file
+            # must not make the analysis allocate gigabytes; no neuron's update needs such a constant
+            if math.prod(np.broadcast_shapes(*(np.shape(arg) for arg in args if arg is not None))) > MAX_FOLDED:
+                return None
             return evaluate(node, args)
         except Exception:
             return None

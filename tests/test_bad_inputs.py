@@ -843,6 +843,16 @@ def test_a_tensor_name_that_is_not_utf8_is_refused(renamed, with_inputs, tmp_pat
     assert_cli_error(run_cli(*args), 1, message)
 
 
+def test_a_node_name_that_is_not_utf8_is_refused(tmp_path):
+    model = leaky_stepwise(random_net(np.random.default_rng(32), [5, 6]))
+    node = next(node for node in model.graph.node if node.op_type == "Greater")
+    node.name = "NODENAME_PLACEHOLDER"
+    path = tmp_path / "model.onnx"
+    path.write_bytes(model.SerializeToString().replace(b"NODENAME_PLACEHOLDER", b"NODE\xffNAME_PLACEHOLDE"))
+    assert_cli_error(run_cli("layers", path, "--no-cache"), 1, "name b'NODE\\xffNAME_PLACEHOLDE' in the graph is not "
+                     "valid UTF-8")
+
+
 # --- odd but valid files the fuzzer found: they run, and nothing but the report reaches the terminal ----------------
 def _sample_model(name: str) -> onnx.ModelProto:
     from conftest import SAMPLES
@@ -924,3 +934,28 @@ def test_an_old_npy_header_is_read_without_a_warning(tmp_path):
     assert old.returncode == 0 and old.stderr == "", old.stderr
     now = _process("estimate", model, "--inputs", tmp_path / "now.npy", "--no-cache", "-f", "json")
     assert old.stdout == now.stdout
+
+
+def test_a_constant_that_would_blow_up_is_not_folded(tmp_path):
+    """A small file whose decay factor is Add(A[N, 1], B[1, N]) would make folding allocate N² floats (gigabytes)
+    for a dense-only run that needs none of it: such a constant is left unfolded."""
+    import subprocess
+    import sys
+
+    size = 12_000  # 144 M elements: 0.6 GB as float32, 1.2 GB more as float64 if it were folded
+    model = _sample_model("leaky_sub_fc1__stepwise__torchscript")
+    beta = next(t for t in model.graph.initializer if t.name == "core.mods.lif1.beta")
+    model.graph.initializer.remove(beta)
+    model.graph.initializer.extend([numpy_helper.from_array(np.full((size, 1), 0.45, np.float32), "a"),
+                                    numpy_helper.from_array(np.full((1, size), 0.45, np.float32), "b")])
+    model.graph.node.insert(0, helper.make_node("Add", ["a", "b"], ["core.mods.lif1.beta"], name="big"))
+    path = _model_file(tmp_path, model)
+    assert path.stat().st_size < 200_000
+    child = subprocess.Popen([sys.executable, "-m", "estimator", "layers", str(path), "--no-cache"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).resolve().parent.parent)
+    out, err = child.stdout.read(), child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)  # this child's own peak (not the largest of all children so far)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    assert child.returncode == 0 and "lif1" in out, err
+    assert usage.ru_maxrss / 1024 < 400, usage.ru_maxrss  # tens of MB of interpreter, numpy, onnx; never the N²
