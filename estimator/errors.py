@@ -6,6 +6,8 @@ these, so the CLI can print `error: <message>` and exit with `exit_code`, never 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 EXIT_OK = 0
 EXIT_ERROR = 1  # the estimate could not be made (bad model, bad inputs, bad cost table)
 EXIT_USAGE = 2  # the command line itself is wrong (click's own convention)
@@ -93,3 +95,18 @@ class TimeLimitError(ResourceLimitError):
 
 class OutputError(NeuronopsError):
     """The report could not be written where asked (nothing is left half-written)."""
+
+
+def require_file(path: Path, error: type[NeuronopsError], missing: str, expected: str) -> None:
+    """Raise `error` unless `path` is one regular file: `"<path>: <missing>"` when absent, and a message naming
+    `expected` for a folder, a FIFO or a device (which would block or never end), or a path the system refuses (a
+    name too long, a NUL byte in it)."""
+    try:
+        if not path.exists():
+            raise error(f"{path}: {missing}")
+        if path.is_dir():
+            raise error(f"{path}: is a directory, expected {expected}")
+        if not path.is_file():
+            raise error(f"{path}: not a regular file, expected {expected}")
+    except (OSError, ValueError) as err:
+        raise error(f"{path}: cannot read ({getattr(err, 'strerror', None) or err})") from None

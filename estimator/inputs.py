@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, require_file
 from .limits import format_size
 
 # What `estimate(inputs=…)` takes: a .npy/.npz path, one array (a model with one data input), or arrays by input name
@@ -68,17 +68,12 @@ def _unreadable(path: Path, err: BaseException) -> InputError:
 
 def _open(path: Path, max_bytes: int | None = None) -> dict[str, np.ndarray]:
     """The arrays in `path`, told apart by content (not by suffix): .npy memory-mapped, .npz read member by member."""
+    require_file(path, InputError, "no such inputs file", "a .npz or .npy file")
     try:
-        if not path.exists():
-            raise InputError(f"{path}: no such inputs file")
-        if path.is_dir():
-            raise InputError(f"{path}: is a directory, expected a .npz or .npy file")
-        if not path.is_file():  # a FIFO or a device would block or never end
-            raise InputError(f"{path}: not a regular file, expected a .npz or .npy file")
         with path.open("rb") as handle:
             head = handle.read(8)
-    except (OSError, ValueError) as err:  # a name too long, a NUL byte in it…
-        raise InputError(f"{path}: cannot read ({getattr(err, 'strerror', None) or err})") from None
+    except OSError as err:
+        raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
     try:
         # numpy warns on stderr about headers it reads by an old fallback (Python 2 files): not the user's concern
         with warnings.catch_warnings():

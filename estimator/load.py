@@ -17,7 +17,7 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
-from .errors import ModelLoadError
+from .errors import ModelLoadError, require_file
 
 FUNCTION_TAG = "neuronops.function"  # metadata key: "<domain>:<function name>" of the function a node was inlined from
 
@@ -157,18 +157,10 @@ def _tag_functions(model: onnx.ModelProto) -> None:
 def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     """Read `path` (ONNX protobuf, weights inline or in external files beside it) into a LoadedModel."""
     model_path = Path(path)
+    require_file(model_path, ModelLoadError, "no such file", "an .onnx file")
     try:
-        if not model_path.exists():
-            raise ModelLoadError(f"{model_path}: no such file")
-        if model_path.is_dir():
-            raise ModelLoadError(f"{model_path}: is a directory, expected an .onnx file")
-        if not model_path.is_file():  # a FIFO or a device would block or never end
-            raise ModelLoadError(f"{model_path}: not a regular file, expected an .onnx file")
         if model_path.stat().st_size == 0:
             raise ModelLoadError(f"{model_path}: file is empty")
-    except (OSError, ValueError) as err:  # a name too long, a NUL byte in it…
-        raise ModelLoadError(f"{model_path}: cannot read ({getattr(err, 'strerror', None) or err})") from None
-    try:
         raw = model_path.read_bytes()
         original = onnx.ModelProto.FromString(raw)  # what onnx.load does, keeping the bytes for shape inference
     except (DecodeError, ValueError, RuntimeError, OSError, UnicodeDecodeError) as err:
