@@ -391,7 +391,8 @@ def layers(model: Path, fmt: str, cache: bool) -> None:
     from .formats import format_layers, layers_json
 
     analysis = analyse(model, cache=cache)
-    click.echo((layers_json if fmt == "json" else format_layers)(str(model), analysis.match), nl=False)
+    shown = layers_json if fmt == "json" else format_layers
+    click.echo(shown(str(model), analysis.match, analysis.warnings), nl=False)
 
 
 @main.command(epilog=EXIT_CODES_HELP)
@@ -404,7 +405,7 @@ def explain(model: Path, cache: bool) -> None:
     from .formats import format_explain
 
     analysis = analyse(model, cache=cache)
-    click.echo(format_explain(str(model), analysis.match), nl=False)
+    click.echo(format_explain(str(model), analysis.match, analysis.warnings), nl=False)
 
 
 @main.command("cache", epilog=EXIT_CODES_HELP)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .layers import MatchResult, NeuronLayer
 from .report import Report
@@ -103,7 +103,7 @@ REPORT_FORMATS: dict[str, Callable[[Report], str]] = {
 }
 
 
-def format_layers(path: str, match: MatchResult) -> str:
+def format_layers(path: str, match: MatchResult, warnings: Sequence[str] = ()) -> str:
     headers = ["layer", "kind", "reset", "style", "neurons/sample", "steps", "recognised by", "where"]
     rows = [[
         layer.name, layer.kind or "?", layer.reset or "?", layer.style, _number(layer.neurons_per_sample),
@@ -120,10 +120,11 @@ def format_layers(path: str, match: MatchResult) -> str:
         out.append(f"problem: {layer.name}: {layer.problem}")
     for note in match.notes:
         out.append(f"note: {note}")
+    out.extend(f"warning: {warning}" for warning in warnings)  # the model's own (e.g. the ONNX checker's)
     return "\n".join(out) + "\n"
 
 
-def layers_json(path: str, match: MatchResult) -> str:
+def layers_json(path: str, match: MatchResult, warnings: Sequence[str] = ()) -> str:
     return json.dumps({
         "schema": "neuronops.layers/1",
         "model": path,
@@ -132,6 +133,7 @@ def layers_json(path: str, match: MatchResult) -> str:
         "state": [{"input": p.input, "output": p.output} for p in match.state_pairs],
         "layers": [_layer_dict(layer) for layer in match.layers],
         "notes": list(match.notes),
+        "warnings": list(warnings),
     }, indent=2) + "\n"
 
 
@@ -144,7 +146,7 @@ def _layer_dict(layer: NeuronLayer) -> dict:
     }
 
 
-def format_explain(path: str, match: MatchResult) -> str:
+def format_explain(path: str, match: MatchResult, warnings: Sequence[str] = ()) -> str:
     out = [f"model: {path}  ({match.style})", ""]
     for layer in match.layers:
         known = bool(layer.kind and layer.reset)
@@ -173,4 +175,5 @@ def format_explain(path: str, match: MatchResult) -> str:
                "X:<op>:<tensor> the output of an op the matcher cannot read")
     for note in match.notes:
         out.append(f"note: {note}")
+    out.extend(f"warning: {warning}" for warning in warnings)
     return "\n".join(out) + "\n"

@@ -242,8 +242,8 @@ class ModelGraph:
         if tensor in self._values:
             return self._values[tensor]
         value = self._compute_value(tensor) if self.is_constant(tensor) else None
-        if value is not None and np.asarray(value).dtype.kind not in "biuf":
-            value = None  # strings, complex numbers…: no neuron's update is read from them
+        if value is not None and np.asarray(value).dtype.kind not in "iuf":
+            value = None  # bools, strings, complex numbers…: no neuron's update is read from them
         self._values[tensor] = value
         return value
 
@@ -260,7 +260,12 @@ class ModelGraph:
             for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
                 if key in node.attributes and node.attributes[key] is not None:
                     value = node.attributes[key]
-                    return numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else np.asarray(value)
+                    try:
+                        if isinstance(value, onnx.TensorProto):
+                            return numpy_helper.to_array(value)
+                        return np.asarray(value)
+                    except Exception:  # data that does not fit its dims (a damaged file): not a usable constant
+                        return None
             return None
         if node.op_type == "ConstantOfShape":
             fill = node.attributes.get("value")

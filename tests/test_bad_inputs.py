@@ -888,8 +888,9 @@ def test_a_file_cannot_forge_the_loaders_function_tag(tmp_path, value):
 
 
 @pytest.mark.parametrize("threshold", [helper.make_tensor("t", TensorProto.STRING, [], [b"abc"]),
-                                       numpy_helper.from_array(np.array(1 + 2j, np.complex64))],
-                         ids=["string", "complex"])
+                                       numpy_helper.from_array(np.array(1 + 2j, np.complex64)),
+                                       helper.make_tensor("t", TensorProto.BOOL, [], [True])],
+                         ids=["string", "complex", "bool"])
 def test_a_non_numeric_constant_in_an_update_is_not_read(tmp_path, threshold):
     model = _sample_model("leaky_sub_fc1__stepwise__torchscript")
     _set_initializer(model, "core.mods.lif1.threshold", threshold)
@@ -959,3 +960,53 @@ def test_a_constant_that_would_blow_up_is_not_folded(tmp_path):
     child.returncode = os.waitstatus_to_exitcode(status)
     assert child.returncode == 0 and "lif1" in out, err
     assert usage.ru_maxrss / 1024 < 400, usage.ru_maxrss  # tens of MB of interpreter, numpy, onnx; never the N²
+
+
+@pytest.mark.parametrize("stored", [5, 3, 0])  # 5: the checker lets it through
+def test_a_constant_whose_data_does_not_fit_its_dims_is_not_read(tmp_path, stored):
+    """A Constant node holding 3 (or 0) bytes for one float: the checker may let it through; it is no constant."""
+    model = _sample_model("rsynaptic_none_fc1__stepwise__torchscript")
+    constants = [node for node in model.graph.node if node.op_type == "Constant"]
+    assert constants
+    for node in constants:
+        tensor = node.attribute[0].t
+        tensor.Clear()
+        tensor.data_type, tensor.dims[:], tensor.raw_data = TensorProto.FLOAT, [1], b"\x01" * stored
+    path = _model_file(tmp_path, model)
+    report = estimate(path, cache=False)  # a report (the layers uncosted or not), never an unexpected ValueError
+    assert report.layers
+    assert run_cli("layers", path, "--no-cache").exit_code == 0
+
+
+def test_shape_inference_builds_no_values_for_a_model_the_checker_rejects(tmp_path):
+    """An initializer declaring 2**40 elements over 4 bytes: onnx's data propagation would try to build it (20 s,
+    gigabytes); on a model the checker rejects only shapes are inferred, and the objection is shown."""
+    import subprocess
+    import sys
+
+    model = _sample_model("leaky_sub_fc1__stepwise__torchscript")
+    next(t for t in model.graph.initializer if t.name == "core.mods.lif1.threshold").dims[:] = [2**40]
+    path = _model_file(tmp_path, model)
+    child = subprocess.Popen([sys.executable, "-m", "estimator", "layers", str(path), "--no-cache"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).resolve().parent.parent)
+    out, err = child.stdout.read(), child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    assert child.returncode == 0 and "warning: the model fails the ONNX checker" in out, out + err
+    assert usage.ru_maxrss / 1024 < 400, usage.ru_maxrss
+
+
+def test_layers_and_explain_show_the_models_own_warnings(tmp_path):
+    import json
+
+    from builders import checker_objects_but_runs
+
+    path = _model_file(tmp_path, checker_objects_but_runs(_net()))
+    for args in (["layers", path], ["explain", path]):
+        shown = run_cli(*args, "--no-cache")
+        assert shown.exit_code == 0 and "warning: the model fails the ONNX checker" in shown.stdout, shown.stdout
+    listed = json.loads(run_cli("layers", path, "--no-cache", "-f", "json").stdout)
+    assert any("ONNX checker" in warning for warning in listed["warnings"])
+    clean = json.loads(run_cli("layers", _good(tmp_path)[0], "--no-cache", "-f", "json").stdout)
+    assert clean["warnings"] == []
