@@ -94,11 +94,11 @@ def _analyse(model: PathLike, for_replay: bool) -> Analysis:
     except ModelLoadError:
         raise
     except Exception as err:
-        checker = [w for w in loaded.warnings if "ONNX checker" in w]
-        if not checker:  # a valid model that breaks the analysis is a bug: let it surface
+        if loaded.checker_objection is None:  # a valid model that breaks the analysis is a bug: let it surface
             raise
         # an invalid model is analysed on trust (load.py); when that fails, the checker's reason is the answer
-        raise ModelLoadError(f"{model}: cannot analyse the graph ({type(err).__name__}); {checker[0]}") from None
+        raise ModelLoadError(f"{model}: cannot analyse the graph ({type(err).__name__}); "
+                             f"{loaded.checker_objection}") from None
     if not match.layers:
         raise NoNeuronLayersError(f"{model}: no spiking neuron layer found; looked for {LOOKED_FOR}")
     # a model with external data is not cached: its weights live in other files, which the key does not cover

@@ -296,7 +296,7 @@ class ModelGraph:
         key = type_proto.SerializeToString()
         if key in self._shapes:
             return self._shapes[key]
-        shape = _read_shape(type_proto.tensor_type)
+        shape = read_shape(type_proto.tensor_type)
         self._shapes[key] = shape
         return shape
 
@@ -341,7 +341,8 @@ class ModelGraph:
         return counts
 
 
-def _read_shape(tensor_type: onnx.TypeProto.Tensor) -> tuple[Dim, ...] | None:
+def read_shape(tensor_type: onnx.TypeProto.Tensor) -> tuple[Dim, ...] | None:
+    """A tensor type's dims: ints, symbolic names, or None for an unknown dim; None when it has no shape."""
     if not tensor_type.HasField("shape"):
         return None
     dims: list[Dim] = []

@@ -32,6 +32,7 @@ class LoadedModel:
     had_functions: bool
     warnings: tuple[str, ...] = ()  # e.g. the ONNX checker's objection; shown in the report
     external_data: bool = False  # some tensors were read from files beside the model
+    checker_objection: str | None = None  # the warning saying why the ONNX checker rejects the model, if it does
 
 
 def _byte_count(info: dict[str, str], key: str, tensor: str) -> int:
@@ -180,7 +181,7 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
             onnx.external_data_helper.load_external_data_for_model(original, str(model_path.parent))
         except (OSError, ValueError) as err:
             raise ModelLoadError(f"{model_path}: cannot read external data ({err})") from None
-    warnings = _checker_warnings(original if external else raw, original)
+    warnings, objection = _checker_warnings(original if external else raw, original)
 
     had_functions = len(original.functions) > 0
     if had_functions:
@@ -200,8 +201,7 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
         source = working if had_functions else original if external else raw
         # Data propagation computes constant values, and on a model the checker rejects it can be told to build
         # anything (a 4-byte initializer declaring 2**40 elements: gigabytes); shapes alone are safe.
-        checked = not any("ONNX checker" in warning for warning in warnings)
-        working = onnx.shape_inference.infer_shapes(source, data_prop=checked)
+        working = onnx.shape_inference.infer_shapes(source, data_prop=objection is None)
     except Exception:  # shape inference is a help, not a requirement: shapes are re-checked at replay
         if not had_functions:
             working = onnx.ModelProto()
@@ -209,13 +209,15 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     if not had_functions and FUNCTION_TAG.encode() in raw:
         _strip_tags(working)  # the file's own: only the loader says which function a node came from
     return LoadedModel(path=model_path, model=working, original=original, had_functions=had_functions,
-                       warnings=tuple(warnings), external_data=external)
+                       warnings=tuple(warnings), external_data=external, checker_objection=objection)
 
 
-def _checker_warnings(source: onnx.ModelProto | bytes, model: onnx.ModelProto) -> list[str]:
-    """What the ONNX checker and the opset stamps say; warnings, not refusals (see the module docstring). `source`
-    is the file's bytes when they hold the whole model (no second serialisation for the C++ checker)."""
-    warnings = []
+def _checker_warnings(source: onnx.ModelProto | bytes, model: onnx.ModelProto) -> tuple[list[str], str | None]:
+    """What the ONNX checker and the opset stamps say; warnings, not refusals (see the module docstring), and the
+    checker's objection among them (None when it accepts the model). `source` is the file's bytes when they hold the
+    whole model (no second serialisation for the C++ checker)."""
+    warnings: list[str] = []
+    objection = None
     newest = onnx.defs.onnx_opset_version()
     for opset in model.opset_import:
         if opset.domain in ("", "ai.onnx") and opset.version > newest:
@@ -224,5 +226,6 @@ def _checker_warnings(source: onnx.ModelProto | bytes, model: onnx.ModelProto) -
         onnx.checker.check_model(source)
     except Exception as err:  # ValidationError, ValueError for protos over 2 GB, …: the checker only advises
         reason = " ".join(str(err).split())
-        warnings.append(f"the model fails the ONNX checker: {reason[:300]}")
-    return warnings
+        objection = f"the model fails the ONNX checker: {reason[:300]}"
+        warnings.append(objection)
+    return warnings, objection
