@@ -112,6 +112,8 @@ def test_dense_ops_without_inputs(write_model):
     unrolled_path = write_model(leaky_unrolled(net, 12), "u2.onnx")
     ignored = estimate(unrolled_path, steps=25)
     assert ignored.totals.neuron_dense_ops == unrolled.totals.neuron_dense_ops
+    assert unrolled.time_steps == ignored.time_steps == 12  # the graph's steps, not --steps
+    assert stepwise.time_steps is None and with_steps.time_steps == 25
     assert "--steps 25 ignored: the model is unrolled with 12 time steps in the graph" in ignored.warnings
     assert not any("--steps" in warning for warning in estimate(unrolled_path, steps=12).warnings)
 
