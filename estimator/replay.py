@@ -184,9 +184,14 @@ def _session(plan: ReplayPlan, threads: int, optimize: bool = True, save_ort: st
 
     if plan.ort_model is not None:
         try:
-            return _new_session(ort, plan.ort_model, threads, optimize, ort_format=True)
+            session = _new_session(ort, plan.ort_model, threads, optimize, ort_format=True)
         except Exception:  # an onnxruntime that cannot read it after all: the ONNX model says the same
-            pass
+            session = None
+        # Only a copy that asks for what the replay feeds: onnxruntime turns the constants it folded into inputs of
+        # an old-IR (< 4) model's copy, which then cannot run. The ONNX model runs instead.
+        fed = set(plan.match.data_inputs) | {pair.input for pair in plan.match.state_pairs}
+        if session is not None and {given.name for given in session.get_inputs()} <= fed:
+            return session
     if save_ort is not None and not optimize:
         try:
             return _new_session(ort, plan.session_model, threads, optimize, save_ort=save_ort)

@@ -729,3 +729,19 @@ def test_the_graph_of_a_cached_analysis_is_built_on_first_use(tmp_path: Path, ca
         [(n.op_type, n.inputs, n.outputs) for n in fresh.graph.nodes]
     assert hit.graph is hit.graph  # built once
     assert hit.graph.nx.number_of_nodes() == fresh.graph.nx.number_of_nodes()
+
+
+def test_an_ort_copy_that_asks_for_inputs_the_replay_does_not_feed_is_not_used(tmp_path: Path, cache: Path) -> None:
+    """A model with ir_version 0 (the checker objects; analysed on trust): onnxruntime's saved copy of it turns the
+    constants it folded into required inputs. A hit then runs the ONNX model instead (found by fuzzing: the second
+    run of such a model failed)."""
+    case = next(c for c in SAMPLES if c.name == "leaky_zero_fc2__unrolled__torchscript")
+    model_path, inputs, _ = _sample_files(case)
+    model = onnx.load(model_path)
+    model.ir_version = 0
+    onnx.save(model, tmp_path / "model.onnx")
+    first = estimate(tmp_path / "model.onnx", inputs)
+    assert any(name.endswith(".ort") for name in _files(cache))  # the miss saved a copy (the few-runs case)
+    again = estimate(tmp_path / "model.onnx", inputs)
+    assert again.to_dict() == first.to_dict()
+    assert any("ONNX checker" in warning for warning in again.warnings)
