@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EXIT_ERROR, EXIT_OK, EXIT_UNCOSTED, ManifestError
+from .formats_text import _cell
 from .parallel import Backend, JobOutcome, ModelJob, peek_samples, run_jobs
 from .report import CONVENTIONS, SCHEMA
 
@@ -308,15 +309,8 @@ class BatchSummary:
         writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for row in self.rows:
-            writer.writerow({key: _csv_cell(value) for key, value in row.items()})
+            writer.writerow({key: _cell(value) for key, value in row.items()})  # as the report CSVs write them
         return buffer.getvalue()
-
-
-def _csv_cell(value: Any) -> Any:
-    """As the report CSVs write them: empty for None, true/false for booleans."""
-    if value is None:
-        return ""
-    return str(value).lower() if isinstance(value, bool) else value
 
 
 def run_batch(

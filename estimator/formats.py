@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Sequence
 
 from .layers import MatchResult, NeuronLayer
-from .report import Report
+from .report import PER_STEP, Report
 
 CONVENTION_TEXT = {
     "spikes": "spikes: effective ops = spikes emitted × cost per update",
@@ -57,7 +57,7 @@ def format_table(report: Report) -> str:
         out.append("replay: none (no --inputs): effective ops need recorded inputs")
     out.append(f"convention: {CONVENTION_TEXT[report.convention]}")
     out.append(f"dense and effective ops are per {report.per}"
-               + ("" if report.per == "sample" else " of one sample (no --steps or --inputs)")
+               + (" of one sample (no --steps or --inputs)" if report.per == PER_STEP else "")
                + "; spikes are totals over the whole run")
     out.append("")
     out.extend(_table(headers, rows, right={3, 4, 5, 6, 7, 8, 9}))

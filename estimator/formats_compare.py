@@ -17,7 +17,7 @@ from .formats_html import CHART_WIDTH, DENSE_COLOUR, EFFECTIVE_COLOUR, _e, _kv, 
 from .formats_html import _compact as compact
 from .formats_html import _table as html_table
 from .formats_text import CONVENTIONS_COMMON, _cell, _md_table, joules, si
-from .report import Report
+from .report import PER_STEP, Report
 
 COMPARE_SCHEMA = "neuronops.compare/1"
 
@@ -28,7 +28,7 @@ def _rate(value: float | None) -> str:
 
 def _per(report: Report, value: float | None) -> str:
     """A total, marked when it is not per sample (a stepwise model reported per time step)."""
-    return _number(value) + ("" if report.per == "sample" or value is None else f" per {report.per}")
+    return _number(value) + (f" per {report.per}" if report.per == PER_STEP and value is not None else "")
 
 
 def metric_rows(comparison: Comparison) -> list[tuple[str, list[str]]]:

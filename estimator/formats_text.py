@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from .feasibility import Feasibility
 from .formats import CONVENTION_TEXT, _number, _rate, _table
-from .report import SCHEMA, Report
+from .report import PER_STEP, SCHEMA, Report
 
 SI_PREFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"),
                (1e-12, "p"), (1e-15, "f"))
@@ -43,7 +43,7 @@ def joules(pj: float | None) -> str:
 def conventions(report: Report) -> list[str]:
     """Every convention the report's numbers rest on, as sentences (the same list in every format)."""
     common = list(CONVENTIONS_COMMON)
-    if report.per != "sample":
+    if report.per == PER_STEP:
         common[0] = (f"dense ops are per {report.per} of one sample: the model is stepwise and neither --steps nor "
                      "--inputs said how many steps make a sample")
     lines = [f"convention {CONVENTION_TEXT[report.convention]}", *common]

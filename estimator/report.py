@@ -110,7 +110,7 @@ def build_report(
     samples = counts.samples if counts else None
     # without a replay, an unrolled graph's own steps (when its layers agree) say more than --steps, which it ignores
     in_graph = {layer.time_steps for layer in match.layers if layer.time_steps is not None}
-    time_steps = counts.time_steps if counts else in_graph.pop() if len(in_graph) == 1 else steps
+    time_steps = counts.time_steps if counts else next(iter(in_graph)) if len(in_graph) == 1 else steps
     per_step_dense = False
     for index, layer in enumerate(match.layers):
         layer_counts = counts.layers[index] if counts else None
