@@ -638,7 +638,7 @@ def replay(
         if real < len(membranes[0]):  # a zero-padded batch: only the real rows count
             membranes = [m[:real] for m in membranes]
             fired = [f[:real] for f in fired]
-        counts = [int(n) for n in map(np.count_nonzero, fired)]
+        counts = _nonzero_counts(fired)
         spikes[i] += sum(counts)
         per_step[i][t0:t0 + len(counts)] = list(map(int.__add__, per_step[i][t0:t0 + len(counts)], counts))
         if previous is None:  # NeuroBench counts every neuron at the first step, then the membranes that changed
@@ -743,6 +743,17 @@ def replay(
     counts = tuple(by_layer.get(id(layer)) for layer in match.layers)
     return ReplayCounts(samples=samples, time_steps=steps, batch_size=size, layers=counts,
                         warnings=tuple(warnings), notes=tuple(notes))
+
+
+def _nonzero_counts(arrays: list[np.ndarray]) -> list[int]:
+    """np.count_nonzero of each array. A float array of a few thousand elements or more is compared with zero first:
+    `x != 0` then counting booleans is faster than counting floats (1000 arrays of 100 × 1152 float32: 0.10–0.13 →
+    0.08 s; slower below ≈ 1000 elements), and `x != 0` is true exactly where x is nonzero (NaN included, −0.0
+    not), so the counts are the same."""
+    if arrays and arrays[0].dtype.kind == "f" and arrays[0].size >= 4096:
+        zero = arrays[0].dtype.type(0)
+        return [int(np.count_nonzero(np.not_equal(array, zero))) for array in arrays]
+    return [int(n) for n in map(np.count_nonzero, arrays)]
 
 
 def _run(session, fetch_names: list[str], feeds: dict[str, np.ndarray], run_options=None,

@@ -20,13 +20,21 @@ SAMPLES = 5
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("feasibility")
+def written(tmp_path_factory) -> tuple[Path, dict]:
+    """The sample models, written once per module: every test that names `folder` finds them there, whichever runs
+    first (or alone, with -k)."""
+    folder = tmp_path_factory.mktemp("feasibility")
+    return folder, write_models(folder)
 
 
 @pytest.fixture(scope="module")
-def built(folder):
-    return write_models(folder)
+def folder(written) -> Path:
+    return written[0]
+
+
+@pytest.fixture(scope="module")
+def built(written) -> dict:
+    return written[1]
 
 
 @pytest.fixture(scope="module")

@@ -269,3 +269,22 @@ def test_unfetched_tensor_bytes_skip_unknown_dims_and_non_tensors():
     assert model_graph.shape("known") == ("batch", 3, 5) and model_graph.shape("same_type") == ("batch", 3, 5)
     assert model_graph.shape("unknown_dim") == (2, None) and model_graph.shape("no_shape") is None
     assert model_graph.shape("sequence") is None and model_graph.shape("scalar") == ()
+
+
+@pytest.mark.parametrize("shape", [(8, 600), (4, 7)])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int32, np.int8, np.bool_])
+def test_spike_counts_equal_count_nonzero_for_every_dtype(dtype, shape):
+    """The replay counts float spikes as `x != 0` (faster than counting floats): the same count as np.count_nonzero,
+    NaN and ±Inf counted, −0.0 not."""
+    from estimator.replay import _nonzero_counts
+
+    rng = np.random.default_rng(5)
+    arrays = [(rng.random(shape) < 0.3).astype(dtype) for _ in range(3)]  # above and below the compare-first size
+    if np.dtype(dtype).kind == "f":
+        arrays[0][0, :4] = [np.nan, -0.0, np.inf, -np.inf]
+        arrays[1][:] = -0.0
+    expected = [int(np.count_nonzero(array)) for array in arrays]
+    assert _nonzero_counts(arrays) == expected
+    assert all(type(count) is int for count in _nonzero_counts(arrays))
+    if np.dtype(dtype).kind == "f":
+        assert expected[1] == 0 and expected[0] >= 3
