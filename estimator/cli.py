@@ -14,9 +14,18 @@ import click
 from .errors import EXIT_ERROR, NeuronopsError, OutputError
 
 REPORT_FORMAT_NAMES = ["table", "json", "csv", "markdown", "html"]  # = formats.REPORT_FORMATS (imported lazily)
+ONE_LINE_ERRORS = "Errors are one line on stderr: 'error: <what is wrong>; <what would work>'."
 EXIT_CODES_HELP = "Exit codes: 0 ok, 1 estimation error (bad model, inputs or cost table; over --max-memory or " \
                   "--timeout; report not writable), 2 usage error, 3 uncosted layers under --strict, " \
-                  "130 interrupted. Errors are one line on stderr: 'error: <what is wrong>; <what would work>'."
+                  f"130 interrupted. {ONE_LINE_ERRORS}"
+# each command lists the exit codes it can give
+MODEL_EXIT_CODES = "Exit codes: 0 ok, 1 the model cannot be read or analysed (or the output not written), 2 usage " \
+                   f"error, 130 interrupted. {ONE_LINE_ERRORS}"
+COMPARE_EXIT_CODES = "Exit codes: 0 ok, 1 a report or energy table cannot be read (or the output not written), " \
+                     f"2 usage error, 130 interrupted. {ONE_LINE_ERRORS}"
+CACHE_EXIT_CODES = f"Exit codes: 0 ok, 1 the cache folder cannot be read or cleared, 2 usage error. {ONE_LINE_ERRORS}"
+BATCH_EXIT_CODES = "Exit codes: 0 every model ok, 1 any model failed, 2 usage error or bad manifest, 3 the only " \
+                   f"failures are uncosted layers under --strict, 130 interrupted. {ONE_LINE_ERRORS}"
 
 
 def _fail(message: str, code: int) -> None:
@@ -353,7 +362,7 @@ def _estimate_split(model: Path, inputs: Path, convention: str, batch_size: int 
                                 on_samples=on_samples, max_memory=max_memory, cache=cache)
 
 
-@main.command(epilog=EXIT_CODES_HELP)
+@main.command(epilog=COMPARE_EXIT_CODES)
 @click.argument("reports", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "-f", "fmt", type=click.Choice(REPORT_FORMAT_NAMES), default="table", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
@@ -380,35 +389,46 @@ def compare(reports: tuple[Path, ...], fmt: str, output: Path | None, step_rate:
     emit(COMPARE_FORMATS[fmt](comparison), output)
 
 
-@main.command(epilog=EXIT_CODES_HELP)
+def _listing_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--format and --output of `layers` and `explain`."""
+    command = click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+                           help="Write to this file (atomically) instead of stdout; missing folders are created.")(
+        command)
+    return click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table",
+                        show_default=True)(command)
+
+
+@main.command(epilog=MODEL_EXIT_CODES)
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_listing_options
 @cache_option
 @handle_errors
-def layers(model: Path, fmt: str, cache: bool) -> None:
+def layers(model: Path, fmt: str, output: Path | None, cache: bool) -> None:
     """List the neuron layers found in MODEL: kind, reset, size, steps, and how each was recognised."""
     from .api import analyse
     from .formats import format_layers, layers_json
 
     analysis = analyse(model, cache=cache)
     shown = layers_json if fmt == "json" else format_layers
-    click.echo(shown(str(model), analysis.match, analysis.warnings), nl=False)
+    emit(shown(str(model), analysis.match, analysis.warnings), output)
 
 
-@main.command(epilog=EXIT_CODES_HELP)
+@main.command(epilog=MODEL_EXIT_CODES)
 @click.argument("model", type=click.Path(path_type=Path))
+@_listing_options
 @cache_option
 @handle_errors
-def explain(model: Path, cache: bool) -> None:
+def explain(model: Path, fmt: str, output: Path | None, cache: bool) -> None:
     """Show, per candidate layer, the update read from the graph, the kind it matched or why each kind refused."""
     from .api import analyse
-    from .formats import format_explain
+    from .formats import explain_json, format_explain
 
     analysis = analyse(model, cache=cache)
-    click.echo(format_explain(str(model), analysis.match, analysis.warnings), nl=False)
+    shown = explain_json if fmt == "json" else format_explain
+    emit(shown(str(model), analysis.match, analysis.warnings), output)
 
 
-@main.command("cache", epilog=EXIT_CODES_HELP)
+@main.command("cache", epilog=CACHE_EXIT_CODES)
 @click.option("--clear", is_flag=True, help="Remove every entry.")
 @handle_errors
 def cache_command(clear: bool) -> None:
@@ -435,6 +455,9 @@ def cache_command(clear: bool) -> None:
     if folder is None:
         click.echo("analysis cache: off (NEURONOPS_CACHE=0)")
         return
+    if folder.exists() and not folder.is_dir():  # estimate and the others then run uncached, silently
+        raise NeuronopsError(f"{folder}: the analysis cache folder is a file; set NEURONOPS_CACHE_DIR to a folder "
+                             "(or NEURONOPS_CACHE=0 to run without the cache)")
     if clear:
         removed = cache.clear(folder)
         click.echo(f"analysis cache: {folder}: {removed} entr{'y' if removed == 1 else 'ies'} removed")
@@ -445,7 +468,7 @@ def cache_command(clear: bool) -> None:
                f"{format_size(total)}")
 
 
-@main.command(epilog=EXIT_CODES_HELP)
+@main.command(epilog=BATCH_EXIT_CODES)
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--out", "-o", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for results/<name>.json (one per model), summary.csv and summary.json.")
@@ -492,8 +515,7 @@ def batch(sources: tuple[str, ...], out: Path, inputs_pattern: str | None, conve
 
     Each model's samples are cut into jobs run by worker processes (--jobs) or a Dask cluster (--scheduler);
     integer counts are added up per model and divided once, so the figures equal `neuronops estimate` exactly.
-    A model that fails is listed with its error; the others are written. Exit 0 when all models succeeded,
-    1 when any failed (3 when all failures are uncosted layers under --strict), 2 for a bad command or manifest.
+    A model that fails is listed with its error; the others are written.
     """
     from .batch import collect, run_batch, total_samples
     from .parallel import ModelJob, open_backend

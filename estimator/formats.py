@@ -146,6 +146,32 @@ def _layer_dict(layer: NeuronLayer) -> dict:
     }
 
 
+def explain_json(path: str, match: MatchResult, warnings: Sequence[str] = ()) -> str:
+    """`explain` for scripts: `layers --format json`'s fields per layer, plus the update read from the graph, its
+    features, why each other kind refused it, and the layer's notes."""
+    def explained(layer: NeuronLayer) -> dict:
+        features = layer.features
+        return _layer_dict(layer) | {
+            "update": layer.update,
+            "features": None if features is None else {
+                "carried_states": features.carried_states, "membrane_feedback": features.membrane_feedback,
+                "recurrent": features.recurrent, "input_gain": features.input_gain, "reset": features.reset,
+                "unreadable_ops": list(features.unreadable_ops), "nonlinear_terms": list(features.nonlinear_terms),
+            },
+            "not_kinds": dict(layer.near_misses),
+            "notes": list(layer.notes),
+        }
+
+    return json.dumps({
+        "schema": "neuronops.explain/1",
+        "model": path,
+        "style": match.style,
+        "layers": [explained(layer) for layer in match.layers],
+        "notes": list(match.notes),
+        "warnings": list(warnings),
+    }, indent=2) + "\n"
+
+
 def format_explain(path: str, match: MatchResult, warnings: Sequence[str] = ()) -> str:
     out = [f"model: {path}  ({match.style})", ""]
     for layer in match.layers:

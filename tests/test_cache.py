@@ -561,6 +561,19 @@ def test_cache_command_shows_and_clears(tmp_path: Path, cache: Path, monkeypatch
     assert cleared() == "analysis cache: off (NEURONOPS_CACHE=0)\n"
 
 
+def test_cache_command_refuses_a_file_as_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A NEURONOPS_CACHE_DIR that names a file makes every run uncached: `cache` says so, instead of '0 entries'."""
+    not_a_folder = tmp_path / "cache.txt"
+    not_a_folder.write_text("x")
+    monkeypatch.setenv("NEURONOPS_CACHE_DIR", str(not_a_folder))
+    for args in (["cache"], ["cache", "--clear"]):
+        result = run_cli(*args)
+        assert result.exit_code == 1 and result.stdout == ""
+        assert result.stderr == (f"error: {not_a_folder}: the analysis cache folder is a file; set NEURONOPS_CACHE_DIR "
+                                 "to a folder (or NEURONOPS_CACHE=0 to run without the cache)\n")
+    assert not_a_folder.read_text() == "x"
+
+
 # --- 11. the model's warnings survive a hit ---------------------------------------------------------------------------
 def test_the_onnx_checker_warning_is_kept_on_a_hit(tmp_path: Path, cache: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:

@@ -82,6 +82,47 @@ def test_layers_golden(workdir):
     assert [(layer["kind"], layer["time_steps"]) for layer in listing["layers"]] == [("leaky", 6), ("leaky", 6)]
 
 
+def test_explain_json_golden_and_the_same_from_the_cache(workdir, tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("NEURONOPS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    uncached = run("explain", "stepwise.onnx", "--format", "json", "--no-cache")
+    assert uncached.exit_code == 0, uncached.output
+    golden("cli_explain_stepwise.json", uncached.stdout)
+    for _ in range(2):  # a miss that stores the analysis, then a hit that reads it
+        assert run("explain", "stepwise.onnx", "-f", "json").stdout == uncached.stdout
+    explained = json.loads(uncached.stdout)
+    assert explained["schema"] == "neuronops.explain/1" and explained["style"] == "stepwise"
+    listing = json.loads(run("layers", "stepwise.onnx", "-f", "json").stdout)
+    for layer, listed in zip(explained["layers"], listing["layers"], strict=True):
+        assert {key: layer[key] for key in listed} == listed  # layers' fields, and more
+        assert layer["update"].startswith("1·I:") and layer["features"]["reset"] == "subtract"
+
+
+@pytest.mark.parametrize("command", ["layers", "explain"])
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_layers_and_explain_write_to_a_file(workdir, command, fmt):
+    shown = run(command, "unrolled.onnx", "-f", fmt).stdout
+    result = run(command, "unrolled.onnx", "-f", fmt, "-o", f"out/{command}.{fmt}")
+    assert result.exit_code == 0 and result.stdout == ""
+    assert (workdir / "out" / f"{command}.{fmt}").read_text() == shown
+    assert [p.name for p in (workdir / "out").iterdir()] == [f"{command}.{fmt}"]
+
+
+@pytest.mark.parametrize(("command", "present", "absent"), [
+    ("estimate", ["3 uncosted layers under --strict", "--max-memory"], []),
+    ("layers", ["1 the model cannot be read"], ["--strict", "--max-memory", "3 "]),
+    ("explain", ["1 the model cannot be read"], ["--strict", "--max-memory", "3 "]),
+    ("compare", ["1 a report or energy table cannot be read"], ["--strict", "--max-memory"]),
+    ("cache", ["1 the cache folder"], ["--strict", "130"]),
+    ("batch", ["1 any model failed", "2 usage error or bad manifest", "3 the only failures are uncosted"], []),
+])
+def test_each_command_lists_the_exit_codes_it_can_give(command, present, absent):
+    epilog = " ".join(run(command, "--help").stdout.split("Exit codes:")[1].split())
+    for text in present:
+        assert text in epilog
+    for text in absent:
+        assert text not in epilog
+
+
 def test_output_file_is_written_whole(workdir):
     result = run("estimate", "unrolled.onnx", "-i", "inputs.npz", "-f", "json", "-o", "out/report.json")
     assert result.exit_code == 0 and result.stdout == ""
