@@ -342,13 +342,14 @@ class ModelGraph:
 
 
 def read_shape(tensor_type: onnx.TypeProto.Tensor) -> tuple[Dim, ...] | None:
-    """A tensor type's dims: ints, symbolic names, or None for an unknown dim; None when it has no shape."""
+    """A tensor type's dims: ints, symbolic names, or None for an unknown dim; None when it has no shape. A negative
+    dim (invalid ONNX: a damaged or hand-edited file) is an unknown one."""
     if not tensor_type.HasField("shape"):
         return None
     dims: list[Dim] = []
     for dim in tensor_type.shape.dim:
         if dim.HasField("dim_value"):
-            dims.append(int(dim.dim_value))
+            dims.append(int(dim.dim_value) if dim.dim_value >= 0 else None)
         elif dim.HasField("dim_param"):
             dims.append(dim.dim_param)
         else:

@@ -146,6 +146,12 @@ def read_inputs(source: InputsSource, data_inputs: tuple[str, ...], time_axis: i
         arrays = {name: found[name] for name in data_inputs}
     elif len(found) == 1 and len(data_inputs) == 1:
         arrays = {data_inputs[0]: next(iter(found.values()))}
+    elif list(found) == [""]:  # one unnamed array (a .npy, or one array in memory) for several inputs
+        names = ", ".join(map(repr, data_inputs))
+        where = ("pass a dict of arrays by input name" if file_path.name == "<arrays>" else
+                 "save an .npz with one array per input name (numpy.savez(path, **{name: array}))")
+        raise InputError(f"{file_path}: holds one unnamed array, but the model has {len(data_inputs)} data inputs "
+                         f"({names}); {where}")
     else:
         missing = sorted(set(data_inputs) - set(found))
         raise InputError(

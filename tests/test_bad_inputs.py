@@ -330,6 +330,8 @@ CASES = [
          InputError, "not a readable .npy/.npz file"),
     Case("wrong names", lambda t: (*_inputs(t, x=_data(), y=_data()), [], {}), InputError,
          "no array for model input(s) 'input' (file has 'x', 'y'"),
+    Case("one .npy for two inputs", lambda t: (_model_file(t, two_input_model()), _npy(t, _data())[1], [], {}),
+         InputError, "bad.npy: holds one unnamed array, but the model has 2 data inputs ("),
     Case("wrong rank", lambda t: (*_inputs(t, input=_data()[..., None]), [], {}), InputError,
          "model expects 2 dims (batch, 6), one time step of the inputs has shape (7, 6, 1)"),
     Case("wrong size", lambda t: (*_inputs(t, input=_data(features=5)), [], {}), InputError,
@@ -821,8 +823,8 @@ def test_help_documents_exit_codes():
         result = run_cli(*command, "--help")
         assert result.exit_code == 0
         text = " ".join(result.output.split())
-        assert "Exit codes: 0 ok, 1 estimation error" in text and "2 usage error" in text
-        assert "3 uncosted layers under --strict" in text
+        assert "Exit codes: 0 " in text and ", 1 " in text and ", 2 usage error" in text  # the rest: test_cli
+        assert "Errors are one line on stderr" in text
 
 
 @pytest.mark.parametrize("renamed", ["mul_12", "greater_10"])  # an Add's input (CSE sorts it); a spike tensor

@@ -137,6 +137,25 @@ def test_a_layer_of_unknown_size_is_never_a_silent_zero(write_model, tmp_path):
     assert replayed.totals.complete and not any("unknown size" in w for w in replayed.warnings)
 
 
+def test_a_negative_dim_on_a_state_output_keeps_its_state_pair(write_model, tmp_path):
+    """A stepwise export whose state output declares a dim of -1 (invalid ONNX; a damaged file) is still paired with
+    its state input: the negative dim is an unknown one, not a size that differs from the input's."""
+    from builders import leaky_stepwise
+
+    rng = np.random.default_rng(43)
+    net = random_net(rng, [6, 5, 3])
+    data = (rng.random((4, 5, 6)) < 0.5).astype(np.float32)
+    np.save(tmp_path / "inputs.npy", data)
+    whole = estimate(write_model(leaky_stepwise(net, "dynamo"), "whole.onnx"), tmp_path / "inputs.npy")
+    model = leaky_stepwise(net, "dynamo")
+    state_output = next(output for output in model.graph.output if output.name == "lif1.mem.next")
+    state_output.type.tensor_type.shape.dim[1].dim_value = -1
+    damaged = estimate(write_model(model, "damaged.onnx"), tmp_path / "inputs.npy")
+    assert [(row.kind, row.spikes, row.membrane_updates) for row in damaged.layers] == \
+        [(row.kind, row.spikes, row.membrane_updates) for row in whole.layers]
+    assert damaged.totals == whole.totals
+
+
 def test_a_layer_behind_an_op_shape_inference_cannot_see_through_is_left_out_and_said(write_model):
     from builders import leaky_unrolled
     from onnx import helper
