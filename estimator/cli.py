@@ -190,19 +190,30 @@ class MemorySize(click.ParamType):
 CONVENTION_CHOICE = click.Choice(["spikes", "neurobench"], case_sensitive=False)
 
 
-class _EstimateCommand(click.Command):
-    """`estimate`, whose most likely slip — the inputs file given as a second argument — gets a hint."""
+class _OneModelCommand(click.Command):
+    """A command over one MODEL. Arguments after it are collected (not refused by click, whose message lists them
+    all: a shell glob can expand to hundreds of paths) and refused here in one short line that says what would work:
+    for `estimate`'s most likely slip, the inputs file given as a second argument, where inputs go."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["context_settings"] = {**kwargs.get("context_settings", {}), "allow_extra_args": True}
+        super().__init__(*args, **kwargs)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as err:
-            if "unexpected extra argument" in err.message:
-                err.message += "; recorded inputs go with -i/--inputs FILE"
-            raise
+        rest = super().parse_args(ctx, args)
+        if ctx.args:
+            extra = ctx.args
+            shown = " ".join(extra[:3]) + (f" … and {len(extra) - 3} more" if len(extra) > 3 else "")
+            message = f"Got unexpected extra argument{'s' if len(extra) > 1 else ''} ({shown}); "
+            if self.name == "estimate" and len(extra) == 1:
+                message += "recorded inputs go with -i/--inputs FILE"
+            else:
+                message += f"{self.name} takes one MODEL (for many models: neuronops batch, or a shell loop)"
+            raise click.UsageError(message, ctx)
+        return rest
 
 
-@main.command(cls=_EstimateCommand, epilog=EXIT_CODES_HELP)
+@main.command(cls=_OneModelCommand, epilog=EXIT_CODES_HELP)
 @click.argument("model", type=click.Path(dir_okay=True, path_type=Path))
 @click.option("--inputs", "-i", "inputs", type=click.Path(path_type=Path),
               help="Recorded inputs: .npz (one array per graph input name, or a single array) or .npy "
@@ -398,7 +409,7 @@ def _listing_options(command: Callable[..., Any]) -> Callable[..., Any]:
                         show_default=True)(command)
 
 
-@main.command(epilog=MODEL_EXIT_CODES)
+@main.command(cls=_OneModelCommand, epilog=MODEL_EXIT_CODES)
 @click.argument("model", type=click.Path(path_type=Path))
 @_listing_options
 @cache_option
@@ -413,7 +424,7 @@ def layers(model: Path, fmt: str, output: Path | None, cache: bool) -> None:
     emit(shown(str(model), analysis.match, analysis.warnings), output)
 
 
-@main.command(epilog=MODEL_EXIT_CODES)
+@main.command(cls=_OneModelCommand, epilog=MODEL_EXIT_CODES)
 @click.argument("model", type=click.Path(path_type=Path))
 @_listing_options
 @cache_option

@@ -200,6 +200,18 @@ def test_inputs_given_as_a_second_argument_get_a_hint(workdir):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("command", ["estimate", "layers", "explain"])
+def test_many_models_get_one_short_line(workdir, command):
+    """What a shell glob gives a one-model command: the first few surplus paths and a count, and what takes many."""
+    paths = [f"run{i}/model.onnx" for i in range(40)]
+    result = run(command, "unrolled.onnx", *paths)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == (f"error: Got unexpected extra arguments ({' '.join(paths[:3])} … and 37 more); "
+                             f"{command} takes one MODEL (for many models: neuronops batch, or a shell loop) "
+                             f"(see 'main {command} --help')\n")
+    assert run(command, "unrolled.onnx", "-f", "json", "--no-cache").exit_code == 0  # options still parse
+
+
 def test_convention_names_are_not_case_sensitive(workdir):
     upper = run("estimate", "unrolled.onnx", "-i", "inputs.npz", "-c", "NeuroBench", "-f", "json")
     lower = run("estimate", "unrolled.onnx", "-i", "inputs.npz", "-c", "neurobench", "-f", "json")
