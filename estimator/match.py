@@ -495,12 +495,14 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
     nodes_of: dict[int, list[OpNode]] = {}  # grouped once: a pass over all nodes per layer is quadratic
     for node in graph.nodes:
         nodes_of.setdefault(component_of[node.index], []).append(node)
+    in_updates: set[tuple[int, str]] = set()  # (component, op type): ops a layer's update holds and could not read
     for component, steps, problem in sorted(chains, key=lambda item: order[item[1][0][0]]):
         component_nodes = nodes_of.get(component, [])
-        layers.append(
-            _build_layer(graph, component, component_of, component_nodes, steps, problem, compare_of_output,
-                         spike_of, membrane_pairs.get(component), pairs)
-        )
+        layer = _build_layer(graph, component, component_of, component_nodes, steps, problem, compare_of_output,
+                             spike_of, membrane_pairs.get(component), pairs)
+        layers.append(layer)
+        if layer.features is not None:
+            in_updates.update((component, op) for op in layer.features.unreadable_ops)
 
     # names: unique, from scopes / state names, else kind + index
     used: Counter[str] = Counter()
@@ -511,7 +513,10 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
         named.append(base if used[base] == 1 else f"{base}_{used[base]}")
     layers = [NeuronLayer(**{**layer.__dict__, "name": name}) for layer, name in zip(layers, named, strict=True)]
 
-    activations = Counter(n.op_type for n in graph.nodes if n.op_type in NON_SPIKING_ACTIVATIONS)
+    # activations outside the neurons' updates (a Tanh inside a custom neuron's update is that layer's, shown by
+    # explain as an op it could not read)
+    activations = Counter(n.op_type for n in graph.nodes if n.op_type in NON_SPIKING_ACTIVATIONS
+                          and (component_of[n.index], n.op_type) not in in_updates)
     if activations:
         listed = ", ".join(f"{op} ×{count}" for op, count in sorted(activations.items()))
         notes.append(

@@ -207,6 +207,28 @@ def quadratic_stepwise(weight: np.ndarray, beta: float = 0.5, threshold: float =
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def tanh_stepwise(weight: np.ndarray, threshold: float = 1.0) -> onnx.ModelProto:
+    """A neuron with an activation inside its update, fed a rectified current: U_t = tanh(U) + ReLU(I) − R·θ."""
+    b = _Builder("torchscript")
+    n_in, n_out = weight.shape
+    theta = b.init(threshold, "threshold")
+    reset = b.flag("t1.mem", theta)
+    current = b.op("Relu", [b.synapse("input", weight)])
+    base = b.op("Add", [b.op("Tanh", ["t1.mem"]), current])
+    new = b.op("Sub", [base, b.op("Mul", [reset, theta])])
+    b.nodes.append(helper.make_node("Identity", [new], ["t1.mem.next"]))
+    b.nodes.append(helper.make_node("Identity", [b.flag(new, theta)], ["output"]))
+    graph = helper.make_graph(
+        b.nodes, "tanh",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", n_in]),
+         helper.make_tensor_value_info("t1.mem", TensorProto.FLOAT, ["batch", n_out])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", n_out]),
+         helper.make_tensor_value_info("t1.mem.next", TensorProto.FLOAT, ["batch", n_out])],
+        b.inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def function_node_stepwise(net: LeakyNet, class_name: str, domain: str = "my.neurons") -> onnx.ModelProto:
     """A stepwise single-layer Leaky net whose neuron is one function node `class_name` (as
     export_modules_as_functions writes it): the tool must take the kind from the class name."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from builders import function_node_stepwise, quadratic_stepwise, random_net
+from builders import function_node_stepwise, quadratic_stepwise, random_net, tanh_stepwise
 from click.testing import CliRunner
 
 from estimator import NeuronKind, UncostedLayersError, estimate, register_kind
@@ -55,6 +55,18 @@ def test_explain_shows_the_update_and_every_near_miss(quadratic):
     assert "U_t = 1·I:" in result.stdout and "0.5·U·U" in result.stdout
     for kind in ("leaky", "lapicque", "synaptic", "alpha", "rleaky", "rsynaptic"):
         assert f"not {kind}: the update is not linear in state and input (terms U·U)" in result.stdout
+
+
+def test_an_activation_inside_an_update_is_the_layers_not_a_graph_note(write_model):
+    """A Tanh inside a neuron's update is an op explain says it could not read, not one of the graph's non-spiking
+    activations; the ReLU shaping the layer's input current still is one."""
+    path = write_model(tanh_stepwise(np.random.default_rng(6).normal(size=(5, 4)).astype(np.float32)))
+    report = estimate(path)
+    assert [row.kind for row in report.layers] == [None]
+    explained = CliRunner().invoke(main, ["explain", str(path)]).stdout
+    assert "ops the matcher could not read: Tanh" in explained
+    assert "note: the graph also holds non-spiking activations (Relu ×1): not neurons" in explained
+    assert "Tanh ×" not in explained
 
 
 def test_explain_names_the_kind_of_a_known_neuron(write_model):
