@@ -758,3 +758,32 @@ def test_an_ort_copy_that_asks_for_inputs_the_replay_does_not_feed_is_not_used(t
     again = estimate(tmp_path / "model.onnx", inputs)
     assert again.to_dict() == first.to_dict()
     assert any("ONNX checker" in warning for warning in again.warnings)
+
+
+def test_the_ort_copy_serves_few_run_replays_only(tmp_path: Path, cache: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The onnxruntime-format copy holds basic optimisations only, which onnxruntime cannot add to when loading it:
+    after a short replay stored one, a replay that runs the model many times makes its session from the ONNX model,
+    fully optimised; a short replay again uses the copy. The figures are the same either way."""
+    from estimator import replay as replay_stage
+
+    model, _, net, data = _leaky(tmp_path / "m", seed=90, samples=2, steps=60)
+    short = tmp_path / "short.npy"
+    np.save(short, data[:, :3])  # 3 runs
+    np.save(tmp_path / "long.npy", data)  # 60 runs (one batch of 2 samples, 60 steps)
+    sessions: list[tuple[bool, bool]] = []
+    real = replay_stage._new_session
+
+    def spy(ort, model_bytes, threads, optimize, save_ort=None, ort_format=False):
+        sessions.append((ort_format, optimize))
+        return real(ort, model_bytes, threads, optimize, save_ort=save_ort, ort_format=ort_format)
+
+    monkeypatch.setattr(replay_stage, "_new_session", spy)
+    estimate(model, short)  # a miss: saves the copy
+    (key,) = _entries(cache)
+    assert (cache / f"{key}.ort").is_file() and sessions == [(False, False)]
+    long_run = estimate(model, tmp_path / "long.npy", convention="neurobench")
+    assert sessions[1:] == [(False, True)]  # the ONNX model, optimised; not the copy
+    assert long_run.totals.effective_neuron_ops_run == _reference_run(net, data)
+    estimate(model, short)
+    assert sessions[2:] == [(True, False)]  # the copy, for the short replay it was made for
