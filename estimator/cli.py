@@ -84,6 +84,23 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+SUFFIX_FORMATS = {".json": "json", ".csv": "csv", ".md": "markdown", ".markdown": "markdown", ".html": "html",
+                  ".htm": "html", ".txt": "table"}
+FORMAT_HELP = "Default: the format -o's suffix names (.json, .csv, .md, .html, .txt), else table."
+
+
+def output_format(fmt: str | None, output: Path | None, offered: list[str]) -> str:
+    """The format to write: --format if given, else the one -o's suffix names (a report.json holds JSON), else
+    table. A --format that contradicts the suffix is obeyed, with a warning."""
+    named = SUFFIX_FORMATS.get(output.suffix.lower()) if output is not None else None
+    named = named if named in offered else None
+    if fmt is None:
+        return named or "table"
+    if named is not None and named != fmt:
+        click.echo(f"warning: writing {fmt} to {output} (--format {fmt}; its suffix names {named})", err=True)
+    return fmt
+
+
 def emit(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
@@ -221,8 +238,9 @@ class _OneModelCommand(click.Command):
 @click.option("--convention", "-c", type=CONVENTION_CHOICE, default="spikes", show_default=True,
               help="spikes: spikes emitted × cost (NeuroBench's written definition). neurobench: cost × membranes "
                    "that changed, every neuron counted at the first step (what NeuroBench's code computes).")
-@click.option("--format", "-f", "fmt", type=click.Choice(REPORT_FORMAT_NAMES), default="table", show_default=True,
-              help="html: one self-contained file (inline SVG charts, no network); csv: one row per layer + totals.")
+@click.option("--format", "-f", "fmt", type=click.Choice(REPORT_FORMAT_NAMES),
+              help="html: one self-contained file (inline SVG charts, no network); csv: one row per layer + totals. "
+                   + FORMAT_HELP)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the report to this file (atomically) instead of stdout; missing folders are created.")
 @click.option("--step-rate", type=click.FloatRange(min=0, min_open=True), metavar="HZ",
@@ -269,7 +287,7 @@ class _OneModelCommand(click.Command):
 @cache_option
 @dask_options
 @handle_errors
-def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output: Path | None,
+def estimate(model: Path, inputs: Path | None, convention: str, fmt: str | None, output: Path | None,
              step_rate: float | None, budget: float | None, budget_basis: str, energy_table: Path | None,
              batch_size: int | None, time_axis: int, steps: int | None, cost_tables: tuple[Path, ...],
              strict: bool, threads: int, progress: bool | None, allow_nonfinite: bool, max_memory: int | None,
@@ -285,6 +303,7 @@ def estimate(model: Path, inputs: Path | None, convention: str, fmt: str, output
     from .errors import FeasibilityError, UsageError
     from .formats import REPORT_FORMATS
 
+    fmt = output_format(fmt, output, REPORT_FORMAT_NAMES)
     if budget is not None and step_rate is None:  # checked before a long replay, not after it
         raise FeasibilityError("--budget needs --step-rate (time steps per second) to turn ops per sample into ops/s")
     if budget is not None and budget_basis == "effective" and inputs is None:
@@ -375,7 +394,7 @@ def _estimate_split(model: Path, inputs: Path, convention: str, batch_size: int 
 
 @main.command(epilog=COMPARE_EXIT_CODES)
 @click.argument("reports", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--format", "-f", "fmt", type=click.Choice(REPORT_FORMAT_NAMES), default="table", show_default=True)
+@click.option("--format", "-f", "fmt", type=click.Choice(REPORT_FORMAT_NAMES), help=FORMAT_HELP)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the comparison to this file (atomically) instead of stdout; missing folders are created.")
 @click.option("--step-rate", type=click.FloatRange(min=0, min_open=True), metavar="HZ",
@@ -388,12 +407,14 @@ def _estimate_split(model: Path, inputs: Path, convention: str, batch_size: int 
 @click.option("--energy-table", type=click.Path(path_type=Path), metavar="FILE",
               help="Energy table for every model (default: each report's own, if saved with one).")
 @handle_errors
-def compare(reports: tuple[Path, ...], fmt: str, output: Path | None, step_rate: float | None, budget: float | None,
-            budget_basis: str | None, energy_table: Path | None) -> None:
+def compare(reports: tuple[Path, ...], fmt: str | None, output: Path | None, step_rate: float | None,
+            budget: float | None, budget_basis: str | None, energy_table: Path | None) -> None:
     """Show saved JSON reports (from `estimate --format json`) side by side: which variant fits the budget?"""
     from .compare import compare as run_compare
     from .feasibility import read_energy_table
     from .formats_compare import COMPARE_FORMATS
+
+    fmt = output_format(fmt, output, REPORT_FORMAT_NAMES)
 
     energy = read_energy_table(energy_table) if energy_table is not None else None
     comparison = run_compare(reports, step_rate, budget, budget_basis, energy)
@@ -405,8 +426,8 @@ def _listing_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
                            help="Write to this file (atomically) instead of stdout; missing folders are created.")(
         command)
-    return click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table",
-                        show_default=True)(command)
+    return click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]),
+                        help="Default: json for an -o FILE.json, else table.")(command)
 
 
 @main.command(cls=_OneModelCommand, epilog=MODEL_EXIT_CODES)
@@ -414,11 +435,12 @@ def _listing_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @_listing_options
 @cache_option
 @handle_errors
-def layers(model: Path, fmt: str, output: Path | None, cache: bool) -> None:
+def layers(model: Path, fmt: str | None, output: Path | None, cache: bool) -> None:
     """List the neuron layers found in MODEL: kind, reset, size, steps, and how each was recognised."""
     from .api import analyse
     from .formats import format_layers, layers_json
 
+    fmt = output_format(fmt, output, ["table", "json"])
     analysis = analyse(model, cache=cache)
     shown = layers_json if fmt == "json" else format_layers
     emit(shown(str(model), analysis.match, analysis.warnings), output)
@@ -429,11 +451,12 @@ def layers(model: Path, fmt: str, output: Path | None, cache: bool) -> None:
 @_listing_options
 @cache_option
 @handle_errors
-def explain(model: Path, fmt: str, output: Path | None, cache: bool) -> None:
+def explain(model: Path, fmt: str | None, output: Path | None, cache: bool) -> None:
     """Show, per candidate layer, the update read from the graph, the kind it matched or why each kind refused."""
     from .api import analyse
     from .formats import explain_json, format_explain
 
+    fmt = output_format(fmt, output, ["table", "json"])
     analysis = analyse(model, cache=cache)
     shown = explain_json if fmt == "json" else format_explain
     emit(shown(str(model), analysis.match, analysis.warnings), output)

@@ -123,6 +123,31 @@ def test_each_command_lists_the_exit_codes_it_can_give(command, present, absent)
         assert text not in epilog
 
 
+@pytest.mark.parametrize(("command", "name", "starts"), [
+    (["estimate", "unrolled.onnx", "-i", "inputs.npz"], "report.json", '{\n  "schema": "neuronops.report/1"'),
+    (["estimate", "unrolled.onnx"], "report.HTML", "<!DOCTYPE html>"),
+    (["estimate", "unrolled.onnx"], "report.csv", "# "),
+    (["estimate", "unrolled.onnx"], "report.md", "# "),
+    (["estimate", "unrolled.onnx"], "report.txt", "model: unrolled.onnx"),
+    (["estimate", "unrolled.onnx"], "report.out", "model: unrolled.onnx"),  # a suffix that names no format
+    (["layers", "unrolled.onnx"], "layers.json", '{\n  "schema": "neuronops.layers/1"'),
+    (["layers", "unrolled.onnx"], "layers.csv", "model: unrolled.onnx"),  # layers has no csv: its table
+    (["explain", "unrolled.onnx"], "why.json", '{\n  "schema": "neuronops.explain/1"'),
+])
+def test_the_output_suffix_names_the_format(workdir, command, name, starts):
+    """-o report.json without --format writes JSON (what `compare` then reads), not the table."""
+    result = run(*command, "-o", name)
+    assert result.exit_code == 0 and result.stdout == "" and result.stderr == "", result.output
+    assert (workdir / name).read_text().startswith(starts)
+
+
+def test_a_format_that_contradicts_the_suffix_is_obeyed_with_a_warning(workdir):
+    result = run("estimate", "unrolled.onnx", "-f", "csv", "-o", "report.json")
+    assert result.exit_code == 0
+    assert result.stderr == "warning: writing csv to report.json (--format csv; its suffix names json)\n"
+    assert (workdir / "report.json").read_text().startswith("# ")
+
+
 def test_output_file_is_written_whole(workdir):
     result = run("estimate", "unrolled.onnx", "-i", "inputs.npz", "-f", "json", "-o", "out/report.json")
     assert result.exit_code == 0 and result.stdout == ""
