@@ -28,6 +28,18 @@ BATCH_EXIT_CODES = "Exit codes: 0 every model ok, 1 any model failed, 2 usage er
                    f"failures are uncosted layers under --strict, 130 interrupted. {ONE_LINE_ERRORS}"
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose pipe closed
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not fail again on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (a test runner's): nothing left to flush there
+        pass
+
+
 def _fail(message: str, code: int) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
@@ -45,6 +57,9 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             _fail(str(err), err.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except BrokenPipeError:  # stdout's reader quit early (`| head -1`): no message, a shell's SIGPIPE code
+            _quiet_stdout()
+            sys.exit(EXIT_BROKEN_PIPE)
         except MemoryError:
             _fail("out of memory: try a smaller --batch-size", EXIT_ERROR)
         except Exception as err:  # a bug or an unforeseen input: still one line, never a traceback

@@ -1012,3 +1012,22 @@ def test_layers_and_explain_show_the_models_own_warnings(tmp_path):
     assert any("ONNX checker" in warning for warning in listed["warnings"])
     clean = json.loads(run_cli("layers", _good(tmp_path)[0], "--no-cache", "-f", "json").stdout)
     assert clean["warnings"] == []
+
+
+def test_a_closed_stdout_pipe_is_no_error(tmp_path):
+    """`neuronops estimate … | true`: the reader quit before the report was written. No 'unexpected
+    BrokenPipeError' (that is no bug), no traceback from the final flush: silence and 128 + SIGPIPE, as a shell
+    reports for any writer whose pipe closed."""
+    import subprocess
+    import sys
+
+    model, _ = _good(tmp_path)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # closed before the tool writes: every write fails, deterministically
+    try:
+        done = subprocess.run([sys.executable, "-m", "estimator", "estimate", str(model), "-f", "json", "--no-cache"],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120,
+                              cwd=Path(__file__).resolve().parent.parent)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")
