@@ -18,7 +18,7 @@ import numpy as np
 
 from . import cache as analysis_cache
 from .costs import CostTable, load_costs
-from .errors import InputError, ModelLoadError, NoNeuronLayersError, UncostedLayersError
+from .errors import ArgumentError, InputError, ModelLoadError, NoNeuronLayersError, UncostedLayersError
 from .inputs import InputsSource, RecordedInputs, read_inputs
 from .layers import MatchResult
 from .limits import Deadline, default_max_memory, parse_size
@@ -128,7 +128,7 @@ def estimate(
     batch_size: int | None = None,
     time_axis: int = 1,
     steps: int | None = None,
-    cost_tables: Sequence[PathLike] = (),
+    cost_tables: Sequence[PathLike] | PathLike = (),
     strict: bool = False,
     threads: int = 0,
     progress: Progress | None = None,
@@ -147,8 +147,8 @@ def estimate(
     the RAM) bounds the replay: the batch is shrunk to fit or the replay refused (MemoryLimitError). `timeout`
     (seconds) bounds the whole estimate (TimeLimitError). With `inputs`, the static analysis is read from (and
     written to) the analysis cache unless `cache` is False (see cache.py): the figures are the same either way."""
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {', '.join(CONVENTIONS)}")
+    convention = convention_name(convention)
+    cost_tables = cost_table_paths(cost_tables)
     if steps is not None and steps < 1:
         raise InputError(f"--steps must be at least 1, got {steps}")
     try:
@@ -165,6 +165,21 @@ def estimate(
     return replay_report(str(model), analysis, recorded, table, convention=convention, steps=steps, strict=strict,
                          batch_size=batch_size, threads=threads, allow_nonfinite=allow_nonfinite,
                          max_memory=memory_limit, deadline=deadline, progress=progress)
+
+
+def convention_name(convention: object) -> str:
+    """The convention named in any case (as the CLI takes it), or an ArgumentError."""
+    name = convention.lower() if isinstance(convention, str) else convention
+    if name not in CONVENTIONS:
+        raise ArgumentError(f"convention must be one of {', '.join(CONVENTIONS)}, not {convention!r}")
+    return str(name)
+
+
+def cost_table_paths(cost_tables: Sequence[PathLike] | PathLike) -> tuple[PathLike, ...]:
+    """One path given alone is one table (iterating a string would read its characters as file names)."""
+    if isinstance(cost_tables, (str, os.PathLike)):
+        return (cost_tables,)
+    return tuple(cost_tables)
 
 
 def replay_report(shown_as: str, analysis: Analysis, recorded: RecordedInputs, table: CostTable, *, convention: str,

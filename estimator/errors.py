@@ -55,6 +55,11 @@ class UsageError(NeuronopsError):
     exit_code = EXIT_USAGE
 
 
+class ArgumentError(UsageError, ValueError):
+    """A Python caller passed an argument no command line could (an unknown convention name): a NeuronopsError like
+    every other failure, and a ValueError as Python expects of a bad value."""
+
+
 class ManifestError(UsageError):
     """A batch manifest or model list is malformed (the message names the file and line)."""
 

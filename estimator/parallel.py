@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .api import Analysis, analyse, finish_report, replay_report
+from .api import Analysis, analyse, convention_name, cost_table_paths, finish_report, replay_report
 from .costs import CostTable, load_costs
 from .errors import (
     EXIT_ERROR,
@@ -712,7 +712,7 @@ def run_jobs(
 
 def estimate_sharded(model: str | os.PathLike[str], inputs: str | os.PathLike[str], *, backend: Backend,
                      convention: str = "spikes", batch_size: int | None = None, time_axis: int = 1,
-                     steps: int | None = None, cost_tables: Sequence[str] = (), strict: bool = False,
+                     steps: int | None = None, cost_tables: Sequence[str] | str = (), strict: bool = False,
                      shard_size: int | None = None, allow_nonfinite: bool = False,
                      on_samples: Callable[[int], None] | None = None, timeout: float | None = None,
                      max_memory: int | None = None, cache: bool = True) -> Report:
@@ -721,8 +721,8 @@ def estimate_sharded(model: str | os.PathLike[str], inputs: str | os.PathLike[st
     if not isinstance(inputs, (str, os.PathLike)):  # workers read the file themselves, each its own samples
         raise InputError(f"a split run reads its inputs from a .npy/.npz file, not a {type(inputs).__name__}: save "
                          "them with numpy.save (or run estimate() in this process)")
-    job = ModelJob(str(model), str(inputs), convention, batch_size, time_axis, steps, tuple(map(str, cost_tables)),
-                   strict, allow_nonfinite, timeout, max_memory, cache)
+    job = ModelJob(str(model), str(inputs), convention_name(convention), batch_size, time_axis, steps,
+                   tuple(map(str, cost_table_paths(cost_tables))), strict, allow_nonfinite, timeout, max_memory, cache)
     outcome = next(run_jobs([job], backend, shard_size=shard_size, on_samples=on_samples))
     if outcome.report is None:
         error = UncostedLayersError if outcome.exit_code == UncostedLayersError.exit_code else NeuronopsError

@@ -245,3 +245,24 @@ def test_inputs_from_memory_give_the_file_figures(write_model, tmp_path):
 
     with pytest.raises(InputError, match="a split run reads its inputs from a .npy/.npz file, not a ndarray"):
         estimate_sharded(path, data, backend=InlineBackend())
+
+
+def test_api_takes_a_convention_in_any_case_and_one_cost_table_alone(write_model, tmp_path):
+    """As the CLI does: `convention="NeuroBench"` is the neurobench convention, and `cost_tables="chip.toml"` is one
+    table (not a table per character). An unknown convention is a NeuronopsError (and a ValueError)."""
+    from estimator import NeuronopsError
+
+    rng = np.random.default_rng(8)
+    net = random_net(rng, [6, 5])
+    path = write_model(leaky_unrolled(net, 4), inputs=_data(rng, 3, 4, 6))
+    table = tmp_path / "chip.toml"
+    table.write_text("[costs.leaky]\nsubtract = 5\n")
+    upper = estimate(path, tmp_path / "inputs.npz", convention="NeuroBench", cost_tables=str(table))
+    lower = estimate(path, tmp_path / "inputs.npz", convention="neurobench", cost_tables=[table])
+    assert upper.to_dict() == lower.to_dict()
+    assert upper.convention == "neurobench" and upper.layers[0].cost_per_update == 5
+    assert estimate(path, cost_tables=table).layers[0].cost_per_update == 5
+    for wrong in ("dense", None):
+        with pytest.raises(NeuronopsError, match="convention must be one of spikes, neurobench, not") as info:
+            estimate(path, convention=wrong)
+        assert isinstance(info.value, ValueError)
