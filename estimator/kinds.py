@@ -112,14 +112,17 @@ def kind_for_class(class_name: str) -> NeuronKind | None:
 
 
 def classify(features: UpdateFeatures) -> tuple[NeuronKind | None, dict[str, str]]:
-    """The first registered kind that recognises the features, and every other kind's reason for refusing."""
+    """The first registered kind that recognises the features, and every kind's reason for refusing them (all of
+    them, also those registered after the match: explain shows why a layer is not another kind)."""
+    found: NeuronKind | None = None
     reasons: dict[str, str] = {}
     for kind in _REGISTRY.values():
         reason = kind.recognise(features)
-        if reason is None:
-            return kind, reasons
-        reasons[kind.name] = reason
-    return None, reasons
+        if reason is not None:
+            reasons[kind.name] = reason
+        elif found is None:
+            found = kind
+    return found, reasons
 
 
 register_kind(NeuronKind(
