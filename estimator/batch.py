@@ -135,11 +135,18 @@ def read_manifest(path: Path, defaults: ModelJob) -> list[tuple[str | None, Mode
                 raise ManifestError(f"{path}:{reader.line_num}: more cells than header columns")
             rows.append((f"{path}:{reader.line_num}",
                          {key.strip(): (value or "").strip() for key, value in row.items()}))
-    elif path.suffix == ".json" and text.lstrip().startswith("["):
+    elif path.suffix == ".json" and text.lstrip()[:1] in ("[", "{"):
         try:
             items = json.loads(text)
         except json.JSONDecodeError as err:
             raise ManifestError(f"{path}: not valid JSON ({err})") from None
+        if isinstance(items, dict):  # one object: a one-model manifest, or a file that is no manifest at all
+            schema = items.get("schema")
+            if isinstance(schema, str) and schema.startswith("neuronops."):
+                raise ManifestError(f"{path}: a saved neuronops result ({schema}), not a manifest; batch takes models, "
+                                    "globs, folders or manifests (.csv, .jsonl, .json: a list of objects with a "
+                                    "'model' key); `neuronops compare` reads saved reports")
+            items = [items]
         rows = [(f"{path}: entry {i + 1}", item) for i, item in enumerate(items)]
     else:
         for number, line in enumerate(text.splitlines(), start=1):

@@ -337,6 +337,22 @@ def test_bad_json_line_names_its_line(tmp_path):
         read_manifest(tmp_path / "m.jsonl", ModelJob(model=""))
 
 
+def test_a_json_manifest_of_one_object_and_a_saved_report_given_as_one(tmp_path):
+    """A .json holding one object with a 'model' key is a one-model manifest; a saved report (pretty-printed JSON,
+    which is no JSON-lines file either) is named as what it is, with what reads it."""
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps({"model": "a.onnx", "convention": "neurobench"}, indent=2))
+    ((_, job),) = read_manifest(one, ModelJob(model=""))
+    assert (job.model, job.convention) == (str(tmp_path / "a.onnx"), "neurobench")
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"schema": "neuronops.report/1", "model": "a.onnx"}, indent=2))
+    result = run("batch", str(report), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: {report}: a saved neuronops result (neuronops.report/1), not a manifest; batch "
+                             "takes models, globs, folders or manifests (.csv, .jsonl, .json: a list of objects with a "
+                             "'model' key); `neuronops compare` reads saved reports\n")
+
+
 def test_globs_inputs_pattern_and_unique_names(tmp_path):
     rng = np.random.default_rng(1)
     for folder in ("a", "b"):
