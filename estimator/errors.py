@@ -102,13 +102,22 @@ class OutputError(NeuronopsError):
     """The report could not be written where asked (nothing is left half-written)."""
 
 
+def unexpanded_pattern_hint(path: Path | str) -> str:
+    """For a path that does not exist and holds a wildcard: the shell did not expand it (it was quoted), and
+    nothing here does; say so, instead of a bare 'no such file'."""
+    if not any(char in str(path) for char in "*?["):
+        return ""
+    return ("; a wildcard pattern is not expanded here (was it quoted?): name one file, or let "
+            "`neuronops batch 'PATTERN'` expand it")
+
+
 def require_file(path: Path, error: type[NeuronopsError], missing: str, expected: str) -> None:
     """Raise `error` unless `path` is one regular file: `"<path>: <missing>"` when absent, and a message naming
     `expected` for a folder, a FIFO or a device (which would block or never end), or a path the system refuses (a
     name too long, a NUL byte in it)."""
     try:
         if not path.exists():
-            raise error(f"{path}: {missing}")
+            raise error(f"{path}: {missing}{unexpanded_pattern_hint(path)}")
         if path.is_dir():
             raise error(f"{path}: is a directory, expected {expected}")
         if not path.is_file():

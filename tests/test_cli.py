@@ -237,6 +237,18 @@ def test_many_models_get_one_short_line(workdir, command):
     assert run(command, "unrolled.onnx", "-f", "json", "--no-cache").exit_code == 0  # options still parse
 
 
+def test_a_quoted_pattern_says_it_was_not_expanded(workdir):
+    for args in (["estimate", "runs/*/model.onnx"], ["layers", "model?.onnx"], ["estimate", "unrolled.onnx", "-i",
+                                                                              "inputs[12].npz"]):
+        result = run(*args)
+        assert result.exit_code == 1
+        assert result.stderr.endswith("no such file; a wildcard pattern is not expanded here (was it quoted?): name "
+                                      "one file, or let `neuronops batch 'PATTERN'` expand it\n") or \
+            result.stderr.endswith("no such inputs file; a wildcard pattern is not expanded here (was it quoted?): "
+                                   "name one file, or let `neuronops batch 'PATTERN'` expand it\n"), result.stderr
+    assert run("estimate", "absent.onnx").stderr == "error: absent.onnx: no such file\n"  # no pattern, no hint
+
+
 def test_convention_names_are_not_case_sensitive(workdir):
     upper = run("estimate", "unrolled.onnx", "-i", "inputs.npz", "-c", "NeuroBench", "-f", "json")
     lower = run("estimate", "unrolled.onnx", "-i", "inputs.npz", "-c", "neurobench", "-f", "json")
