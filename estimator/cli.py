@@ -219,6 +219,36 @@ class MemorySize(click.ParamType):
             self.fail(str(err), param, ctx)
 
 
+class PositiveRate(click.ParamType):
+    """A positive rate: 1000, 1e5, or with an SI prefix — 100k, 1.5M, 2G — and, if written, its unit (1kHz,
+    2Mops/s)."""
+
+    name = "NUMBER"
+    _PREFIXES = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+
+    def __init__(self, unit: str) -> None:
+        self.unit = unit
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        import re
+
+        if isinstance(value, (int, float)):
+            number = float(value)
+        else:
+            text = str(value).strip()
+            if text.lower().endswith(self.unit.lower()):
+                text = text[:-len(self.unit)].strip()
+            found = re.fullmatch(r"([0-9.eE+-]+)\s*([kKMGT]?)", text)
+            try:
+                number = float(found.group(1)) * self._PREFIXES[found.group(2)] if found else float("nan")
+            except ValueError:
+                number = float("nan")
+        if not number > 0 or number == float("inf"):  # also NaN
+            self.fail(f"{value!r} is not a positive number (e.g. 1000, 1e5, 100k, 1.5M{', 1k' + self.unit})",
+                      param, ctx)
+        return number
+
+
 CONVENTION_CHOICE = click.Choice(["spikes", "neurobench"], case_sensitive=False)
 
 
@@ -258,10 +288,10 @@ class _OneModelCommand(click.Command):
                    + FORMAT_HELP)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the report to this file (atomically) instead of stdout; missing folders are created.")
-@click.option("--step-rate", type=click.FloatRange(min=0, min_open=True), metavar="HZ",
+@click.option("--step-rate", type=PositiveRate("Hz"), metavar="HZ",
               help="Time steps per second of real time: adds the sustained neuron ops/s needed (one sample stream "
                    "in real time: ops/s = ops per sample / T × HZ).")
-@click.option("--budget", type=click.FloatRange(min=0, min_open=True), metavar="OPS_PER_S",
+@click.option("--budget", type=PositiveRate("ops/s"), metavar="OPS_PER_S",
               help="Neuron ops/s the hardware sustains (needs --step-rate): headroom and a feasible / not feasible "
                    "verdict.")
 @click.option("--budget-basis", type=click.Choice(["dense", "effective"]), default="dense", show_default=True,
@@ -412,9 +442,9 @@ def _estimate_split(model: Path, inputs: Path, convention: str, batch_size: int 
 @click.option("--format", "-f", "fmt", type=click.Choice(REPORT_FORMAT_NAMES), help=FORMAT_HELP)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the comparison to this file (atomically) instead of stdout; missing folders are created.")
-@click.option("--step-rate", type=click.FloatRange(min=0, min_open=True), metavar="HZ",
+@click.option("--step-rate", type=PositiveRate("Hz"), metavar="HZ",
               help="Time steps per second for every model (default: each report's own, if saved with one).")
-@click.option("--budget", type=click.FloatRange(min=0, min_open=True), metavar="OPS_PER_S",
+@click.option("--budget", type=PositiveRate("ops/s"), metavar="OPS_PER_S",
               help="Neuron ops/s the hardware sustains: a verdict per model (default: each report's own).")
 @click.option("--budget-basis", type=click.Choice(["dense", "effective"]),
               help="dense or effective ops/s against the budget (default: dense for --budget; a saved budget "

@@ -249,6 +249,19 @@ def test_a_quoted_pattern_says_it_was_not_expanded(workdir):
     assert run("estimate", "absent.onnx").stderr == "error: absent.onnx: no such file\n"  # no pattern, no hint
 
 
+def test_rates_take_si_prefixes_and_their_unit(workdir):
+    plain = run("estimate", "unrolled.onnx", "--step-rate", "1000", "--budget", "150000", "-f", "json")
+    assert plain.exit_code == 0, plain.output
+    for rate, budget in (("1k", "150k"), ("1kHz", "0.15M"), ("1 kHz", "150kops/s"), ("1e3", "1.5e5")):
+        same = run("estimate", "unrolled.onnx", "--step-rate", rate, "--budget", budget, "-f", "json")
+        assert same.stdout == plain.stdout, (rate, budget, same.output)
+    for bad in ("0", "-1k", "fast", "1x", "nan", "inf"):
+        refused = run("estimate", "unrolled.onnx", "--step-rate", bad)
+        assert refused.exit_code == 2
+        assert f"Invalid value for '--step-rate': '{bad}' is not a positive number (e.g. 1000, 1e5, 100k, 1.5M, " \
+               "1kHz)" in refused.stderr
+
+
 def test_convention_names_are_not_case_sensitive(workdir):
     upper = run("estimate", "unrolled.onnx", "-i", "inputs.npz", "-c", "NeuroBench", "-f", "json")
     lower = run("estimate", "unrolled.onnx", "-i", "inputs.npz", "-c", "neurobench", "-f", "json")
