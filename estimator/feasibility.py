@@ -205,7 +205,12 @@ def _classes(row: LayerRow, energy: EnergyTable) -> tuple[dict[str, int], str]:
     if row.cost_split:
         missing = sorted(set(row.cost_split) - set(energy.pj_per_op))
         if missing:
-            return {}, f"not priced: no energy for operation class {missing[0]!r} in {energy.name}"
+            import difflib  # only here: a typo in a class name (compre, multipy) is the usual cause
+
+            close = difflib.get_close_matches(missing[0], energy.pj_per_op, n=1)
+            guess = f" (did you mean {close[0]!r}?)" if close else ""
+            return {}, (f"not priced: no energy for operation class {missing[0]!r} in {energy.name}{guess}; it "
+                        f"prices {', '.join(sorted(energy.pj_per_op))}")
         return dict(row.cost_split), ""
     assert row.cost_per_update is not None
     if energy.unsplit_class is None:

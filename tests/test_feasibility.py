@@ -161,6 +161,25 @@ def test_bad_settings_are_named_errors(spikes_report, kwargs, message):
         assess(spikes_report, **kwargs)
 
 
+def test_a_class_name_the_energy_table_lacks_is_named_with_a_guess(folder, built, tmp_path):
+    """A typo in an operation class, in the cost table's split or in the energy table: the layer is not priced, and
+    the reason names the class, the closest one the table prices, and all it prices."""
+    typo = tmp_path / "typo.toml"
+    typo.write_text(SPLIT_COSTS.replace("compare = 1", "compre = 1"))
+    report = estimate(folder / "unrolled.onnx", folder / "inputs.npz", cost_tables=[typo])
+    toy = parse_energy_table(Path("toy.toml"), TOY_ENERGY)
+    f = assess(report, RATE, energy=toy)
+    reason = ("not priced: no energy for operation class 'compre' in toy (did you mean 'compare'?); it prices add, "
+              "compare, multiply")
+    assert [row.energy_note for row in f.layers] == [reason, reason]
+    assert f.energy.dense_pj_per_sample is None and not f.energy.complete
+    misspelt = parse_energy_table(Path("chip.toml"), TOY_ENERGY.replace("multiply =", "multipy ="))
+    split = estimate(folder / "unrolled.onnx", folder / "inputs.npz", cost_tables=[folder / "split-costs.toml"])
+    assert assess(split, RATE, energy=misspelt).layers[0].energy_note == (
+        "not priced: no energy for operation class 'multiply' in toy (did you mean 'multipy'?); it prices add, "
+        "compare, multipy")
+
+
 def test_effective_basis_needs_a_replay(folder):
     with pytest.raises(FeasibilityError, match="needs a replay"):
         assess(estimate(folder / "unrolled.onnx"), RATE, budget=1.0, basis="effective")
