@@ -460,10 +460,21 @@ def compare(reports: tuple[Path, ...], fmt: str | None, output: Path | None, ste
     from .formats_compare import COMPARE_FORMATS
 
     fmt = output_format(fmt, output, REPORT_FORMAT_NAMES)
-
     energy = read_energy_table(energy_table) if energy_table is not None else None
-    comparison = run_compare(reports, step_rate, budget, budget_basis, energy)
+    comparison = run_compare(_expanded(reports), step_rate, budget, budget_basis, energy)
     emit(COMPARE_FORMATS[fmt](comparison), output)
+
+
+def _expanded(paths: tuple[Path, ...]) -> tuple[Path, ...]:
+    """Quoted wildcard patterns ('runs/*.json'), expanded as the shell would have (sorted); a path that exists is
+    taken as it is, and a pattern matching nothing stays, to be reported missing."""
+    import glob
+
+    found: list[Path] = []
+    for path in paths:
+        matches = [] if path.exists() else sorted(glob.glob(str(path)))
+        found.extend(map(Path, matches) if matches else [path])
+    return tuple(found)
 
 
 def _listing_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -262,6 +262,16 @@ def test_rates_take_si_prefixes_and_their_unit(workdir):
                "1kHz)" in refused.stderr
 
 
+def test_compare_expands_a_quoted_pattern(workdir):
+    for model in ("unrolled.onnx", "stepwise.onnx"):
+        assert run("estimate", model, "-i", "inputs.npz", "-o", f"reports/{model[:-5]}.json").exit_code == 0
+    listed = run("compare", "reports/stepwise.json", "reports/unrolled.json", "-f", "json")
+    assert listed.exit_code == 0, listed.output
+    assert run("compare", "reports/*.json", "-f", "json").stdout == listed.stdout  # sorted, as a shell expands it
+    missing = run("compare", "nowhere/*.json")
+    assert missing.exit_code == 1 and "nowhere/*.json: no such report file" in missing.stderr
+
+
 def test_convention_names_are_not_case_sensitive(workdir):
     upper = run("estimate", "unrolled.onnx", "-i", "inputs.npz", "-c", "NeuroBench", "-f", "json")
     lower = run("estimate", "unrolled.onnx", "-i", "inputs.npz", "-c", "neurobench", "-f", "json")
