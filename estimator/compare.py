@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FeasibilityError, ReportFileError
-from .feasibility import EnergyTable, Feasibility, assess
+from .feasibility import EnergyTable, Feasibility, assess, judge_budget
 from .report import SCHEMA, LayerRow, Report, Totals, Uncosted
 
 PathLike = str | os.PathLike[str]
@@ -100,6 +100,7 @@ class Compared:
     feasibility: Feasibility | None
     neurons: int  # neurons per sample over all layers
     firing_rate: float | None  # all spikes / (samples × Σ neurons × steps) over layers with a known size
+    reason: str | None = None  # why it has no verdict (no budget, nothing costed, …); None when it has one
 
     @property
     def verdict(self) -> str | None:
@@ -113,9 +114,26 @@ class Comparison:
     basis: str | None  # the budget basis, when a budget was applied
     fits: tuple[str, ...]  # labels of models that fit their budget
     misses: tuple[str, ...]  # labels of models that do not
-    unknown: tuple[str, ...]  # labels of models with no verdict (no layer could be costed)
-    best: str | None  # the feasible model with the most headroom
+    unknown: tuple[str, ...]  # labels of every other model: no verdict (each Compared says why)
+    best: tuple[str, ...]  # the feasible model(s) with the most headroom: all of them when tied
     warnings: tuple[str, ...]
+    unlike: tuple[str, ...] = ()  # settings the verdicts differ in ("step rates", "budgets", "budget bases")
+
+    @property
+    def budgeted(self) -> bool:
+        """Whether any model was judged against a budget."""
+        return any(m.feasibility is not None and m.feasibility.budget is not None for m in self.models)
+
+    @property
+    def verdict(self) -> str | None:
+        """The worst verdict: one model that does not fit, or cannot be judged, is enough to say so."""
+        if not self.budgeted:
+            return None
+        return "not feasible" if self.misses else "unknown" if self.unknown else "feasible"
+
+
+NO_BUDGET = "no budget (none given here, none saved in the report)"
+NOTHING_COSTED = "no layer could be costed"
 
 
 def _overall_firing(report: Report) -> float | None:
@@ -126,6 +144,37 @@ def _overall_firing(report: Report) -> float | None:
         spikes += row.spikes
         slots += report.samples * row.neurons_per_sample * row.time_steps
     return spikes / slots if slots else None
+
+
+def _judged_on_dense(report: Report, rate: float | None, limit: float, table: EnergyTable | None) -> bool:
+    try:
+        assess(report, rate, limit, "dense", table)
+    except FeasibilityError:
+        return False
+    return True
+
+
+def _assess(item: SavedReport, rate: float | None, limit: float | None, basis: str,
+            table: EnergyTable | None) -> tuple[Feasibility, str | None]:
+    """Its feasibility, and why it has no verdict when a budget was asked for but cannot be judged."""
+    try:
+        feasibility = assess(item.report, rate, limit, basis, table)
+    except FeasibilityError as err:
+        # anything wrong with the settings themselves (not just this report's basis) is still an error
+        if limit is None or basis != "effective" or not _judged_on_dense(item.report, rate, limit, table):
+            raise FeasibilityError(f"{item.path}: {err}") from None
+        # only the effective basis fails (no replay): this model gets no verdict, the others are still compared
+        figures = assess(item.report, rate, None, basis, table)
+        budget = judge_budget(limit, basis, {"dense": figures.dense_ops_per_s, "effective": None}, figures.complete)
+        return replace(figures, budget=budget), str(err)
+    if feasibility.budget is not None and feasibility.budget.feasible is None:
+        return feasibility, NOTHING_COSTED
+    return feasibility, None
+
+
+def _differ(what: str, values: list[str], why: str) -> str | None:
+    distinct = list(dict.fromkeys(values))
+    return f"verdicts use different {what} ({', '.join(distinct)}): {why}" if len(distinct) > 1 else None
 
 
 def compare(
@@ -147,27 +196,40 @@ def compare(
         table = energy if energy is not None else item.energy
         if limit is not None and rate is None:
             raise FeasibilityError(f"{item.path}: a budget needs a step rate: pass --step-rate")
-        feasibility = None
+        feasibility, reason = None, (NO_BUDGET if limit is None else None)
         if rate is not None or table is not None:
-            try:
-                feasibility = assess(item.report, rate, limit, use_basis, table)
-            except FeasibilityError as err:
-                raise FeasibilityError(f"{item.path}: {err}") from None
+            feasibility, why = _assess(item, rate, limit, use_basis, table)
+            reason = reason or why
         neurons = sum(row.neurons_per_sample or 0 for row in item.report.layers)
-        models.append(Compared(item.path, item.report, feasibility, neurons, _overall_firing(item.report)))
+        models.append(Compared(item.path, item.report, feasibility, neurons, _overall_firing(item.report), reason))
     conventions = sorted({m.report.convention for m in models if m.report.samples})
     if len(conventions) > 1:
         warnings.append(f"effective ops use different conventions ({', '.join(conventions)}): compare them with care")
-    bases = sorted({m.feasibility.budget.basis for m in models if m.feasibility and m.feasibility.budget})
-    if len(bases) > 1:
-        warnings.append(f"verdicts use different budget bases ({', '.join(bases)})")
-    judged = [m for m in models if m.verdict is not None]
-    fits = tuple(m.label for m in judged if m.verdict == "feasible")
-    misses = tuple(m.label for m in judged if m.verdict == "not feasible")
-    unknown = tuple(m.label for m in judged if m.verdict == "unknown")
-    feasible = [m for m in judged if m.verdict == "feasible"]
-    best = None
-    if feasible:
-        best = max(feasible, key=lambda m: m.feasibility.budget.headroom or float("inf")).label  # type: ignore
+    tables = {m.report.cost_tables for m in models}
+    if len(tables) > 1:  # the same layer may have another cost per update in each: dense ops differ for that alone
+        used = "; ".join(f"{m.label}: {', '.join(m.report.cost_tables) or 'none recorded'}" for m in models)
+        warnings.append(f"the reports were not all costed with the same cost tables ({used}): "
+                        "the same layer may cost differently in each")
+    judged = [(f, f.budget) for f in (m.feasibility for m in models) if f is not None and f.budget is not None]
+    bases = sorted({b.basis for _, b in judged})
+    # a ranking by headroom means something only when every model was judged the same way
+    own = "each model is judged {} its own, so the ranking by headroom compares unlike things"
+    unlike = {
+        "step rates": _differ("step rates", [f"{f.step_rate_hz:g} Hz" for f, _ in judged], own.format("at")),
+        "budgets": _differ("budgets", [f"{b.ops_per_s:.6g} ops/s" for _, b in judged], own.format("against")),
+        "budget bases": _differ("budget bases", bases, own.format("on")),
+    }
+    warnings += [text for text in unlike.values() if text]
+    fits = tuple(m.label for m in models if m.verdict == "feasible")
+    misses = tuple(m.label for m in models if m.verdict == "not feasible")
+    unknown = tuple(m.label for m in models if m.verdict not in ("feasible", "not feasible"))
+    feasible = [m for m in models if m.verdict == "feasible"]
+
+    def headroom(m: Compared) -> float:
+        room = m.feasibility.budget.headroom  # type: ignore[union-attr]
+        return float("inf") if room is None else room  # None: nothing needed at all
+
+    most = max((headroom(m) for m in feasible), default=None)
+    best = tuple(m.label for m in feasible if headroom(m) == most)
     return Comparison(tuple(models), bases[0] if len(bases) == 1 else None, fits, misses, unknown, best,
-                      tuple(warnings))
+                      tuple(warnings), tuple(what for what, text in unlike.items() if text))

@@ -241,7 +241,7 @@ def _sequence_steps(report: Report) -> int | None:
     return steps.pop() if len(steps) == 1 and None not in steps else None
 
 
-def _budget(budget: float, basis: str, figures: dict[str, float | None], complete: bool) -> Budget:
+def judge_budget(budget: float, basis: str, figures: dict[str, float | None], complete: bool) -> Budget:
     needed = figures[basis]
     other = "effective" if basis == "dense" else "dense"
     other_needed = figures[other]
@@ -364,7 +364,7 @@ def assess(
         warnings.append("no layer could be costed: there are no ops to report")
     budget_result = None
     if budget is not None:
-        budget_result = _budget(budget, basis, {"dense": dense_per_s, "effective": effective_per_s},
+        budget_result = judge_budget(budget, basis, {"dense": dense_per_s, "effective": effective_per_s},
                                 report.totals.complete)
         assumptions.append(f"verdict: feasible when {basis} ops/s ≤ budget ({budget:.6g} ops/s); "
                            "headroom = budget / needed")

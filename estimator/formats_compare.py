@@ -8,7 +8,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .compare import Compared, Comparison
@@ -19,11 +20,15 @@ from .formats_html import _table as html_table
 from .formats_text import CONVENTIONS_COMMON, _cell, _md_table, joules, si
 from .report import PER_STEP, Report
 
-COMPARE_SCHEMA = "neuronops.compare/1"
+COMPARE_SCHEMA = "neuronops.compare/2"
 
 
 def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+def _tables(report: Report) -> str:
+    return ", ".join(report.cost_tables) or "none recorded"
 
 
 def _per(report: Report, value: float | None) -> str:
@@ -42,6 +47,7 @@ def metric_rows(comparison: Comparison) -> list[tuple[str, list[str]]]:
         row("model", lambda m: m.report.model),
         row("export style", lambda m: m.report.style),
         row("convention", lambda m: m.report.convention),
+        row("cost tables", lambda m: _tables(m.report)),
         row("replay", lambda m: f"{m.report.samples} × {m.report.time_steps} steps" if m.report.samples is not None
             else "none"),
         row("neuron layers", lambda m: str(len(m.report.layers))),
@@ -92,15 +98,21 @@ def metric_rows(comparison: Comparison) -> list[tuple[str, list[str]]]:
 
 
 def answer(comparison: Comparison) -> list[str]:
-    """Which of these variants fits, in words."""
-    if not comparison.fits and not comparison.misses and not comparison.unknown:
+    """Which of these variants fits, in words: every model is named once, under fit, do not fit or no verdict."""
+    if not comparison.budgeted:
         return ["no budget given: pass --step-rate and --budget for a verdict per model"]
     lines = [f"fit the budget: {', '.join(comparison.fits) if comparison.fits else 'none'}",
              f"do not fit: {', '.join(comparison.misses) if comparison.misses else 'none'}"]
-    if comparison.unknown:
-        lines.append(f"no verdict (nothing costed): {', '.join(comparison.unknown)}")
-    if comparison.best is not None:
-        lines.append(f"most headroom: {comparison.best}")
+    reasons: dict[str, list[str]] = {}  # why there is no verdict → the models it applies to
+    for m in comparison.models:
+        if m.reason is not None:
+            reasons.setdefault(m.reason, []).append(m.label)
+    lines += [f"no verdict for {', '.join(labels)}: {reason}" for reason, labels in reasons.items()]
+    if comparison.best:
+        line = f"most headroom{' (tied)' if len(comparison.best) > 1 else ''}: {', '.join(comparison.best)}"
+        if comparison.unlike:  # the ranking is only as meaningful as the settings are alike
+            line += f" (judged with different {', '.join(comparison.unlike)}: see the warnings)"
+        lines.append(line)
     return lines
 
 
@@ -111,6 +123,12 @@ def assumptions(comparison: Comparison) -> list[str]:
         seen.setdefault(f"convention {CONVENTION_TEXT[m.report.convention]}", None)
     for text in CONVENTIONS_COMMON:
         seen.setdefault(text, None)
+    tables: dict[tuple[str, ...], list[str]] = {}  # cost tables → the models costed with them
+    for m in comparison.models:
+        tables.setdefault(m.report.cost_tables, []).append(m.label)
+    for used, labels in tables.items():
+        text = f"cost tables (later ones override earlier ones): {', '.join(used) or 'none recorded'}"
+        seen.setdefault(text if len(tables) == 1 else f"{', '.join(labels)}: {text}", None)
     seen.setdefault("firing rate of a model = all its spikes / (samples × Σ neurons × time steps)", None)
     holders: dict[str, list[str]] = {}  # assumption → the models it belongs to
     for m in comparison.models:
@@ -159,12 +177,14 @@ def model_dict(m: Compared) -> dict[str, Any]:
     t = m.report.totals
     return {
         "report": m.label, "model": m.report.model, "style": m.report.style, "convention": m.report.convention,
+        "cost_tables": list(m.report.cost_tables),
         "samples": m.report.samples, "time_steps": m.report.time_steps, "layers": len(m.report.layers),
         "neurons_per_sample": m.neurons, "neuron_dense_ops": t.neuron_dense_ops,
         "effective_neuron_ops": t.effective_neuron_ops, "firing_rate": m.firing_rate, "complete": t.complete,
         "uncosted": [u.name for u in m.report.uncosted],
         "feasibility": m.feasibility.to_dict() if m.feasibility is not None else None,
         "verdict": m.verdict,
+        "no_verdict": m.reason,
     }
 
 
@@ -173,16 +193,16 @@ def compare_json(comparison: Comparison) -> str:
         "schema": COMPARE_SCHEMA,
         "models": [model_dict(m) for m in comparison.models],
         "fits": list(comparison.fits), "misses": list(comparison.misses), "unknown": list(comparison.unknown),
-        "best": comparison.best,
+        "best": list(comparison.best),
         "warnings": warnings(comparison), "assumptions": assumptions(comparison),
     }, indent=2) + "\n"
 
 
-CSV_COLUMNS = ["report", "model", "style", "convention", "samples", "time_steps", "layers", "neurons_per_sample",
-               "neuron_dense_ops", "effective_neuron_ops", "firing_rate", "complete", "step_rate_hz",
-               "dense_ops_per_s", "effective_ops_per_s", "dense_pj_per_sample", "effective_pj_per_sample",
-               "dense_watts", "effective_watts", "budget_ops_per_s", "budget_basis", "utilisation", "headroom",
-               "verdict"]
+CSV_COLUMNS = ["report", "model", "style", "convention", "cost_tables", "samples", "time_steps", "layers",
+               "neurons_per_sample", "neuron_dense_ops", "effective_neuron_ops", "firing_rate", "complete",
+               "step_rate_hz", "dense_ops_per_s", "effective_ops_per_s", "dense_pj_per_sample",
+               "effective_pj_per_sample", "dense_watts", "effective_watts", "budget_ops_per_s", "budget_basis",
+               "utilisation", "headroom", "verdict", "no_verdict"]
 
 
 def compare_csv(comparison: Comparison) -> str:
@@ -198,15 +218,57 @@ def compare_csv(comparison: Comparison) -> str:
         e = f.energy if f else None
         b = f.budget if f else None
         writer.writerow([_cell(v) for v in (
-            m.label, m.report.model, m.report.style, m.report.convention, m.report.samples, m.report.time_steps,
-            len(m.report.layers), m.neurons, t.neuron_dense_ops, t.effective_neuron_ops, m.firing_rate, t.complete,
+            m.label, m.report.model, m.report.style, m.report.convention, "; ".join(m.report.cost_tables),
+            m.report.samples, m.report.time_steps, len(m.report.layers), m.neurons, t.neuron_dense_ops,
+            t.effective_neuron_ops, m.firing_rate, t.complete,
             f.step_rate_hz if f else None, f.dense_ops_per_s if f else None, f.effective_ops_per_s if f else None,
             e.dense_pj_per_sample if e else None, e.effective_pj_per_sample if e else None,
             e.dense_watts if e else None, e.effective_watts if e else None,
             b.ops_per_s if b else None, b.basis if b else None, b.utilisation if b else None,
-            b.headroom if b else None, b.verdict if b else None,
+            b.headroom if b else None, b.verdict if b else None, m.reason,
         )])
     return buffer.getvalue()
+
+
+def chart_labels(labels: Sequence[str], chars: int) -> list[str]:
+    """Names for the chart, at most `chars` long, that keep the reports apart.
+
+    Report files of variants share most of their name (leaky_sub_fc1__unrolled__torchscript.json and
+    leaky_sub_fc1__stepwise__torchscript.json): cutting each in the middle drops the very part that differs. So the
+    start and the end every label shares are dropped (at a separator, never inside a word; an ellipsis marks them),
+    and a name still too long keeps the part where it departs from the label most like it.
+    """
+    names = list(labels)
+    if all(len(name) <= chars for name in names):
+        return names
+    if len(set(names)) < 2:
+        return [_short(name, chars) for name in names]
+    head = len(os.path.commonprefix(names))
+    while head and names[0][head - 1].isalnum():  # the shared start ends after a separator
+        head -= 1
+    if any(len(name) == head for name in names):  # some label would be left empty
+        head = 0
+    rests = [name[head:] for name in names]
+    tail = len(os.path.commonprefix([rest[::-1] for rest in rests]))
+    while tail and rests[0][len(rests[0]) - tail].isalnum():  # the shared end starts with a separator
+        tail -= 1
+    if any(len(rest) == tail for rest in rests):
+        tail = 0
+    cores = [rest[:len(rest) - tail] for rest in rests]
+    shown = []
+    for core in cores:
+        text = ("…" if head else "") + core + ("…" if tail else "")
+        if len(text) > chars:
+            # the window starts at the word where this label departs from its nearest neighbour
+            depart = max(len(os.path.commonprefix([core, other])) for other in cores if other != core)
+            while depart and core[depart - 1].isalnum():
+                depart -= 1
+            width = chars - 2  # room for an ellipsis at each end
+            start = max(0, min(depart, len(core) - width))
+            text = (("…" if head or start else "") + core[start:start + width]
+                    + ("…" if tail or start + width < len(core) else ""))
+        shown.append(text)
+    return shown
 
 
 def _ops_chart(comparison: Comparison) -> str:
@@ -222,7 +284,8 @@ def _ops_chart(comparison: Comparison) -> str:
                if per_s and m.feasibility and m.feasibility.budget}
     budget = budgets.pop() if len(budgets) == 1 else None
     labels = [m.label for m in comparison.models]
-    chars = min(max(len(label) for label in labels), 30)
+    names = chart_labels(labels, 30)
+    chars = max(len(name) for name in names)
     left, right, top, group = chars * 7 + 16, CHART_WIDTH - 70, 50, 34
     bottom = top + group * len(labels) + 6
     top_value = max([v for m in comparison.models for v in values(m) if v is not None] + [budget or 0])
@@ -244,7 +307,7 @@ def _ops_chart(comparison: Comparison) -> str:
     out.append(f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{bottom}"/>')
     for index, m in enumerate(comparison.models):
         y = top + index * group + 4
-        name = _short(m.label, chars)
+        name = names[index]
         out.append(f'<text x="{left - 8}" y="{y + group / 2 + 1:.1f}" text-anchor="end">'
                    f"<title>{_e(m.label)}</title>{_e(name)}</text>")
         for offset, (kind, value, colour) in enumerate(zip(("dense", "effective"), values(m),
@@ -270,9 +333,9 @@ def compare_html(comparison: Comparison) -> str:
     labels = [m.label for m in comparison.models]
     rows = [[label, *cells] for label, cells in metric_rows(comparison)]
     body = []
-    if comparison.fits or comparison.misses or comparison.unknown:
-        ok = bool(comparison.fits)
-        body.append(f'<div class="verdict {"ok" if ok else "no"}">{_e("; ".join(answer(comparison)))}</div>')
+    if comparison.verdict is not None:  # the worst verdict: green only when every model fits
+        mood = {"feasible": "ok", "not feasible": "no", "unknown": "unknown"}[comparison.verdict]
+        body.append(f'<div class="verdict {mood}">{_e("; ".join(answer(comparison)))}</div>')
     else:
         body.append(f'<p class="muted">{_e(answer(comparison)[0])}</p>')
     body.append("<h2>Side by side</h2>")

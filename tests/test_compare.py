@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 
 import pytest
@@ -17,7 +18,9 @@ from test_formats import EXTENSIONS, golden, parse
 
 from estimator.cli import main
 from estimator.compare import compare
+from estimator.errors import FeasibilityError
 from estimator.formats import format_json
+from estimator.formats_compare import chart_labels
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +55,7 @@ def test_which_variant_fits(workdir):
     # dense ops per time step: replay and plain 16 neurons × 4 = 64, mixed 8 costed neurons × 4 = 32
     result = compare(["replay.json", "mixed.json", "plain.json"], step_rate=1000.0, budget=5e4)
     assert result.fits == ("mixed.json",) and result.misses == ("replay.json", "plain.json")
-    assert result.best == "mixed.json" and result.basis == "dense"
+    assert result.best == ("mixed.json",) and result.basis == "dense"
     needed = {m.label: m.feasibility.budget.needed_ops_per_s for m in result.models}
     assert needed == {"replay.json": 64_000.0, "mixed.json": 32_000.0, "plain.json": 64_000.0}
     assert not result.models[1].feasibility.budget.complete  # mixed.json's verdict is optimistic, and says so
@@ -69,6 +72,7 @@ def test_saved_settings_are_reused_and_reproduce_the_saved_figures(workdir):
         assert json.loads(json.dumps(model.feasibility.to_dict())) == saved[name]["feasibility"]
     assert result.models[2].feasibility is None
     assert result.fits == ("replay.json",) and result.misses == ("mixed.json",)
+    assert result.unknown == ("plain.json",)  # saved without a budget: listed, not left out
 
 
 def test_compare_csv_and_html_have_one_entry_per_model(workdir):
@@ -109,8 +113,7 @@ def test_estimate_with_feasibility_options(workdir):
     (["compare", "inputs.npz"], 1, "error: inputs.npz: not a readable JSON report"),
     (["compare", "toy-energy.toml"], 1, "error: toy-energy.toml: not a readable JSON report"),
     (["compare", "plain.json", "--budget", "1e5"], 2, "error: plain.json: a budget needs a step rate"),
-    (["compare", "plain.json", "dense.json", "--step-rate", "10", "--budget", "1", "--budget-basis", "effective"],
-     2, "error: dense.json: budget basis 'effective' needs a replay"),
+    (["compare", "plain.json", "--step-rate", "10", "--budget", "-1"], 2, "Invalid value for '--budget'"),
     (["compare"], 2, "Missing argument"),
 ])
 def test_errors_are_one_line_with_exit_codes(workdir, args, code, message):
@@ -141,3 +144,143 @@ def test_help_names_the_new_options(workdir):
     compare_help = run("compare", "--help").stdout
     for option in ("--step-rate", "--budget", "--budget-basis", "--energy-table", "--format", "--output"):
         assert option in compare_help
+
+
+# ---------------------------------------------------------------- findings of the user review
+
+def test_reports_made_with_different_cost_tables_say_so_in_every_format(workdir):
+    (workdir / "five.toml").write_text("[costs.leaky]\nsubtract = 5\n")
+    made = run("estimate", "unrolled.onnx", "-i", "inputs.npz", "--cost-table", "five.toml", "-f", "json",
+               "-o", "five.json")
+    assert made.exit_code == 0, made.output
+    result = compare(["replay.json", "five.json"])
+    assert [m.report.totals.neuron_dense_ops for m in result.models] == [384, 480]  # 16 neurons × 6 steps × 4 or 5
+    assert [w for w in result.warnings if "cost tables" in w] == [
+        "the reports were not all costed with the same cost tables (replay.json: neuronops-extension, neurobench; "
+        "five.json: neuronops-extension, neurobench, five): the same layer may cost differently in each"]
+    assert not any("cost tables" in w for w in compare(["replay.json", "plain.json"]).warnings)
+    tables = {"replay.json": ["neuronops-extension", "neurobench"],
+              "five.json": ["neuronops-extension", "neurobench", "five"]}
+    outputs = {fmt: run("compare", "replay.json", "five.json", "-f", fmt).stdout for fmt in EXTENSIONS}
+    for fmt, text in outputs.items():
+        assert "not all costed with the same cost tables" in text, fmt
+        assert "five.json: cost tables (later ones override earlier ones): neuronops-extension, neurobench, five" \
+            in text, fmt
+    table_row = next(line for line in outputs["table"].splitlines() if line.startswith("cost tables"))
+    assert table_row.split()[2:] == ["neuronops-extension,", "neurobench", "neuronops-extension,", "neurobench,",
+                                     "five"]
+    assert {m["report"]: m["cost_tables"] for m in json.loads(outputs["json"])["models"]} == tables
+    rows = list(csv.DictReader(line for line in outputs["csv"].splitlines() if not line.startswith("#")))
+    assert {r["report"]: r["cost_tables"].split("; ") for r in rows} == tables
+    assert "| cost tables | neuronops-extension, neurobench | neuronops-extension, neurobench, five |" \
+        in outputs["markdown"]
+    assert '<td class="num">neuronops-extension, neurobench, five</td>' in outputs["html"]
+
+
+def _banner(*args: str) -> str:
+    result = run("compare", *args, "-f", "html")
+    assert result.exit_code == 0, result.output
+    (banner,) = parse(result.stdout).find("div", "verdict")
+    return banner["class"]
+
+
+def test_the_html_banner_shows_the_worst_verdict(workdir):
+    assert _banner("replay.json", "plain.json", "--step-rate", "1000", "--budget", "1e5") == "verdict ok"
+    # replay.json needs 64 kops/s, mixed.json 32 kops/s: one fits, one does not
+    assert _banner("replay.json", "mixed.json", "--step-rate", "1000", "--budget", "5e4") == "verdict no"
+    # plain.json fits on effective ops; dense.json has no replay, so no verdict
+    assert _banner("plain.json", "dense.json", "--step-rate", "10", "--budget", "1e6",
+                   "--budget-basis", "effective") == "verdict unknown"
+    assert _banner("replay.json", "plain.json") == "verdict unknown"  # plain.json was saved without a budget
+    assert compare(["replay.json", "mixed.json"], step_rate=1000.0, budget=5e4).verdict == "not feasible"
+    assert compare(["replay.json", "plain.json"]).verdict == "unknown"
+
+
+def test_effective_basis_without_a_replay_is_an_unknown_verdict_not_an_error(workdir):
+    result = compare(["plain.json", "dense.json"], step_rate=10.0, budget=1.0, basis="effective")
+    assert result.misses == ("plain.json",) and result.unknown == ("dense.json",) and result.fits == ()
+    dense = result.models[1]
+    assert dense.verdict == "unknown" and dense.reason == "budget basis 'effective' needs a replay (--inputs)"
+    assert dense.feasibility.dense_ops_per_s == 640.0  # 16 neurons × 4 ops × 10 steps/s: its figures are kept
+    assert dense.feasibility.budget.other_needed_ops_per_s == 640.0
+    cli = run("compare", "plain.json", "dense.json", "--step-rate", "10", "--budget", "1", "--budget-basis",
+              "effective")
+    assert cli.exit_code == 0, cli.output
+    assert "no verdict for dense.json: budget basis 'effective' needs a replay (--inputs)" in cli.stdout
+    data = json.loads(run("compare", "plain.json", "dense.json", "--step-rate", "10", "--budget", "1",
+                          "--budget-basis", "effective", "-f", "json").stdout)
+    assert [(m["verdict"], m["no_verdict"]) for m in data["models"]] == [
+        ("not feasible", None), ("unknown", "budget basis 'effective' needs a replay (--inputs)")]
+    with pytest.raises(FeasibilityError, match="^dense.json: budget must be a positive number"):
+        compare(["dense.json"], step_rate=10.0, budget=-1.0, basis="effective")  # still an error: not the basis
+
+
+def test_most_headroom_names_every_tied_model(workdir):
+    result = compare(["replay.json", "plain.json"], step_rate=1000.0, budget=1e5)
+    assert result.best == ("replay.json", "plain.json")
+    text = run("compare", "replay.json", "plain.json", "--step-rate", "1000", "--budget", "1e5").stdout
+    assert "most headroom (tied): replay.json, plain.json\n" in text
+    assert "judged with different" not in text and "verdicts use different" not in text
+
+
+def test_most_headroom_warns_when_the_models_were_judged_differently(workdir):
+    rates = compare(["replay.json", "dense.json"], budget=1e6)  # saved step rates 1000 Hz and 500 Hz
+    assert rates.unlike == ("step rates",)
+    assert "verdicts use different step rates (1000 Hz, 500 Hz): each model is judged at its own, so the ranking by " \
+        "headroom compares unlike things" in rates.warnings
+    saved = compare(["replay.json", "mixed.json"], step_rate=1000.0)  # saved budgets 1e5 dense and 50 effective
+    assert saved.unlike == ("budgets", "budget bases")
+    assert any(w.startswith("verdicts use different budgets (100000 ops/s, 50 ops/s)") for w in saved.warnings)
+    assert any(w.startswith("verdicts use different budget bases (dense, effective)") for w in saved.warnings)
+    text = run("compare", "replay.json", "dense.json", "--budget", "1e6").stdout
+    assert "most headroom: dense.json (judged with different step rates: see the warnings)" in text
+    assert compare(["replay.json", "plain.json"], step_rate=1000.0, budget=1e5).unlike == ()
+
+
+def test_a_report_without_a_budget_is_listed_as_having_no_verdict(workdir):
+    result = compare(["replay.json", "plain.json"])  # replay.json was saved with a budget, plain.json without
+    assert result.fits == ("replay.json",) and result.unknown == ("plain.json",)
+    assert result.models[1].reason == "no budget (none given here, none saved in the report)"
+    for fmt in ("table", "csv", "markdown", "html"):
+        text = run("compare", "replay.json", "plain.json", "-f", fmt).stdout
+        assert "no verdict for plain.json: no budget (none given here, none saved in the report)" in text, fmt
+    data = json.loads(run("compare", "replay.json", "plain.json", "-f", "json").stdout)
+    assert data["unknown"] == ["plain.json"] and data["models"][1]["verdict"] is None
+    assert data["models"][1]["no_verdict"] == "no budget (none given here, none saved in the report)"
+    nothing = compare(["plain.json"])
+    assert nothing.unknown == ("plain.json",) and nothing.verdict is None
+    assert "no budget given: pass --step-rate and --budget" in run("compare", "plain.json").stdout
+
+
+def _chart_names(html: str) -> list[tuple[str, str]]:
+    """(tooltip, label) of each model's name in the chart."""
+    chart = html[html.index('<svg id="chart-compare"'):]
+    return re.findall(r'<text [^>]*text-anchor="end"><title>([^<]*)</title>([^<]*)</text>', chart)
+
+
+def test_chart_labels_keep_reports_apart(workdir):
+    for name, variant in (("replay", "unrolled"), ("dense", "stepwise")):
+        shutil.copy(workdir / f"{name}.json", workdir / f"leaky_sub_fc1__{variant}__torchscript.json")
+    html = run("compare", "leaky_sub_fc1__unrolled__torchscript.json", "leaky_sub_fc1__stepwise__torchscript.json",
+               "-f", "html").stdout
+    assert _chart_names(html) == [("leaky_sub_fc1__unrolled__torchscript.json", "…unrolled…"),
+                                  ("leaky_sub_fc1__stepwise__torchscript.json", "…stepwise…")]
+
+
+@pytest.mark.parametrize(("labels", "chars", "shown"), [
+    (["replay.json", "mixed.json"], 30, ["replay.json", "mixed.json"]),  # they fit: nothing is cut
+    (["a.json"] * 2, 4, ["a…on", "a…on"]),  # the same report twice: cut in the middle as before
+    (["x" * 40 + ".json"], 30, ["x" * 14 + "…" + "x" * 10 + ".json"]),  # one long label: in the middle as before
+    (["run10.json", "run12.json"], 8, ["run10…", "run12…"]),  # cut at separators, never inside a word
+    (["v1/model/report.json", "v2/model/report.json"], 8, ["v1…", "v2…"]),
+    (["out/small.json", "out/small_v2.json"], 12, ["…small…", "…small_v2…"]),
+    (["a_", "a_bcd"], 4, ["a_", "…bc…"]),  # "a_" would be left empty: nothing is dropped; "a_bcd" departs at b
+    # still too long once the shared start and end are dropped: the part where each departs from its neighbour
+    (["exp_" + "long" * 10 + "_run1.json", "exp_" + "long" * 10 + "_run2.json", "exp_b.json"], 30,
+     ["…ong" + "long" * 5 + "_run1…", "…ong" + "long" * 5 + "_run2…", "…b…"]),
+    (["exp_" + "long" * 10 + "_abc_run1.json", "exp_" + "long" * 10 + "_abc_run2.json", "exp_b.json"], 30,
+     ["…ong" + "long" * 4 + "_abc_run1…", "…ong" + "long" * 4 + "_abc_run2…", "…b…"]),
+])
+def test_chart_labels(labels, chars, shown):
+    assert chart_labels(labels, chars) == shown
+    assert all(len(label) <= chars for label in shown)
