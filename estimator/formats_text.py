@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 
 from .feasibility import Feasibility
 from .formats import CONVENTION_TEXT, _number, _rate, _table
 from .report import PER_STEP, SCHEMA, Report
 
-SI_PREFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"),
-               (1e-12, "p"), (1e-15, "f"))
+SI_PREFIXES = ((12, "T"), (9, "G"), (6, "M"), (3, "k"), (0, ""), (-3, "m"), (-6, "µ"), (-9, "n"), (-12, "p"),
+               (-15, "f"))  # powers of ten
 
 CONVENTIONS_COMMON = (
     "dense ops and effective ops are per sample: one sample is a whole sequence of T time steps",
@@ -23,21 +24,26 @@ CONVENTIONS_COMMON = (
 )
 
 
-def si(value: float | int | None, unit: str, digits: int = 4) -> str:
-    """Engineering notation with an SI prefix: 1.152 Mops/s, 3.7 pJ, 45.6 µW."""
+def si(value: float | int | Decimal | None, unit: str, digits: int = 4) -> str:
+    """Engineering notation with an SI prefix: 1.152 Mops/s, 3.7 pJ, 45.6 µW. The prefix is applied in decimal to the
+    value as it prints (its shortest repr), then rounded half to even: dividing the float by 1e-9 instead would turn
+    175.75 nW into 175.74999… and print it as 175.7 beside an energy of 175.75 pJ printed as 175.8."""
     if value is None:
         return "-"
     if value == 0:
         return f"0 {unit}"
-    magnitude = abs(value)
-    for scale, prefix in SI_PREFIXES:
-        if magnitude >= scale * 0.9995:
-            return f"{value / scale:.{digits}g} {prefix}{unit}"
-    return f"{value:.{digits}g} {unit}"
+    exact = value if isinstance(value, Decimal) else Decimal(value if isinstance(value, int) else repr(float(value)))
+    rounding = Context(prec=digits, rounding=ROUND_HALF_EVEN)
+    for exponent, prefix in SI_PREFIXES:
+        scaled = exact.scaleb(-exponent)
+        if abs(scaled) >= Decimal("0.9995") or exponent == SI_PREFIXES[-1][0]:
+            return f"{float(rounding.plus(scaled)):.{digits}g} {prefix}{unit}"
+    raise AssertionError("unreachable: the last prefix always applies")
 
 
 def joules(pj: float | None) -> str:
-    return si(None if pj is None else pj * 1e-12, "J")
+    """Picojoules, in the unit that suits them (the factor 10⁻¹² applied in decimal, see si)."""
+    return si(None if pj is None else Decimal(repr(float(pj))).scaleb(-12), "J")
 
 
 def conventions(report: Report) -> list[str]:

@@ -235,3 +235,18 @@ def test_html_step_chart_tells_many_layers_apart(reports):
     assert all(dash == "" for _, dash in styles[:8]) and all(dash for _, dash in styles[8:])
     dashed_keys = [a for a in page.find("line") if a.get("stroke-dasharray")]
     assert len(dashed_keys) == len(layers) - 8
+
+
+def test_si_rounds_the_value_as_it_prints():
+    """175.75 pJ per step at 1000 steps/s is 175.75 nW: both print alike (half to even on the decimal value), not
+    175.8 pJ beside 175.7 nW as dividing the float by 1e-9 gave."""
+    from fractions import Fraction
+
+    from estimator.formats_text import joules, si
+
+    watts = float(Fraction("175.75") * 1000 * Fraction(1, 10**12))  # as feasibility computes power
+    assert (joules(175.75), si(watts, "W")) == ("175.8 pJ", "175.8 nW")
+    assert (joules(175.65), si(float(Fraction("175.65") * 1000 * Fraction(1, 10**12)), "W")) == ("175.6 pJ",
+                                                                                                  "175.6 nW")
+    assert [si(v, "ops/s") for v in (216000.0, 999_960, -5e4, 11290.5, 0.45, 3)] == [
+        "216 kops/s", "1 Mops/s", "-50 kops/s", "11.29 kops/s", "450 mops/s", "3 ops/s"]
