@@ -479,6 +479,10 @@ def check_inputs(plan: ReplayPlan, inputs: RecordedInputs, allow_nonfinite: bool
     _check_steps(match, inputs.time_steps, inputs)
     warnings: list[str] = []
     notes: list[str] = []
+    if stepwise:  # nothing in a stepwise graph says how many steps a sample has: which axis is time is the data's word
+        shape = inputs.file_shape or next(iter(inputs.arrays.values())).shape
+        notes.append(f"stepwise model: the inputs' shape {_show(tuple(shape))} is read as {inputs.samples} samples × "
+                     f"{inputs.time_steps} time steps (time on axis {inputs.time_axis}; --time-axis says where it is)")
     for name, array in inputs.arrays.items():
         if stepwise:
             _check_shape(plan, name, (array.shape[0],) + array.shape[2:], "one time step of the inputs")

@@ -272,6 +272,16 @@ def test_compare_expands_a_quoted_pattern(workdir):
     assert missing.exit_code == 1 and "nowhere/*.json: no such report file" in missing.stderr
 
 
+def test_a_stepwise_replay_says_which_axis_it_took_as_time(workdir):
+    """A stepwise graph cannot tell a time-major file from a batch-major one: the report says how it read it."""
+    for axis, samples, steps in ((1, 5, 6), (0, 6, 5)):
+        result = run("estimate", "stepwise.onnx", "-i", "inputs.npz", "--time-axis", str(axis))
+        assert result.exit_code == 0, result.output
+        assert (f"note: stepwise model: the inputs' shape (5, 6, 10) is read as {samples} samples × {steps} time steps "
+                f"(time on axis {axis}; --time-axis says where it is)") in result.stdout
+    assert "stepwise model" not in run("estimate", "unrolled.onnx", "-i", "inputs.npz").stdout  # the graph checks T
+
+
 def test_convention_names_are_not_case_sensitive(workdir):
     upper = run("estimate", "unrolled.onnx", "-i", "inputs.npz", "-c", "NeuroBench", "-f", "json")
     lower = run("estimate", "unrolled.onnx", "-i", "inputs.npz", "-c", "neurobench", "-f", "json")
