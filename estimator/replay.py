@@ -183,10 +183,12 @@ def _session(plan: ReplayPlan, threads: int, optimize: bool = True, save_ort: st
     import onnxruntime as ort  # imported here: keeps `neuronops layers` and --help fast
 
     # The onnxruntime-format copy holds basic optimisations only, and onnxruntime cannot optimise such a copy further
-    # when loading it: it serves the replays it was made for, those that run the model a few times. A replay that
-    # runs it many times optimises the ONNX model fully (the benchmark's conv stepwise: 0.82 s of CPU with the copy,
-    # 0.67 s without).
-    if plan.ort_model is not None and not optimize:
+    # when loading it. A stepwise graph is one step: optimising it fully takes milliseconds and pays back over its
+    # thousands of runs (the benchmark's conv stepwise: 0.67 s of CPU instead of 0.82 with the copy), so a stepwise
+    # replay of many runs does not use the copy. An unrolled graph is T steps: full optimisation costs 0.2–0.3 s on the
+    # benchmark's 3000-node exports (seconds on larger ones) and pays back in some (conv: 8 ms a run) but not in
+    # others (fc: none), and takes more memory; such a replay keeps the copy.
+    if plan.ort_model is not None and not (optimize and plan.match.style == "stepwise"):
         try:
             session = _new_session(ort, plan.ort_model, threads, optimize, ort_format=True)
         except Exception:  # an onnxruntime that cannot read it after all: the ONNX model says the same

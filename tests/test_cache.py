@@ -760,11 +760,13 @@ def test_an_ort_copy_that_asks_for_inputs_the_replay_does_not_feed_is_not_used(t
     assert any("ONNX checker" in warning for warning in again.warnings)
 
 
-def test_the_ort_copy_serves_few_run_replays_only(tmp_path: Path, cache: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_stepwise_replay_of_many_runs_does_not_use_the_ort_copy(tmp_path: Path, cache: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """The onnxruntime-format copy holds basic optimisations only, which onnxruntime cannot add to when loading it:
-    after a short replay stored one, a replay that runs the model many times makes its session from the ONNX model,
-    fully optimised; a short replay again uses the copy. The figures are the same either way."""
+    after a short replay stored one, a stepwise replay that runs the model many times makes its session from the
+    ONNX model, fully optimised (milliseconds for one step's graph); a short replay again uses the copy. The figures
+    are the same either way. (An unrolled replay keeps the copy: full optimisation of T steps costs more than it
+    saves in many graphs.)"""
     from estimator import replay as replay_stage
 
     model, _, net, data = _leaky(tmp_path / "m", seed=90, samples=2, steps=60)
@@ -787,3 +789,24 @@ def test_the_ort_copy_serves_few_run_replays_only(tmp_path: Path, cache: Path,
     assert long_run.totals.effective_neuron_ops_run == _reference_run(net, data)
     estimate(model, short)
     assert sessions[2:] == [(True, False)]  # the copy, for the short replay it was made for
+
+
+def test_an_unrolled_replay_of_many_runs_keeps_the_ort_copy(tmp_path: Path, cache: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fully optimising an unrolled graph (T steps) costs more set-up than it saves in many graphs, and more memory:
+    a replay of many runs (here 60 batches of one sample) loads the stored copy, as a short one does."""
+    from estimator import replay as replay_stage
+
+    model, inputs, net, data = _leaky(tmp_path / "m", seed=91, style="unrolled", samples=60, steps=4)
+    sessions: list[bool] = []
+    real = replay_stage._new_session
+
+    def spy(ort, model_bytes, threads, optimize, save_ort=None, ort_format=False):
+        sessions.append(ort_format)
+        return real(ort, model_bytes, threads, optimize, save_ort=save_ort, ort_format=ort_format)
+
+    monkeypatch.setattr(replay_stage, "_new_session", spy)
+    estimate(model, inputs)  # one batch: saves the copy
+    many = estimate(model, inputs, convention="neurobench", batch_size=1)
+    assert sessions == [False, True]
+    assert many.totals.effective_neuron_ops_run == _reference_run(net, data)
