@@ -44,6 +44,9 @@ class NeuronKind:
     spikes: str
     recognise: Recogniser = field(compare=False)
     equation: str = ""
+    # kinds whose update is this kind's for some parameters, so that structure alone reads this kind as one of them;
+    # a class recorded by the exporter then decides (Lapicque with Δt/C = 1 reads as Leaky)
+    same_update_as: tuple[str, ...] = ()
 
 
 def _expect(features: UpdateFeatures, carried: int, feedback: bool, recurrent: bool) -> str | None:
@@ -131,7 +134,7 @@ register_kind(NeuronKind(
 ))
 register_kind(NeuronKind(
     "lapicque", ("Lapicque",), ("mem",), "spk", _lapicque,
-    "U_t = I_t·Δt/C + (1 − Δt/(R·C))·U_{t-1}, reset as Leaky",
+    "U_t = I_t·Δt/C + (1 − Δt/(R·C))·U_{t-1}, reset as Leaky", same_update_as=("leaky",),
 ))
 register_kind(NeuronKind(
     "synaptic", ("Synaptic",), ("syn", "mem"), "spk", lambda f: _expect(f, 1, True, False),

@@ -589,6 +589,32 @@ class _MembranePair:
     input_target: str  # the canonical tensor behind the pair's output
 
 
+CLASS_METADATA = "pkg.torch.onnx.class_hierarchy"  # torch's dynamo exporter: the module classes a node came from
+
+
+def _declared_class(nodes: list[OpNode], looked_at: int = 200) -> str | None:
+    """The registered neuron class most of these nodes' class metadata names (the dynamo exporter records each
+    node's module classes, e.g. "['Net', 'snntorch._neurons.lapicque.Lapicque', 'aten.mul.Tensor']"), or None. The
+    first `looked_at` nodes that carry the metadata are enough: every step of a layer repeats it."""
+    seen: Counter[str] = Counter()
+    carried = 0
+    for node in nodes:
+        text = node.metadata.get(CLASS_METADATA)
+        if not text:
+            continue
+        carried += 1
+        for dotted in set(_DOTTED.findall(text[:2000])):
+            name = dotted.rsplit(".", 1)[-1]
+            if kind_for_class(name) is not None:
+                seen[name] += 1
+        if carried >= looked_at:
+            break
+    return seen.most_common(1)[0][0] if seen else None
+
+
+_DOTTED = re.compile(r"[A-Za-z_][\w.]*")
+
+
 def _build_layer(
     graph: ModelGraph,
     component: int,
@@ -659,6 +685,8 @@ def _build_layer(
             if p.input in own_state and p is not stepwise_pair and p.input not in reader.spike_state
         )
     features = features_of(update, reader.unreadable, state_updates, reader.theta)
+    if layer_style == "unrolled" and not prev:  # one step, no previous membrane: no reset term can show, none or not
+        features = replace(features, reset=None)
     if features.reset == "zero" and not features.recurrent and "Snow" not in update.symbols():
         # RLeaky one-to-one with a zero reset: V·S_{t-1}·(1 − R) vanishes because S_{t-1} is R; read again with
         # R·R kept apart, and an R² term shows the elementwise recurrent weight
@@ -696,6 +724,17 @@ def _build_layer(
                 notes.append(f"the update reads as {structural.name}, the function class says {declared.name}")
     elif structural is not None:
         kind_name = structural.name
+        declared_class = _declared_class(component_nodes)
+        declared = kind_for_class(declared_class) if declared_class else None
+        if declared is not None and structural.name in declared.same_update_as:
+            # the update alone cannot tell these kinds apart (Lapicque with Δt/C = 1 is Leaky with β = 1 − 1/R); the
+            # exporter's record of the module's class can, and the kind decides the cost
+            kind_name, kind_source = declared.name, f"class metadata {declared_class}"
+            notes.append(f"the update is also a {structural.name} update; the export's class metadata names "
+                         f"{declared_class}, so it is costed as {declared.name}")
+        elif declared is not None and declared.name != structural.name:
+            notes.append(f"the export's class metadata names {declared_class}, but the update reads as "
+                         f"{structural.name}: costed as {structural.name}")
     else:
         nearest = min(near_misses.items(), key=lambda item: item[1].count(";")) if near_misses else None
         problem = problem or "update matches no registered neuron kind" + (

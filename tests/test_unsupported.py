@@ -184,3 +184,50 @@ def test_a_layer_behind_an_op_shape_inference_cannot_see_through_is_left_out_and
                for w in report.warnings), report.warnings
     shown = REPORT_FORMATS["table"](report)
     assert "total" in shown and " 0 " not in shown.split("total", 1)[1].splitlines()[0]
+
+
+def _with_class_metadata(model, hierarchy: str) -> None:
+    """What torch's dynamo exporter records on every node: the module classes it came from."""
+    for node in model.graph.node:
+        if node.op_type not in ("MatMul", "Gemm"):
+            entry = node.metadata_props.add()
+            entry.key, entry.value = "pkg.torch.onnx.class_hierarchy", hierarchy
+
+
+@pytest.mark.parametrize(("declared", "kind", "cost", "note"), [
+    ("snntorch._neurons.lapicque.Lapicque", "lapicque", 11, "the update is also a leaky update; the export's class "
+                                                             "metadata names Lapicque, so it is costed as lapicque"),
+    ("snntorch._neurons.leaky.Leaky", "leaky", 4, None),
+    ("snntorch._neurons.synaptic.Synaptic", "leaky", 4, "the export's class metadata names Synaptic, but the update "
+                                                        "reads as leaky: costed as leaky"),
+])
+def test_class_metadata_tells_lapicque_from_leaky(write_model, tmp_path, declared, kind, cost, note):
+    """Lapicque with Δt/C = 1 (snn.Lapicque(R=3, C=1)) has Leaky's update exactly: the graph's algebra cannot tell
+    them apart, but the cost can (11 against 4). The dynamo exporter's class metadata decides; a class whose update
+    differs from the one read is only noted."""
+    from builders import leaky_unrolled
+
+    rng = np.random.default_rng(44)
+    net = random_net(rng, [5, 4])
+    model = leaky_unrolled(net, 4)
+    _with_class_metadata(model, f"['Net', '{declared}', 'aten.mul.Tensor']")
+    report = estimate(write_model(model))
+    (row,) = report.layers
+    assert (row.kind, row.cost_per_update, row.dense_ops) == (kind, cost, 4 * 4 * cost)
+    listed = CliRunner().invoke(main, ["layers", str(write_model(model, "again.onnx")), "-f", "json"]).stdout
+    import json
+
+    layer = json.loads(listed)["layers"][0]
+    assert layer["recognised_by"] == ("class metadata Lapicque" if kind == "lapicque" else "structure")
+    notes = CliRunner().invoke(main, ["explain", str(tmp_path / "again.onnx")]).stdout
+    assert (note in notes) if note else ("class metadata" not in notes)
+
+
+def test_a_one_step_unrolled_layer_has_no_reset_reading(write_model):
+    """With one step and no state input there is no previous membrane: the reset is unknown, not 'none'."""
+    from builders import leaky_unrolled
+
+    model = leaky_unrolled(random_net(np.random.default_rng(45), [5, 4]), 1)
+    (row,) = estimate(write_model(model)).layers
+    assert (row.kind, row.reset, row.cost_per_update) == (None, None, None)
+    assert "only one time step in the graph" in estimate(write_model(model)).uncosted[0].reason
