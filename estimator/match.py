@@ -220,8 +220,29 @@ class _StepReader:
             if name in self.own_state:
                 return True
             producer = self.graph.node_of(name)
-            if producer is not None and self.in_component(producer):
+            if producer is not None and self.in_component(producer) and self._from_own_state(name):
                 return True
+        return False
+
+    def _from_own_state(self, tensor: str) -> bool:
+        """Whether `tensor` derives, inside the component, from this layer's previous membrane or carried state. A
+        spike-level residual (SEW: fc3(s1 + s2)) joins two layers' components: there the weight op of the later
+        layer reads the earlier layer's spike, which is in the component but is not this layer's state."""
+        seen: set[str] = set()
+        stack = [tensor]
+        while stack:
+            current = stack.pop()
+            if self.graph.is_constant(current):  # a threshold or decay shared by both layers is no state
+                continue
+            if current == self.prev or current in self.own_state or self.previous_region(current):
+                return True
+            node = self.graph.node_of(current)
+            if node is None or not self.in_component(node):
+                continue
+            for name in node.inputs:
+                if name and name not in seen:
+                    seen.add(name)
+                    stack.append(name)
         return False
 
     def read(self, tensor: str, depth: int = 0) -> Poly:
@@ -451,6 +472,7 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
         return best, external
 
     notes: list[str] = []
+    paired_targets = {graph.canonical(pair.output) for pair in pairs}  # stepwise: the computed next states
     chains: list[tuple[int, list[list[str]], str | None]] = []  # component, steps (membranes per step), problem
     for component, members in by_component.items():
         successors: dict[str, list[str]] = {}
@@ -463,6 +485,11 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
                 heads.append(membrane)
             else:
                 successors.setdefault(pred, []).append(membrane)
+        if len(heads) == len(members) > 1 and all(m in paired_targets for m in members):
+            # stepwise, every membrane its own state's next value: several layers in one component (a spike-level
+            # residual, s1 + s2, joins them), a layer each
+            chains.extend((component, [[membrane]], None) for membrane in members)
+            continue
         if len(heads) == len(members) > 1:
             # No membrane reads an earlier one: the membrane is no state of its own (Alpha with reset none,
             # U_t = τ(I_exc,t + I_inh,t)), and the steps are linked through the other state the layer carries. In
@@ -487,19 +514,24 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
 
     layers: list[NeuronLayer] = []
     compared = {c.membrane for c in compares}
-    membrane_pairs = {  # stepwise: the computed next membrane of each compared state input, by component
-        component_of[graph.producer[graph.canonical(p.input_target)]]: p
-        for p in (_MembranePair(pair, graph.canonical(pair.output)) for pair in pairs)
+    membrane_pairs = [  # stepwise: the computed next membrane of each compared state input
+        p for p in (_MembranePair(pair, graph.canonical(pair.output)) for pair in pairs)
         if (p.pair.input in compared or p.input_target in membrane_set) and p.input_target in graph.producer
-    }
+    ]
+    pair_of_membrane = {p.input_target: p for p in membrane_pairs}
+    # a layer whose membrane is no state (Alpha with reset none, the membrane input dropped) finds its pair by component
+    pair_of_component = {component_of[graph.producer[p.input_target]]: p for p in membrane_pairs}
     nodes_of: dict[int, list[OpNode]] = {}  # grouped once: a pass over all nodes per layer is quadratic
     for node in graph.nodes:
         nodes_of.setdefault(component_of[node.index], []).append(node)
+    layers_in = Counter(component for component, _, _ in chains)
     in_updates: set[tuple[int, str]] = set()  # (component, op type): ops a layer's update holds and could not read
     for component, steps, problem in sorted(chains, key=lambda item: order[item[1][0][0]]):
         component_nodes = nodes_of.get(component, [])
+        membrane_pair = next((pair_of_membrane[m] for step in steps for m in step if m in pair_of_membrane),
+                             pair_of_component.get(component))
         layer = _build_layer(graph, component, component_of, component_nodes, steps, problem, compare_of_output,
-                             spike_of, membrane_pairs.get(component), pairs)
+                             spike_of, membrane_pair, pairs, shared=layers_in[component] > 1)
         layers.append(layer)
         if layer.features is not None:
             in_updates.update((component, op) for op in layer.features.unreadable_ops)
@@ -626,6 +658,7 @@ def _build_layer(
     spike_of: dict[str, str],
     membrane_pair: _MembranePair | None,
     pairs: list[StatePair],
+    shared: bool = False,  # the component holds other layers too (a spike-level residual joins them)
 ) -> NeuronLayer:
     stepwise_pair = membrane_pair.pair if membrane_pair is not None and len(steps) == 1 else None
     in_component = lambda node: component_of[node.index] == component  # noqa: E731
@@ -635,6 +668,14 @@ def _build_layer(
         or (graph.node_of(graph.canonical(p.output)) is not None
             and in_component(graph.node_of(graph.canonical(p.output))))
     ]
+    if shared and stepwise_pair is not None:
+        # another layer's state is in this component too: this layer's own is what its next membrane is computed
+        # from (a synaptic current) or what is computed from it (its spike, fed back), besides the membrane itself
+        inside = lambda name: _inside(graph, name, in_component)  # noqa: E731
+        membrane = membrane_pair.input_target  # type: ignore[union-attr]
+        upstream = graph.ancestors(membrane, stop=lambda name: not inside(name))
+        own_pairs = [p for p in own_pairs if p is stepwise_pair or graph.canonical(p.output) in upstream
+                     or membrane in graph.ancestors(graph.canonical(p.output), stop=lambda name: not inside(name))]
     # a stepwise layer whose membrane is no state (Alpha with reset none: the exporter may drop the unused membrane
     # input) but which carries other state: the tool still drives it step by step
     stateless_membrane = stepwise_pair is None and len(steps) == 1 and bool(own_pairs)
@@ -756,7 +797,14 @@ def _build_layer(
     tensors = ([stepwise_pair.input] if stepwise_pair else []) + list(chain)
     name = _state_base((stepwise_pair or own_pairs[0]).input) if layer_style == "stepwise" else None
     first_step_nodes = [n for n in component_nodes if n.index <= graph.producer[chain[0]]]
-    name = name or _scope_name(graph, first_step_nodes or component_nodes, tensors)
+    if shared:  # only this layer's: the ops its first membrane is computed by
+        upstream = graph.ancestors(chain[0], stop=lambda name: not _inside(graph, name, in_component)) | {chain[0]}
+        first_step_nodes = [n for n in first_step_nodes if any(out in upstream for out in n.outputs)]
+    # the scope of the ops that make this layer's membranes first: a component can hold two layers (a spike-level
+    # residual joins them), whose other ops would name it after the first
+    own_nodes = [node for node in map(graph.node_of, chain) if node is not None]
+    name = name or _scope_name(graph, own_nodes, []) or _scope_name(graph, first_step_nodes or component_nodes,
+                                                                     tensors)
     location = ", ".join(dict.fromkeys(n.name for n in first_step_nodes[:3] if n.name)) or f"tensor {chain[0]!r}"
     return NeuronLayer(
         name=name or "",

@@ -23,6 +23,7 @@ class LeakyNet:
     threshold: float = 1.0
     reset: str = "subtract"  # subtract | zero | none
     reset_delay: bool = True  # False: snnTorch applies the reset of this step's spike within the same step
+    residual: bool = False  # the last layer's synapse reads the sum of the two layers' spikes before it (SEW)
 
     def reference(self, data: np.ndarray) -> dict[str, list[int]]:
         """Per layer: spikes and NeuroBench membrane updates over all samples of `data` (B, T, F)."""
@@ -33,7 +34,10 @@ class LeakyNet:
         mems = [np.zeros((samples, w.shape[1]), np.float32) for w in self.weights]
         for t in range(steps):
             x = data[:, t].astype(np.float32)
+            fired: list[np.ndarray] = []
             for i, w in enumerate(self.weights):
+                if self.residual and i == len(self.weights) - 1:
+                    x = fired[-2] + fired[-1]
                 current = x @ w
                 prev = mems[i]
                 reset = (prev - theta > 0).astype(np.float32)
@@ -51,6 +55,7 @@ class LeakyNet:
                 updates[i] += samples * mem.shape[1] if t == 0 else int(np.count_nonzero(mem != prev))
                 mems[i] = mem
                 x = spk
+                fired.append(spk)
         return {"spikes": spikes, "membrane_updates": updates}
 
 
@@ -124,11 +129,15 @@ def leaky_stepwise(net: LeakyNet, spelling: str = "torchscript", batch: int | st
     inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, n_in])]
     outputs = []
     x = "input"
+    fired: list[str] = []
     for i, w in enumerate(net.weights, start=1):
         state = f"lif{i}.mem"
         inputs.append(helper.make_tensor_value_info(state, TensorProto.FLOAT, [batch, w.shape[1]]))
         theta = b.init(net.threshold, "threshold")
+        if net.residual and i == len(net.weights):
+            x = b.op("Add", [fired[-2], fired[-1]])
         new, spike = b.step(net, state, b.synapse(x, w), b.beta(net), theta)
+        fired.append(spike)
         b.nodes.append(helper.make_node("Identity", [new], [f"{state}.next"]))
         outputs.append(helper.make_tensor_value_info(f"{state}.next", TensorProto.FLOAT, [batch, w.shape[1]]))
         x = spike
@@ -151,12 +160,16 @@ def leaky_unrolled(net: LeakyNet, steps: int, spelling: str = "torchscript",
         index = b.name("t")
         b.inits.append(numpy_helper.from_array(np.asarray(t, dtype=np.int64), index))
         x = b.op("Gather", ["input", index], axis=1)
+        fired: list[str] = []
         for i, w in enumerate(net.weights):
+            if net.residual and i == len(net.weights) - 1:
+                x = b.op("Add", [fired[-2], fired[-1]])
             current = b.synapse(x, w)
             if mems[i] is None:
                 mems[i] = b.op("ConstantOfShape", [b.op("Shape", [current])],
                                value=numpy_helper.from_array(np.zeros(1, np.float32)))
             mems[i], x = b.step(net, mems[i], current, betas[i], thetas[i])
+            fired.append(x)
         axes = b.name("axes")
         b.inits.append(numpy_helper.from_array(np.asarray([1], dtype=np.int64), axes))
         stacked.append(b.op("Unsqueeze", [x, axes]))

@@ -266,3 +266,22 @@ def test_api_takes_a_convention_in_any_case_and_one_cost_table_alone(write_model
         with pytest.raises(NeuronopsError, match="convention must be one of spikes, neurobench, not") as info:
             estimate(path, convention=wrong)
         assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("spelling", ["torchscript", "dynamo"])
+@pytest.mark.parametrize("style", ["unrolled", "stepwise"])
+def test_a_spike_level_residual_keeps_three_leaky_layers(write_model, tmp_path, style, spelling):
+    """SEW-style: fc3 reads s1 + s2. The Add of two layers' spikes joins their components, so the matcher must not
+    take the earlier layer's spike for a recurrent current (RLeaky) nor chain the two stepwise membranes as steps
+    of one layer (found on new snnTorch exports: lif2 costed as rleaky unrolled, the stepwise export refused)."""
+    rng = np.random.default_rng(46)
+    net = random_net(rng, [7, 6, 6, 4])
+    net.residual = True
+    data = _data(rng, 5, 6, 7)
+    model = leaky_unrolled(net, 6, spelling) if style == "unrolled" else leaky_stepwise(net, spelling)
+    report = estimate(write_model(model, inputs=data), tmp_path / "inputs.npz", convention="neurobench")
+    assert [(row.kind, row.reset) for row in report.layers] == [("leaky", "subtract")] * 3
+    want = net.reference(data)
+    assert [row.spikes for row in report.layers] == want["spikes"]
+    assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
+    assert report.uncosted == ()
