@@ -466,6 +466,12 @@ def _check_steps(match: MatchResult, steps: int, inputs: RecordedInputs | None =
                 other = [i for i, size in enumerate(shape) if size == layer.time_steps and i != axis]
                 if other:  # the file's time steps are likely on another axis
                     hint = f"; if time is on axis {other[0]}, pass --time-axis {other[0]}"
+            if layer.problem:  # the matcher could not follow the time loop through this layer: not the inputs' fault
+                raise InputError(
+                    f"layer {layer.name!r} was read as {layer.time_steps} time step(s) ({layer.problem}), the inputs "
+                    f"have {steps}{where}: the matcher could not follow the time loop through this layer, so the "
+                    "model cannot be replayed; `neuronops explain` shows the layer, and dense ops need no --inputs"
+                )
             raise InputError(
                 f"layer {layer.name!r} is unrolled for {layer.time_steps} time steps in the graph, "
                 f"the inputs have {steps}{where}{hint}; {'else ' if hint else ''}record {layer.time_steps} steps or "

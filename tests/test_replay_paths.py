@@ -288,3 +288,24 @@ def test_spike_counts_equal_count_nonzero_for_every_dtype(dtype, shape):
     assert all(type(count) is int for count in _nonzero_counts(arrays))
     if np.dtype(dtype).kind == "f":
         assert expected[1] == 0 and expected[0] >= 3
+
+
+def test_a_layer_the_matcher_could_not_follow_is_not_blamed_on_the_inputs():
+    """A layer read as fewer steps than the graph has because its chain broke (state_quant's quantiser made one
+    membrane feed two): the refusal says the matcher could not follow the time loop, not 'record 1 steps'."""
+    from estimator.errors import InputError
+    from estimator.layers import MatchResult, NeuronLayer
+    from estimator.replay import _check_steps
+
+    broken = NeuronLayer(name="lif1", kind=None, reset=None, style="unrolled", membranes=("m",), spikes=("s",),
+                         neurons_shape=("batch", 4), time_steps=1,
+                         problem="membrane 'm' feeds 2 later membranes: layers not separable")
+    match = MatchResult((broken,), "unrolled", (), ("input",), ())
+    with pytest.raises(InputError, match=r"layer 'lif1' was read as 1 time step\(s\) \(membrane 'm' feeds 2 later "
+                                         r"membranes: layers not separable\), the inputs have 10: the matcher could "
+                                         r"not follow the time loop"):
+        _check_steps(match, 10)
+    fine = NeuronLayer(name="lif1", kind="leaky", reset="subtract", style="unrolled", membranes=("m",),
+                       spikes=("s",), neurons_shape=("batch", 4), time_steps=1)
+    with pytest.raises(InputError, match="record 1 steps or export the model stepwise"):
+        _check_steps(MatchResult((fine,), "unrolled", (), ("input",), ()), 10)
