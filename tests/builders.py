@@ -207,14 +207,19 @@ def quadratic_stepwise(weight: np.ndarray, beta: float = 0.5, threshold: float =
     grown = b.op("Add", ["q1.mem", b.op("Mul", [b.init(beta, "beta"), square])])
     base = b.op("Add", [grown, b.synapse("input", weight)])
     new = b.op("Sub", [base, b.op("Mul", [reset, theta])])
-    b.nodes.append(helper.make_node("Identity", [new], ["q1.mem.next"]))
+    return _custom_stepwise(b, "q1", new, theta, n_in, n_out)
+
+
+def _custom_stepwise(b: _Builder, layer: str, new: str, theta: str, n_in: int, n_out: int) -> onnx.ModelProto:
+    """The model around one hand-written stepwise update `new` of state `<layer>.mem`: its spike is the output."""
+    b.nodes.append(helper.make_node("Identity", [new], [f"{layer}.mem.next"]))
     b.nodes.append(helper.make_node("Identity", [b.flag(new, theta)], ["output"]))
     graph = helper.make_graph(
-        b.nodes, "quadratic",
+        b.nodes, layer,
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", n_in]),
-         helper.make_tensor_value_info("q1.mem", TensorProto.FLOAT, ["batch", n_out])],
+         helper.make_tensor_value_info(f"{layer}.mem", TensorProto.FLOAT, ["batch", n_out])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", n_out]),
-         helper.make_tensor_value_info("q1.mem.next", TensorProto.FLOAT, ["batch", n_out])],
+         helper.make_tensor_value_info(f"{layer}.mem.next", TensorProto.FLOAT, ["batch", n_out])],
         b.inits,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -229,17 +234,7 @@ def tanh_stepwise(weight: np.ndarray, threshold: float = 1.0) -> onnx.ModelProto
     current = b.op("Relu", [b.synapse("input", weight)])
     base = b.op("Add", [b.op("Tanh", ["t1.mem"]), current])
     new = b.op("Sub", [base, b.op("Mul", [reset, theta])])
-    b.nodes.append(helper.make_node("Identity", [new], ["t1.mem.next"]))
-    b.nodes.append(helper.make_node("Identity", [b.flag(new, theta)], ["output"]))
-    graph = helper.make_graph(
-        b.nodes, "tanh",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", n_in]),
-         helper.make_tensor_value_info("t1.mem", TensorProto.FLOAT, ["batch", n_out])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", n_out]),
-         helper.make_tensor_value_info("t1.mem.next", TensorProto.FLOAT, ["batch", n_out])],
-        b.inits,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return _custom_stepwise(b, "t1", new, theta, n_in, n_out)
 
 
 def function_node_stepwise(net: LeakyNet, class_name: str, domain: str = "my.neurons") -> onnx.ModelProto:
