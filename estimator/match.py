@@ -188,14 +188,14 @@ class _StepReader:
         self.memo: dict[str, Poly] = {}
         self.unreadable: list[str] = []
 
-    def stateful(self, tensor: str) -> bool:
+    def stateful(self, tensor: str, flags: bool = True) -> bool:
         """Whether `tensor` depends, inside the component, on this layer's state (previous membrane, carried
-        state, reset flags): what does not is input current, whatever ops shaped it."""
+        state, and with `flags` any reset flag): what does not is input current, whatever ops shaped it."""
         seen: set[str] = set()
         stack = [tensor]
         while stack:
             current = stack.pop()
-            if current == self.prev or current in self.own_state or current in self.compare_of_output:
+            if current == self.prev or current in self.own_state or flags and current in self.compare_of_output:
                 return True
             node = self.graph.node_of(current)
             if node is None or not self.in_component(node) or self.graph.is_constant(current):
@@ -220,29 +220,11 @@ class _StepReader:
             if name in self.own_state:
                 return True
             producer = self.graph.node_of(name)
-            if producer is not None and self.in_component(producer) and self._from_own_state(name):
+            # from this layer's own state, not merely from inside the component: a spike-level residual (SEW:
+            # fc3(s1 + s2)) joins two layers' components, and the later layer's synapse reads the earlier one's spike
+            # (a compare output, but another layer's)
+            if producer is not None and self.in_component(producer) and self.stateful(name, flags=False):
                 return True
-        return False
-
-    def _from_own_state(self, tensor: str) -> bool:
-        """Whether `tensor` derives, inside the component, from this layer's previous membrane or carried state. A
-        spike-level residual (SEW: fc3(s1 + s2)) joins two layers' components: there the weight op of the later
-        layer reads the earlier layer's spike, which is in the component but is not this layer's state."""
-        seen: set[str] = set()
-        stack = [tensor]
-        while stack:
-            current = stack.pop()
-            if self.graph.is_constant(current):  # a threshold or decay shared by both layers is no state
-                continue
-            if current == self.prev or current in self.own_state or self.previous_region(current):
-                return True
-            node = self.graph.node_of(current)
-            if node is None or not self.in_component(node):
-                continue
-            for name in node.inputs:
-                if name and name not in seen:
-                    seen.add(name)
-                    stack.append(name)
         return False
 
     def read(self, tensor: str, depth: int = 0) -> Poly:
@@ -668,14 +650,18 @@ def _build_layer(
         or (graph.node_of(graph.canonical(p.output)) is not None
             and in_component(graph.node_of(graph.canonical(p.output))))
     ]
+
+    def upstream(tensor: str) -> set[str]:
+        """Tensors this one is computed from inside the component."""
+        return graph.ancestors(tensor, stop=lambda name: not _inside(graph, name, in_component))
+
     if shared and stepwise_pair is not None:
         # another layer's state is in this component too: this layer's own is what its next membrane is computed
         # from (a synaptic current) or what is computed from it (its spike, fed back), besides the membrane itself
-        inside = lambda name: _inside(graph, name, in_component)  # noqa: E731
         membrane = membrane_pair.input_target  # type: ignore[union-attr]
-        upstream = graph.ancestors(membrane, stop=lambda name: not inside(name))
-        own_pairs = [p for p in own_pairs if p is stepwise_pair or graph.canonical(p.output) in upstream
-                     or membrane in graph.ancestors(graph.canonical(p.output), stop=lambda name: not inside(name))]
+        before = upstream(membrane)
+        own_pairs = [p for p in own_pairs if p is stepwise_pair or graph.canonical(p.output) in before
+                     or membrane in upstream(graph.canonical(p.output))]
     # a stepwise layer whose membrane is no state (Alpha with reset none: the exporter may drop the unused membrane
     # input) but which carries other state: the tool still drives it step by step
     stateless_membrane = stepwise_pair is None and len(steps) == 1 and bool(own_pairs)
@@ -798,8 +784,8 @@ def _build_layer(
     name = _state_base((stepwise_pair or own_pairs[0]).input) if layer_style == "stepwise" else None
     first_step_nodes = [n for n in component_nodes if n.index <= graph.producer[chain[0]]]
     if shared:  # only this layer's: the ops its first membrane is computed by
-        upstream = graph.ancestors(chain[0], stop=lambda name: not _inside(graph, name, in_component)) | {chain[0]}
-        first_step_nodes = [n for n in first_step_nodes if any(out in upstream for out in n.outputs)]
+        first = upstream(chain[0]) | {chain[0]}
+        first_step_nodes = [n for n in first_step_nodes if any(out in first for out in n.outputs)]
     # the scope of the ops that make this layer's membranes first: a component can hold two layers (a spike-level
     # residual joins them), whose other ops would name it after the first
     own_nodes = [node for node in map(graph.node_of, chain) if node is not None]
