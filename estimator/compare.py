@@ -210,6 +210,19 @@ def compare(
         used = "; ".join(f"{m.label}: {', '.join(m.report.cost_tables) or 'none recorded'}" for m in models)
         warnings.append(f"the reports were not all costed with the same cost tables ({used}): "
                         "the same layer may cost differently in each")
+    # What matters is the cost each report gave a kind and reset: tables are recorded by name only, and two files
+    # with the same name (or different tables that agree) say nothing about it alone
+    costs: dict[str, dict[int, list[str]]] = {}  # "kind/reset" → cost per update → the reports that used it
+    for m in models:
+        for row in m.report.layers:
+            if row.kind is not None and row.cost_per_update is not None:
+                labels = costs.setdefault(f"{row.kind}/{row.reset}", {}).setdefault(row.cost_per_update, [])
+                labels.extend([m.label] if m.label not in labels else [])
+    for key, by_cost in costs.items():
+        if len(by_cost) > 1:
+            listed = "; ".join(f"{cost} in {', '.join(labels)}" for cost, labels in sorted(by_cost.items()))
+            warnings.append(f"{key} layers cost a different number of operations per update in these reports "
+                            f"({listed}): their ops are not comparable as they stand")
     judged = [(f, f.budget) for f in (m.feasibility for m in models) if f is not None and f.budget is not None]
     bases = sorted({b.basis for _, b in judged})
     # a ranking by headroom means something only when every model was judged the same way

@@ -177,6 +177,23 @@ def test_reports_made_with_different_cost_tables_say_so_in_every_format(workdir)
     assert '<td class="num">neuronops-extension, neurobench, five</td>' in outputs["html"]
 
 
+def test_two_tables_with_one_name_but_different_costs_are_caught(workdir, tmp_path):
+    """Reports record cost tables by name: two files both called 'chip' look alike. The costs the reports gave each
+    kind and reset do not: a leaky/subtract layer at 4 in one and 5 in the other is named, whatever the tables."""
+    for folder, cost in (("a", 4), ("b", 5)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "chip.toml").write_text(f"[costs.leaky]\nsubtract = {cost}\n")
+        table = tmp_path / folder / "chip.toml"
+        made = run("estimate", "unrolled.onnx", "-i", "inputs.npz", "--cost-table", str(table), "-o", f"{folder}.json")
+        assert made.exit_code == 0, made.output
+    result = compare(["a.json", "b.json"])
+    assert not any("cost tables" in w for w in result.warnings)  # the same names
+    assert [w for w in result.warnings if "per update" in w] == [
+        "leaky/subtract layers cost a different number of operations per update in these reports (4 in a.json; 5 in "
+        "b.json): their ops are not comparable as they stand"]
+    assert not any("per update" in w for w in compare(["a.json", "replay.json"]).warnings)  # both 4
+
+
 def _banner(*args: str) -> str:
     result = run("compare", *args, "-f", "html")
     assert result.exit_code == 0, result.output
