@@ -217,7 +217,8 @@ def compare(
         for row in m.report.layers:
             if row.kind is not None and row.cost_per_update is not None:
                 labels = costs.setdefault(f"{row.kind}/{row.reset}", {}).setdefault(row.cost_per_update, [])
-                labels.extend([m.label] if m.label not in labels else [])
+                if m.label not in labels:
+                    labels.append(m.label)
     for key, by_cost in costs.items():
         if len(by_cost) > 1:
             listed = "; ".join(f"{cost} in {', '.join(labels)}" for cost, labels in sorted(by_cost.items()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 
 from .layers import MatchResult, NeuronLayer
 from .report import PER_STEP, Report
@@ -150,14 +151,9 @@ def explain_json(path: str, match: MatchResult, warnings: Sequence[str] = ()) ->
     """`explain` for scripts: `layers --format json`'s fields per layer, plus the update read from the graph, its
     features, why each other kind refused it, and the layer's notes."""
     def explained(layer: NeuronLayer) -> dict:
-        features = layer.features
         return _layer_dict(layer) | {
             "update": layer.update,
-            "features": None if features is None else {
-                "carried_states": features.carried_states, "membrane_feedback": features.membrane_feedback,
-                "recurrent": features.recurrent, "input_gain": features.input_gain, "reset": features.reset,
-                "unreadable_ops": list(features.unreadable_ops), "nonlinear_terms": list(features.nonlinear_terms),
-            },
+            "features": asdict(layer.features) if layer.features is not None else None,  # as the cache stores them
             "not_kinds": dict(layer.near_misses),
             "notes": list(layer.notes),
         }
