@@ -32,6 +32,15 @@ def _build(cls: type, data: Any, where: str) -> Any:
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
+def _digests(data: dict[str, Any]) -> tuple[str, ...]:
+    """The cost tables' SHA-256s, when the report recorded one string per table (else none: names only)."""
+    digests, names = data.get("cost_table_sha256"), data.get("cost_tables", [])
+    if (isinstance(digests, list) and isinstance(names, list) and len(digests) == len(names)
+            and all(isinstance(d, str) for d in digests)):
+        return tuple(digests)
+    return ()
+
+
 def report_from_dict(data: dict[str, Any]) -> Report:
     """A Report from its `to_dict()` form (without its feasibility section: that is recomputed)."""
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
@@ -54,6 +63,7 @@ def report_from_dict(data: dict[str, Any]) -> Report:
         warnings=tuple(data.get("warnings", [])),
         notes=tuple(data.get("notes", [])),
         cost_tables=tuple(data.get("cost_tables", [])),
+        cost_table_sha256=_digests(data),
     )
     return _build(Report, body, "report")
 
@@ -209,6 +219,11 @@ def compare(
     if len(tables) > 1:  # the same layer may have another cost per update in each: dense ops differ for that alone
         used = "; ".join(f"{m.label}: {', '.join(m.report.cost_tables) or 'none recorded'}" for m in models)
         warnings.append(f"the reports were not all costed with the same cost tables ({used}): "
+                        "the same layer may cost differently in each")
+    elif len({m.report.cost_table_sha256 for m in models if m.report.cost_table_sha256}) > 1:
+        hashed = [m for m in models if m.report.cost_table_sha256]  # reports saved before digests: names only
+        used = "; ".join(f"{m.label}: {', '.join(m.report.cost_table_labels())}" for m in hashed)
+        warnings.append(f"the reports' cost tables have the same names but not the same contents ({used}): "
                         "the same layer may cost differently in each")
     # What matters is the cost each report gave a kind and reset: tables are recorded by name only, and two files
     # with the same name (or different tables that agree) say nothing about it alone

@@ -16,6 +16,7 @@ File format:
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,13 +42,15 @@ class CostTable:
     """A merged set of costs; later tables override earlier ones key by key."""
 
     entries: dict[tuple[str, str], Cost]
-    sources: tuple[str, ...]
+    sources: tuple[str, ...]  # each table's name, in the order they were laid over each other
+    # each table's SHA-256 (hex, of the file's bytes), in the same order: a name alone cannot tell two files apart
+    digests: tuple[str, ...] = ()
 
     def lookup(self, kind: str, reset: str) -> Cost | None:
         return self.entries.get((kind, reset))
 
     def overlay(self, other: CostTable) -> CostTable:
-        return CostTable({**self.entries, **other.entries}, self.sources + other.sources)
+        return CostTable({**self.entries, **other.entries}, self.sources + other.sources, self.digests + other.digests)
 
 
 def bundled_tables_dir() -> Path:
@@ -69,8 +72,8 @@ def _whole_number(path: Path, key: str, value: object) -> int:
     return int(value)
 
 
-def parse_table(path: Path, text: str) -> CostTable:
-    """Validate one table's text; every error names the file and the key."""
+def parse_table(path: Path, text: str, digest: str = "") -> CostTable:
+    """Validate one table's text (whose file has SHA-256 `digest`); every error names the file and the key."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -116,7 +119,7 @@ def parse_table(path: Path, text: str) -> CostTable:
                 entries[(kind, reset)] = Cost(total, name, split, str(value.get("note", "")))
             else:
                 entries[(kind, reset)] = Cost(_whole_number(path, key, value), name)
-    return CostTable(entries, (name,))
+    return CostTable(entries, (name,), (digest,))
 
 
 def read_table(path: str | Path) -> CostTable:
@@ -124,10 +127,11 @@ def read_table(path: str | Path) -> CostTable:
     if not table_path.is_file():
         raise CostTableError(f"{table_path}: no such cost table file")
     try:
-        text = table_path.read_text(encoding="utf-8")
+        data = table_path.read_bytes()
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise CostTableError(f"{table_path}: cannot read ({err})") from None
-    return parse_table(table_path, text)
+    return parse_table(table_path, text, hashlib.sha256(data).hexdigest())
 
 
 def default_table() -> CostTable:

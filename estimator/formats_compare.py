@@ -17,7 +17,7 @@ from .formats import CONVENTION_TEXT, _number, _table
 from .formats_html import CHART_WIDTH, DENSE_COLOUR, EFFECTIVE_COLOUR, _e, _kv, _list, _nice_ticks, _short, page
 from .formats_html import _compact as compact
 from .formats_html import _table as html_table
-from .formats_text import CONVENTIONS_COMMON, _cell, _md_table, joules, si
+from .formats_text import CONVENTIONS_COMMON, _cell, _md_table, joules, si, tables_text
 from .report import PER_STEP, Report
 
 COMPARE_SCHEMA = "neuronops.compare/2"
@@ -25,10 +25,6 @@ COMPARE_SCHEMA = "neuronops.compare/2"
 
 def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
-
-
-def _tables(report: Report) -> str:
-    return ", ".join(report.cost_tables) or "none recorded"
 
 
 def _per(report: Report, value: float | None) -> str:
@@ -47,7 +43,7 @@ def metric_rows(comparison: Comparison) -> list[tuple[str, list[str]]]:
         row("model", lambda m: m.report.model),
         row("export style", lambda m: m.report.style),
         row("convention", lambda m: m.report.convention),
-        row("cost tables", lambda m: _tables(m.report)),
+        row("cost tables", lambda m: ", ".join(m.report.cost_tables) or "none recorded"),  # digests: assumptions
         row("replay", lambda m: f"{m.report.samples} × {m.report.time_steps} steps" if m.report.samples is not None
             else "none"),
         row("neuron layers", lambda m: str(len(m.report.layers))),
@@ -123,11 +119,11 @@ def assumptions(comparison: Comparison) -> list[str]:
         seen.setdefault(f"convention {CONVENTION_TEXT[m.report.convention]}", None)
     for text in CONVENTIONS_COMMON:
         seen.setdefault(text, None)
-    tables: dict[tuple[str, ...], list[str]] = {}  # cost tables → the models costed with them
+    tables: dict[str, list[str]] = {}  # cost tables → the models costed with them
     for m in comparison.models:
-        tables.setdefault(m.report.cost_tables, []).append(m.label)
+        tables.setdefault(tables_text(m.report), []).append(m.label)
     for used, labels in tables.items():
-        text = f"cost tables (later ones override earlier ones): {', '.join(used) or 'none recorded'}"
+        text = f"cost tables (later ones override earlier ones): {used}"
         seen.setdefault(text if len(tables) == 1 else f"{', '.join(labels)}: {text}", None)
     seen.setdefault("firing rate of a model = all its spikes / (samples × Σ neurons × time steps)", None)
     holders: dict[str, list[str]] = {}  # assumption → the models it belongs to
@@ -178,6 +174,7 @@ def model_dict(m: Compared) -> dict[str, Any]:
     return {
         "report": m.label, "model": m.report.model, "style": m.report.style, "convention": m.report.convention,
         "cost_tables": list(m.report.cost_tables),
+        "cost_table_sha256": list(m.report.cost_table_sha256),
         "samples": m.report.samples, "time_steps": m.report.time_steps, "layers": len(m.report.layers),
         "neurons_per_sample": m.neurons, "neuron_dense_ops": t.neuron_dense_ops,
         "effective_neuron_ops": t.effective_neuron_ops, "firing_rate": m.firing_rate, "complete": t.complete,

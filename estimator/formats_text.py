@@ -54,8 +54,12 @@ def conventions(report: Report) -> list[str]:
                      "--inputs said how many steps make a sample")
     lines = [f"convention {CONVENTION_TEXT[report.convention]}", *common]
     if report.cost_tables:
-        lines.append(f"cost tables (later ones override earlier ones): {', '.join(report.cost_tables)}")
+        lines.append(f"cost tables (later ones override earlier ones): {tables_text(report)}")
     return lines
+
+
+def tables_text(report: Report) -> str:
+    return ", ".join(report.cost_table_labels()) or "none recorded"
 
 
 def summary_pairs(report: Report) -> list[tuple[str, str]]:

@@ -71,8 +71,17 @@ class Report:
     warnings: tuple[str, ...]
     notes: tuple[str, ...]
     cost_tables: tuple[str, ...]
+    # each cost table file's SHA-256, in cost_tables' order (reports saved before it was recorded: empty)
+    cost_table_sha256: tuple[str, ...] = ()
     per: str = "sample"  # what the dense and effective figures are per: "sample", or "time step" (see PER_STEP)
     feasibility: Feasibility | None = None  # step rate, budget and energy (estimator/feasibility.py), when asked
+
+    def cost_table_labels(self) -> tuple[str, ...]:
+        """Each cost table's name, with the start of its file's SHA-256 when recorded: enough to tell two files of
+        one name apart, and to check a file against the report with `sha256sum`."""
+        digests = self.cost_table_sha256 or ("",) * len(self.cost_tables)
+        return tuple(f"{name} (sha256 {digest[:12]})" if digest else name
+                     for name, digest in zip(self.cost_tables, digests, strict=True))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -188,6 +197,7 @@ def build_report(
         warnings=tuple(warned),
         notes=tuple(notes),
         cost_tables=table.sources,
+        cost_table_sha256=table.digests,
         # a stepwise model analysed without --steps or inputs: nothing says how many steps make a sample
         per=PER_STEP if per_step_dense else "sample",
     )

@@ -6,6 +6,7 @@ Golden files: NEURONOPS_UPDATE_GOLDEN=1 pytest tests/test_compare.py regenerates
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
@@ -162,10 +163,14 @@ def test_reports_made_with_different_cost_tables_say_so_in_every_format(workdir)
     tables = {"replay.json": ["neuronops-extension", "neurobench"],
               "five.json": ["neuronops-extension", "neurobench", "five"]}
     outputs = {fmt: run("compare", "replay.json", "five.json", "-f", fmt).stdout for fmt in EXTENSIONS}
+    five = json.loads((workdir / "five.json").read_text())["cost_table_sha256"]
+    assert five[2] == hashlib.sha256(b"[costs.leaky]\nsubtract = 5\n").hexdigest()
     for fmt, text in outputs.items():
         assert "not all costed with the same cost tables" in text, fmt
-        assert "five.json: cost tables (later ones override earlier ones): neuronops-extension, neurobench, five" \
-            in text, fmt
+        # the assumptions name each file's digest: `sha256sum five.toml` checks it against the report
+        assert ("five.json: cost tables (later ones override earlier ones): "
+                f"neuronops-extension (sha256 {five[0][:12]}), neurobench (sha256 {five[1][:12]}), "
+                f"five (sha256 {five[2][:12]})") in text, fmt
     table_row = next(line for line in outputs["table"].splitlines() if line.startswith("cost tables"))
     assert table_row.split()[2:] == ["neuronops-extension,", "neurobench", "neuronops-extension,", "neurobench,",
                                      "five"]
@@ -187,11 +192,31 @@ def test_two_tables_with_one_name_but_different_costs_are_caught(workdir, tmp_pa
         made = run("estimate", "unrolled.onnx", "-i", "inputs.npz", "--cost-table", str(table), "-o", f"{folder}.json")
         assert made.exit_code == 0, made.output
     result = compare(["a.json", "b.json"])
-    assert not any("cost tables" in w for w in result.warnings)  # the same names
+    a, b = (json.loads((workdir / f"{f}.json").read_text())["cost_table_sha256"][2][:12] for f in "ab")
+    assert [w for w in result.warnings if "cost tables" in w] == [  # the same names, told apart by their digests
+        "the reports' cost tables have the same names but not the same contents (a.json: neuronops-extension "
+        f"(sha256 {result.models[0].report.cost_table_sha256[0][:12]}), neurobench (sha256 "
+        f"{result.models[0].report.cost_table_sha256[1][:12]}), chip (sha256 {a}); b.json: neuronops-extension "
+        f"(sha256 {result.models[1].report.cost_table_sha256[0][:12]}), neurobench (sha256 "
+        f"{result.models[1].report.cost_table_sha256[1][:12]}), chip (sha256 {b})): the same layer may cost "
+        "differently in each"]
     assert [w for w in result.warnings if "per update" in w] == [
         "leaky/subtract layers cost a different number of operations per update in these reports (4 in a.json; 5 in "
         "b.json): their ops are not comparable as they stand"]
     assert not any("per update" in w for w in compare(["a.json", "replay.json"]).warnings)  # both 4
+    # reports saved before digests were recorded (or with a list that does not match the names) compare by name
+    for folder, digests in (("a", None), ("b", ["0" * 64])):
+        data = json.loads((workdir / f"{folder}.json").read_text())
+        if digests is None:
+            del data["cost_table_sha256"]
+        else:
+            data["cost_table_sha256"] = digests
+        (workdir / f"old-{folder}.json").write_text(json.dumps(data))
+    old = compare(["old-a.json", "old-b.json"])
+    assert [m.report.cost_table_sha256 for m in old.models] == [(), ()]
+    assert not any("cost tables" in w for w in old.warnings)
+    assert any("per update" in w for w in old.warnings)  # the costs still tell them apart
+    assert not any("cost tables" in w for w in compare(["a.json", "old-b.json"]).warnings)
 
 
 def _banner(*args: str) -> str:

@@ -3,6 +3,8 @@ file and the key."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from estimator import CostTableError
@@ -38,6 +40,19 @@ def test_user_table_overrides_key_by_key(tmp_path):
     assert table.lookup("leaky", "subtract").total == 9 and table.lookup("leaky", "subtract").source == "chip"
     assert table.lookup("leaky", "zero").total == 4  # untouched: NeuroBench's
     assert table.lookup("synaptic", "zero").split == {"multiply": 1, "add": 2}
+
+
+def test_each_table_is_recorded_with_its_file_digest(tmp_path):
+    """A name says little (two files may both be called "chip"): each table's SHA-256 is kept, in overlay order."""
+    path = tmp_path / "chip.toml"
+    path.write_bytes(b'[meta]\r\nname = "chip"\r\n[costs.leaky]\r\nsubtract = 9\r\n')  # the bytes, not the text
+    table = load_costs([path])
+    assert table.sources == ("neuronops-extension", "neurobench", "chip")
+    folder = bundled_tables_dir()
+    assert table.digests == tuple(hashlib.sha256(file.read_bytes()).hexdigest() for file in
+                                  (folder / "neuronops-extension.toml", folder / "neurobench.toml", path))
+    path.write_bytes(path.read_bytes() + b"# edited\n")
+    assert load_costs([path]).digests[2] != table.digests[2]
 
 
 @pytest.mark.parametrize(("text", "message"), [
