@@ -40,6 +40,7 @@ NON_SPIKING_ACTIVATIONS = frozenset({
     "Relu", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "Tanh", "Elu", "Selu", "Gelu", "Softplus", "HardSwish",
     "Softmax", "LogSoftmax", "Mish", "Celu",
 })
+SHAPED = "I:~"  # input current that ops not linear in it shaped (the symbol of the tensor they made)
 STATE_SUFFIXES = (".next", "_next", ".out", "_out", "_new", ".new", "_t1", "_next_state")
 
 
@@ -173,8 +174,12 @@ class _StepReader:
         previous_region: Callable[[str], bool],
         own_state: set[str],
         current_step: set[str],
+        foreign: frozenset[str] = frozenset(),
     ) -> None:
         self.current_step = current_step
+        # other layers' membranes in the same component (a membrane-level residual, fc2(s1) + 0.5·U1, joins them):
+        # input current to this layer, whatever made them
+        self.foreign = foreign
         self.theta: np.ndarray | None = None  # the threshold of the reset compare, once seen
         self.flags = FLAGS
         self.spike_state: set[str] = set()  # stepwise state inputs fed from this layer's spike
@@ -195,6 +200,8 @@ class _StepReader:
         stack = [tensor]
         while stack:
             current = stack.pop()
+            if current in self.foreign:
+                continue
             if current == self.prev or current in self.own_state or flags and current in self.compare_of_output:
                 return True
             node = self.graph.node_of(current)
@@ -238,6 +245,8 @@ class _StepReader:
         graph = self.graph
         if tensor == self.prev:
             return Poly.symbol("U")
+        if tensor in self.foreign:
+            return Poly.symbol("I:" + tensor)
         if graph.is_constant(tensor):
             value = graph.constant_value(tensor)
             return Poly.constant(value) if value is not None else Poly.symbol(f"K:{tensor}")
@@ -269,6 +278,15 @@ class _StepReader:
             return Poly.symbol(f"X:{node.op_type}:{tensor}")
         args = [self.read(name, depth + 1) if name else Poly.constant(0.0) for name in node.inputs]
         result = args[0].multiply(args[1], self.flags) if node.op_type == "Mul" else handler(node, args)
+        if result is not None and result.symbols() and all(s.startswith("I:") for s in result.symbols()) and (
+                any(len(m) > 1 for m in result.monomials()) or any(s.startswith(SHAPED) for s in result.symbols())):
+            # An op on input current alone that is not linear in it (GELU's x·Φ(x)) shapes the current, as a ReLU
+            # or a pooling does: still input current. So is anything computed from it and other input alone (GELU's
+            # final ·0.5): the gain of a current is that of its last linear step into the membrane, not of a
+            # constant inside its shaping.
+            return Poly.symbol(SHAPED + tensor)
+        if result is None and all(s.startswith("I:") for arg in args for s in arg.symbols()):
+            return Poly.symbol(SHAPED + tensor)  # e.g. a division by the input's own norm
         if result is None:
             self.unreadable.append(node.op_type)
             return Poly.symbol(f"X:{node.op_type}:{tensor}")
@@ -351,6 +369,10 @@ def features_of(update: Poly, unreadable: list[str], state_updates: tuple[Poly, 
     inputs = [m for m in monomials if len(m) == 1 and m[0].startswith("I:")]
     gains = {_scalar(update.coefficient(m)) for m in inputs}
     input_gain = gains.pop() if len(gains) == 1 else None
+    if len(gains) > 1 and any(g is not None and np.isclose(g, 1.0) for g in gains):
+        # input currents added with different weights, one of them unweighted: the weights are the current's own
+        # (fc2(s1) + 0.5·U1), computed before the neuron adds it unscaled; Lapicque would scale every term alike
+        input_gain = 1.0
     # the flag that resets: the previous step's compare, or this step's spike when the reset is not delayed
     flag = "Snow" if "Snow" in symbols else "R"
     reset, elementwise_recurrent = _reset_form(update, flag, theta)
@@ -414,9 +436,11 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
     spike_of: dict[str, str] = {}
     for compare in compares:
         spike_of.setdefault(compare.membrane, compare.output)
-    membranes = sorted(
-        {c.membrane for c in compares if c.membrane not in graph.graph_inputs}, key=lambda name: order[name]
-    )
+    computed = {c.membrane for c in compares if c.membrane not in graph.graph_inputs}
+    synthetic = _uncompared_next_membranes(graph, compares, pairs, computed, component_of)
+    for target, nodes in synthetic.items():
+        spike_of[target] = nodes[-1].output[0]
+    membranes = sorted(computed | set(synthetic), key=lambda name: order[name])
     membrane_set = set(membranes)
     by_component: dict[int, list[str]] = {}
     for membrane in membranes:
@@ -431,7 +455,8 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
         """The latest membrane upstream of `membrane` within its component, and whether input from outside the
         component (a synapse's current) enters on the way: without it, the link is a same-step reset
         (reset_delay=False), not a time step."""
-        best: str | None = None
+        candidates: list[str] = []
+        flagged: set[str] = set()  # membranes whose compare (the reset flag) the walk reads
         external = False
         seen: set[str] = set()
         stack = [membrane]
@@ -443,15 +468,22 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
                     continue
                 seen.add(name)
                 if name in membrane_set:
-                    if best is None or order[name] > order[best]:
-                        best = name
+                    candidates.append(name)
                     continue
+                flag = compare_of_output.get(name)
+                if flag is not None:
+                    flagged.add(flag.membrane)
                 producer = node_of(name)
                 if producer is None or component_of[producer.index] != component:
                     external = True
                     continue
                 stack.append(name)  # no pruning by node order: simplifiers hoist ops, the walk must not care
-        return best, external
+        # Several membranes upstream: another layer's joins this one (a membrane-level residual, fc2(s1) + 0.5·U1,
+        # reads layer 1's membrane of this step). The previous step is the one whose reset flag the update reads;
+        # else (reset none) the latest.
+        preferred = [name for name in candidates if name in flagged] or candidates
+        best = max(preferred, key=order.__getitem__, default=None)
+        return best, external, best in flagged
 
     notes: list[str] = []
     paired_targets = {graph.canonical(pair.output) for pair in pairs}  # stepwise: the computed next states
@@ -460,13 +492,23 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
         successors: dict[str, list[str]] = {}
         heads = []
         new_step: dict[str, bool] = {}
+        flagged_link: dict[str, bool] = {}
         for membrane in members:
-            pred, external = predecessor(membrane, component)
+            pred, external, flagged_link[membrane] = predecessor(membrane, component)
+            if pred in paired_targets and membrane in paired_targets:
+                pred = None  # stepwise: each state's next value is a layer's own, whatever other layer feeds it
             new_step[membrane] = pred is None or external
             if pred is None:
                 heads.append(membrane)
             else:
                 successors.setdefault(pred, []).append(membrane)
+        for pred, following in successors.items():
+            resetting = [m for m in following if flagged_link[m]]
+            if len(following) > 1 and len(resetting) == 1:
+                # one later membrane reads this one's reset flag: that is the next step; the others start layers of
+                # their own (a membrane-level residual feeds layer 1's first membrane into layer 2's)
+                heads.extend(m for m in following if m is not resetting[0])
+                successors[pred] = resetting
         if len(heads) == len(members) > 1 and all(m in paired_targets for m in members):
             # stepwise, every membrane its own state's next value: several layers in one component (a spike-level
             # residual, s1 + s2, joins them), a layer each
@@ -492,6 +534,13 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
             if len(steps) > 1 and len(steps[-2]) > len(steps[-1]):
                 # the last step's post-reset membrane is compared by no later step: find it by analogy
                 steps[-1].extend(_same_step_tail(graph, steps[-2], steps[-1][-1], component_of))
+            elif not paired_targets and problem is None:
+                last = _uncompared_step(graph, steps[-1][-1], component, component_of, membrane_set,
+                                        compare_of_output, predecessor)
+                if last is not None:  # an export returning the membrane drops the last step's spike
+                    steps.append([last])
+                    synthetic[last] = _spike_nodes(graph, compare_of_output[spike_of[steps[-2][0]]], last)
+                    spike_of[last] = synthetic[last][-1].output[0]
             chains.append((component, steps, problem))
 
     layers: list[NeuronLayer] = []
@@ -507,13 +556,23 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
     for node in graph.nodes:
         nodes_of.setdefault(component_of[node.index], []).append(node)
     layers_in = Counter(component for component, _, _ in chains)
+    membranes_in: dict[int, set[str]] = {}  # component → every layer's membranes (for components of several)
+    for component, steps, _ in chains:
+        membranes_in.setdefault(component, set()).update(m for step in steps for m in step)
     in_updates: set[tuple[int, str]] = set()  # (component, op type): ops a layer's update holds and could not read
     for component, steps, problem in sorted(chains, key=lambda item: order[item[1][0][0]]):
         component_nodes = nodes_of.get(component, [])
         membrane_pair = next((pair_of_membrane[m] for step in steps for m in step if m in pair_of_membrane),
                              pair_of_component.get(component))
+        shared = layers_in[component] > 1
+        foreign = frozenset(membranes_in[component] - {m for step in steps for m in step}) if shared else frozenset()
         layer = _build_layer(graph, component, component_of, component_nodes, steps, problem, compare_of_output,
-                             spike_of, membrane_pair, pairs, shared=layers_in[component] > 1)
+                             spike_of, membrane_pair, pairs, shared=shared, foreign=foreign)
+        made = tuple(node for step in steps for m in step for node in synthetic.get(m, ()))
+        if made:
+            layer = replace(layer, extra_nodes=layer.extra_nodes + made, notes=layer.notes + (
+                "this step's spike is not in the graph (the export does not use it: it returns the membrane); the "
+                "replay computes it from the membrane with the layer's own threshold compare",))
         layers.append(layer)
         if layer.features is not None:
             in_updates.update((component, op) for op in layer.features.unreadable_ops)
@@ -537,6 +596,79 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
             f"the graph also holds non-spiking activations ({listed}): not neurons in this metric, not counted"
         )
     return MatchResult(tuple(layers), style if layers else "none", tuple(pairs), data_inputs, tuple(notes))
+
+
+def _uncompared_next_membranes(graph: ModelGraph, compares: list[Compare], pairs: list[StatePair],
+                               computed: set[str], component_of: list[int]) -> dict[str, tuple[onnx.NodeProto, ...]]:
+    """Stepwise: a state input compared with a threshold (its reset flag) whose next value nothing compares — an
+    export returning the membrane, not the spike, has no use for this step's spike, and the exporter drops it.
+    Without a compare the layer would go unseen; each such next membrane gets replay-only nodes computing its spike
+    the way the state input's compare does (same θ, same op)."""
+    made: dict[str, tuple[onnx.NodeProto, ...]] = {}
+    compare_of_input = {c.membrane: c for c in compares if c.membrane in graph.graph_inputs}
+    for pair in pairs:
+        compare = compare_of_input.get(pair.input)
+        target = graph.canonical(pair.output)
+        producer = graph.node_of(target)
+        if compare is None or target in computed or producer is None or graph.is_constant(target):
+            continue
+        def outside(name: str, component: int = component_of[producer.index]) -> bool:
+            node = graph.node_of(name)
+            return node is None or component_of[node.index] != component
+
+        inside = graph.ancestors(target, stop=outside)
+        if inside & computed or pair.input not in inside:
+            continue  # another membrane makes this one (a same-step reset), or it is not the input's next value
+        made[target] = _spike_nodes(graph, compare, target)
+    return made
+
+
+def _uncompared_step(graph: ModelGraph, last: str, component: int, component_of: list[int], membrane_set: set[str],
+                     compare_of_output: dict[str, Compare], predecessor: Callable) -> str | None:
+    """Unrolled: the membrane of one step more than the compares show — computed from `last` (the latest compared
+    membrane) and its reset flag, with new input entering, as every step is — or None. An export that returns the
+    membrane record has no use for the last step's spike: the exporter drops its compare."""
+    flags = {tensor for tensor, compare in compare_of_output.items() if compare.membrane == last}
+    if not flags:
+        return None
+    op_type = graph.node_of(last).op_type
+    found: list[str] = []
+    seen = {last}
+    stack = [last]
+    while stack:
+        for user in graph.users(stack.pop()):
+            if component_of[user.index] != component:
+                continue
+            for out in user.outputs:
+                if out in seen or out in membrane_set or out in flags:
+                    continue
+                seen.add(out)
+                stack.append(out)
+                if user.op_type == op_type and graph.shape(out) == graph.shape(last):
+                    pred, external, flagged = predecessor(out, component)
+                    if pred == last and external and flagged:
+                        found.append(out)
+    # the step's update ends in the tensor no other candidate is computed from
+    ends = [name for name in found if not any(name in graph.ancestors(other) for other in found if other != name)]
+    return ends[0] if len(ends) == 1 else None
+
+
+def _spike_nodes(graph: ModelGraph, compare: Compare, target: str) -> tuple[onnx.NodeProto, ...]:
+    """Replay-only nodes computing H(target − θ) as `compare` computes it for its own membrane (same θ, same op),
+    cast to float: the spike of a membrane nothing in the graph compares."""
+    node = graph.nodes[compare.node]
+    prefix = f"neuronops/spike/{target}"
+    nodes: list[onnx.NodeProto] = []
+    compared = target
+    upper = 0 if node.op_type.startswith("Greater") else 1
+    if node.inputs[upper] != compare.membrane:  # Greater(U − θ, c)
+        nodes.append(helper.make_node("Sub", [target, compare.threshold], [f"{prefix}/shifted"]))
+        compared = f"{prefix}/shifted"
+    inputs = list(node.inputs)
+    inputs[upper] = compared
+    nodes.append(helper.make_node(node.op_type, inputs, [f"{prefix}/fired"]))
+    nodes.append(helper.make_node("Cast", [f"{prefix}/fired"], [f"{prefix}/spike"], to=onnx.TensorProto.FLOAT))
+    return tuple(nodes)
 
 
 def _same_step_tail(graph: ModelGraph, earlier: list[str], last: str, component_of: list[int]) -> list[str]:
@@ -641,7 +773,9 @@ def _build_layer(
     membrane_pair: _MembranePair | None,
     pairs: list[StatePair],
     shared: bool = False,  # the component holds other layers too (a spike-level residual joins them)
+    foreign: frozenset[str] = frozenset(),  # then: their membranes, input current to this layer
 ) -> NeuronLayer:
+    chain_problem = problem  # from following the chain of membranes (layers not separable)
     stepwise_pair = membrane_pair.pair if membrane_pair is not None and len(steps) == 1 else None
     in_component = lambda node: component_of[node.index] == component  # noqa: E731
     own_pairs = [  # stepwise: the state pairs this layer reads or writes
@@ -653,15 +787,15 @@ def _build_layer(
 
     def upstream(tensor: str) -> set[str]:
         """Tensors this one is computed from inside the component."""
-        return graph.ancestors(tensor, stop=lambda name: not _inside(graph, name, in_component))
+        return graph.ancestors(tensor, stop=lambda name: not _inside(graph, name, in_component) or name in foreign)
 
     if shared and stepwise_pair is not None:
         # another layer's state is in this component too: this layer's own is what its next membrane is computed
         # from (a synaptic current) or what is computed from it (its spike, fed back), besides the membrane itself
         membrane = membrane_pair.input_target  # type: ignore[union-attr]
         before = upstream(membrane)
-        own_pairs = [p for p in own_pairs if p is stepwise_pair or graph.canonical(p.output) in before
-                     or membrane in upstream(graph.canonical(p.output))]
+        own_pairs = [p for p in own_pairs if p is stepwise_pair or graph.canonical(p.output) not in foreign and (
+            graph.canonical(p.output) in before or membrane in upstream(graph.canonical(p.output)))]
     # a stepwise layer whose membrane is no state (Alpha with reset none: the exporter may drop the unused membrane
     # input) but which carries other state: the tool still drives it step by step
     stateless_membrane = stepwise_pair is None and len(steps) == 1 and bool(own_pairs)
@@ -695,12 +829,12 @@ def _build_layer(
             prev, target = read_steps[-2][-1], read_steps[-1][-1]
             current_step = set(read_steps[-1][:-1])
         # the previous steps: upstream of U_{t-1} within this layer (other layers only reach it through synapses)
-        ancestors_of_prev = graph.ancestors(prev, stop=lambda name: not _inside(graph, name, in_component)) | {
-            prev} if prev else set()
+        ancestors_of_prev = graph.ancestors(prev, stop=lambda name: not _inside(graph, name, in_component)
+                                            or name in foreign) | {prev} if prev else set()
         previous_region = ancestors_of_prev.__contains__
         own_state = {step[-1] for step in read_steps[:-1]}
     reader = _StepReader(graph, compare_of_output, in_component, prev, target, previous_region, own_state,
-                         current_step)
+                         current_step, foreign)
     if layer_style == "stepwise":  # state fed back from this step's spike (graded or not): c·H(U_t − θ)
         reader.spike_state = {p.input for p in pairs if p.input in own_state and p is not stepwise_pair
                               and reader.read(graph.canonical(p.output)).symbols() == {"Snow"}}
@@ -718,7 +852,7 @@ def _build_layer(
         # RLeaky one-to-one with a zero reset: V·S_{t-1}·(1 − R) vanishes because S_{t-1} is R; read again with
         # R·R kept apart, and an R² term shows the elementwise recurrent weight
         raw = _StepReader(graph, compare_of_output, in_component, prev, target, previous_region, own_state,
-                          current_step)
+                          current_step, foreign)
         raw.flags = frozenset()
         if any(m.count("R") > 1 for m in raw.read(target).monomials()):
             features = replace(features, recurrent=True)
@@ -766,6 +900,8 @@ def _build_layer(
         nearest = min(near_misses.items(), key=lambda item: item[1].count(";")) if near_misses else None
         problem = problem or "update matches no registered neuron kind" + (
             f"; nearest is {nearest[0]}, but {nearest[1]}" if nearest else "")
+    if problem is not None and problem == chain_problem:
+        kind_name = None  # steps that could not be told apart from another layer's: no figure rests on them
     if features.unreadable_ops and kind_name is None:
         problem = f"update uses ops the matcher cannot read ({', '.join(features.unreadable_ops)})"
     if features.reset is None:
@@ -784,7 +920,7 @@ def _build_layer(
     name = _state_base((stepwise_pair or own_pairs[0]).input) if layer_style == "stepwise" else None
     first_step_nodes = [n for n in component_nodes if n.index <= graph.producer[chain[0]]]
     if shared:  # only this layer's: the ops its first membrane is computed by
-        first = upstream(chain[0]) | {chain[0]}
+        first = (upstream(chain[0]) - foreign) | {chain[0]}
         first_step_nodes = [n for n in first_step_nodes if any(out in first for out in n.outputs)]
     # the scope of the ops that make this layer's membranes first: a component can hold two layers (a spike-level
     # residual joins them), whose other ops would name it after the first

@@ -24,6 +24,8 @@ class LeakyNet:
     reset: str = "subtract"  # subtract | zero | none
     reset_delay: bool = True  # False: snnTorch applies the reset of this step's spike within the same step
     residual: bool = False  # the last layer's synapse reads the sum of the two layers' spikes before it (SEW)
+    membrane_residual: float = 0.0  # c ≠ 0: each later layer's current adds c × the previous layer's membrane
+    returns_membrane: bool = False  # the graph returns the last layer's membrane; its spike goes unused (dropped)
 
     def reference(self, data: np.ndarray) -> dict[str, list[int]]:
         """Per layer: spikes and NeuroBench membrane updates over all samples of `data` (B, T, F)."""
@@ -39,6 +41,8 @@ class LeakyNet:
                 if self.residual and i == len(self.weights) - 1:
                     x = fired[-2] + fired[-1]
                 current = x @ w
+                if self.membrane_residual and i > 0:
+                    current = current + np.float32(self.membrane_residual) * mems[i - 1]
                 prev = mems[i]
                 reset = (prev - theta > 0).astype(np.float32)
                 if self.reset == "subtract":
@@ -136,15 +140,30 @@ def leaky_stepwise(net: LeakyNet, spelling: str = "torchscript", batch: int | st
         theta = b.init(net.threshold, "threshold")
         if net.residual and i == len(net.weights):
             x = b.op("Add", [fired[-2], fired[-1]])
-        new, spike = b.step(net, state, b.synapse(x, w), b.beta(net), theta)
+        current = b.synapse(x, w)
+        if net.membrane_residual and i > 1:
+            current = b.op("Add", [current, b.op("Mul", [f"lif{i - 1}.mem.next", b.const(net.membrane_residual)])])
+        new, spike = b.step(net, state, current, b.beta(net), theta)
         fired.append(spike)
         b.nodes.append(helper.make_node("Identity", [new], [f"{state}.next"]))
         outputs.append(helper.make_tensor_value_info(f"{state}.next", TensorProto.FLOAT, [batch, w.shape[1]]))
         x = spike
-    b.nodes.append(helper.make_node("Identity", [x], ["output"]))
+    b.nodes.append(helper.make_node("Identity", [f"lif{len(net.weights)}.mem.next" if net.returns_membrane else x],
+                                    ["output"]))
     outputs.insert(0, helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, net.weights[-1].shape[1]]))
-    graph = helper.make_graph(b.nodes, "stepwise", inputs, outputs, b.inits)
+    graph = helper.make_graph(_live(b.nodes, outputs), "stepwise", inputs, outputs, b.inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _live(nodes: list[onnx.NodeProto], outputs: list[onnx.ValueInfoProto]) -> list[onnx.NodeProto]:
+    """The nodes the outputs need, in order: what an exporter keeps (an unused spike's compare is dropped)."""
+    needed = {output.name for output in outputs}
+    kept = []
+    for node in reversed(nodes):
+        if needed & set(node.output):
+            kept.append(node)
+            needed.update(node.input)
+    return kept[::-1]
 
 
 def leaky_unrolled(net: LeakyNet, steps: int, spelling: str = "torchscript",
@@ -165,6 +184,8 @@ def leaky_unrolled(net: LeakyNet, steps: int, spelling: str = "torchscript",
             if net.residual and i == len(net.weights) - 1:
                 x = b.op("Add", [fired[-2], fired[-1]])
             current = b.synapse(x, w)
+            if net.membrane_residual and i > 0:
+                current = b.op("Add", [current, b.op("Mul", [mems[i - 1], b.const(net.membrane_residual)])])
             if mems[i] is None:
                 mems[i] = b.op("ConstantOfShape", [b.op("Shape", [current])],
                                value=numpy_helper.from_array(np.zeros(1, np.float32)))
@@ -172,12 +193,13 @@ def leaky_unrolled(net: LeakyNet, steps: int, spelling: str = "torchscript",
             fired.append(x)
         axes = b.name("axes")
         b.inits.append(numpy_helper.from_array(np.asarray([1], dtype=np.int64), axes))
-        stacked.append(b.op("Unsqueeze", [x, axes]))
+        stacked.append(b.op("Unsqueeze", [mems[-1] if net.returns_membrane else x, axes]))
     b.nodes.append(helper.make_node("Concat", stacked, ["output"], axis=1))
+    outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, steps, net.weights[-1].shape[1]])]
     graph = helper.make_graph(
-        b.nodes, "unrolled",
+        _live(b.nodes, outputs), "unrolled",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, steps, n_in])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, steps, net.weights[-1].shape[1]])],
+        outputs,
         b.inits,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

@@ -285,3 +285,96 @@ def test_a_spike_level_residual_keeps_three_leaky_layers(write_model, tmp_path, 
     assert [row.spikes for row in report.layers] == want["spikes"]
     assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
     assert report.uncosted == ()
+
+
+@pytest.mark.parametrize("spelling", ["torchscript", "dynamo"])
+@pytest.mark.parametrize("style", ["unrolled", "stepwise"])
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_a_membrane_level_residual_keeps_the_layers_apart(write_model, tmp_path, style, spelling, reset):
+    """cur2 = fc2(s1) + 0.5·U1: layer 1's membrane of this step feeds layer 2's. Found on snnTorch exports: the two
+    layers were chained as steps of one (rleaky/none, 2 steps, dense 32 instead of 128, "complete"), and the
+    stepwise export was refused as "unrolled". Each membrane's previous step is the one whose reset flag it reads."""
+    rng = np.random.default_rng(51)
+    net = random_net(rng, [6, 5, 5, 5], reset=reset)  # equal sizes: each layer adds the previous one's membrane
+    net.membrane_residual = 0.5
+    data = _data(rng, 4, 5, 6)
+    model = leaky_unrolled(net, 5, spelling) if style == "unrolled" else leaky_stepwise(net, spelling)
+    report = estimate(write_model(model, inputs=data), tmp_path / "inputs.npz", convention="neurobench")
+    assert [(row.kind, row.reset, row.time_steps) for row in report.layers] == [("leaky", reset, 5)] * 3
+    want = net.reference(data)
+    assert [row.spikes for row in report.layers] == want["spikes"]
+    assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
+    assert report.totals.neuron_dense_ops == (5 + 5 + 5) * 5 * 4 and report.totals.complete
+
+
+@pytest.mark.parametrize("spelling", ["torchscript", "dynamo"])
+@pytest.mark.parametrize("style", ["unrolled", "stepwise"])
+def test_an_export_returning_the_membrane_still_counts_the_last_layer(write_model, tmp_path, style, spelling):
+    """A net returning its last layer's membrane has no use for that layer's spike: the exporter drops the compare
+    (stepwise: every step's; unrolled: the last step's). The layer was dropped silently (stepwise) or read as one
+    step short (unrolled). The replay now computes the missing spikes with the layer's own threshold compare."""
+    rng = np.random.default_rng(52)
+    net = random_net(rng, [6, 5, 4])
+    net.returns_membrane = True
+    data = _data(rng, 4, 6, 6)
+    model = leaky_unrolled(net, 6, spelling) if style == "unrolled" else leaky_stepwise(net, spelling)
+    path = write_model(model, inputs=data)
+    assert len(analyse(path).match.layers) == 2
+    report = estimate(path, tmp_path / "inputs.npz", convention="neurobench")
+    assert [(row.kind, row.time_steps) for row in report.layers] == [("leaky", 6)] * 2
+    want = net.reference(data)
+    assert [row.spikes for row in report.layers] == want["spikes"]
+    assert want["spikes"][1] > 0  # the last layer fires: its count is not zero by luck
+    assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
+    assert report.totals.neuron_dense_ops == (5 + 4) * 6 * 4
+    assert any("returns the membrane" in note for note in report.notes)
+
+
+def test_gelu_shaping_the_current_is_still_input_current(write_model, tmp_path):
+    """GELU between a synapse and a Leaky layer is x·0.5·(1 + erf(x/√2)): not linear in the current, but no state
+    either. The layer was uncosted ("not linear in state and input"); the 0.5 inside must not read as Lapicque's
+    gain either."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(53)
+    weight = rng.normal(0, 0.6, size=(6, 4)).astype(np.float32)
+    steps = 4
+    init = [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(np.float32(0.9), "beta"),
+            numpy_helper.from_array(np.float32(1.0), "theta"), numpy_helper.from_array(np.float32(0.0), "zero"),
+            numpy_helper.from_array(np.float32(0.5), "half"), numpy_helper.from_array(np.float32(1.0), "one"),
+            numpy_helper.from_array(np.float32(np.sqrt(2)), "root2")]
+    nodes, mem, stacked = [], None, []
+    for t in range(steps):
+        init.append(numpy_helper.from_array(np.asarray(t, np.int64), f"t{t}"))
+        nodes += [helper.make_node("Gather", ["input", f"t{t}"], [f"x{t}"], axis=1),
+                  helper.make_node("MatMul", [f"x{t}", "W"], [f"fc{t}"]),
+                  helper.make_node("Div", [f"fc{t}", "root2"], [f"d{t}"]),
+                  helper.make_node("Erf", [f"d{t}"], [f"e{t}"]),
+                  helper.make_node("Add", [f"e{t}", "one"], [f"a{t}"]),
+                  helper.make_node("Mul", [f"fc{t}", f"a{t}"], [f"m{t}"]),
+                  helper.make_node("Mul", [f"m{t}", "half"], [f"gelu{t}"])]
+        if mem is None:
+            nodes.append(helper.make_node("Sub", [f"gelu{t}", "zero"], [f"mem{t}"]))  # U_0 = I_0
+        else:
+            nodes += [helper.make_node("Sub", [mem, "theta"], [f"rs{t}"]),
+                      helper.make_node("Greater", [f"rs{t}", "zero"], [f"rg{t}"]),
+                      helper.make_node("Cast", [f"rg{t}"], [f"r{t}"], to=TensorProto.FLOAT),
+                      helper.make_node("Mul", ["beta", mem], [f"bu{t}"]),
+                      helper.make_node("Add", [f"bu{t}", f"gelu{t}"], [f"base{t}"]),
+                      helper.make_node("Mul", [f"r{t}", "theta"], [f"rt{t}"]),
+                      helper.make_node("Sub", [f"base{t}", f"rt{t}"], [f"mem{t}"])]
+        mem = f"mem{t}"
+        nodes += [helper.make_node("Sub", [mem, "theta"], [f"ss{t}"]),
+                  helper.make_node("Greater", [f"ss{t}", "zero"], [f"sg{t}"]),
+                  helper.make_node("Cast", [f"sg{t}"], [f"s{t}"], to=TensorProto.FLOAT),
+                  helper.make_node("Unsqueeze", [f"s{t}", "axis1"], [f"u{t}"])]
+        stacked.append(f"u{t}")
+    init.append(numpy_helper.from_array(np.asarray([1], np.int64), "axis1"))
+    nodes.append(helper.make_node("Concat", stacked, ["output"], axis=1))
+    graph = helper.make_graph(nodes, "gelu",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["b", steps, 6])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["b", steps, 4])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    report = estimate(write_model(model), steps=steps)
+    assert [(row.kind, row.reset) for row in report.layers] == [("leaky", "subtract")]
+    assert report.uncosted == () and report.totals.neuron_dense_ops == 4 * steps * 4
