@@ -510,7 +510,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="one run each, fc only, a smaller static sweep (a smoke test, not figures to quote)")
-    parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    parser.add_argument("--out", type=Path, help="where the figures go (default: benchmarks/results.json; with "
+                        "--quick benchmarks/.cache/results-quick.json, leaving the committed figures alone)")
     parser.add_argument("--markdown", type=Path,
                         help="update this markdown file's results block (default: docs/benchmarks.md, not --quick)")
     parser.add_argument("--torch-python", help="an interpreter with torch, snntorch and neurobench")
@@ -572,6 +573,7 @@ def main() -> int:
     result["targets"] = verdicts(result)
     print()
     print(table(result))
+    args.out = args.out or (HERE / ".cache" / "results-quick.json" if args.quick else HERE / "results.json")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"\nfigures written to {args.out}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import sys
 from collections.abc import Callable
@@ -408,7 +409,14 @@ def _scheduler(jobs: int | None, scheduler: str | None, scheduler_file: Path | N
     if scheduler is not None and scheduler_file is not None:
         raise UsageError("give --scheduler or --scheduler-file, not both")
     if scheduler is None and scheduler_file is None and jobs is None:
-        return os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+        address = os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+        if address is not None and importlib.util.find_spec("distributed") is None:
+            # set for other Dask work in this shell, not asked of neuronops: run here rather than fail
+            click.echo(f"warning: $DASK_SCHEDULER_ADDRESS is set ({address}) but Dask is not installed: running in "
+                       "this process (pip install 'neuronops[dask]' to use the scheduler; --jobs 1 silences this)",
+                       err=True)
+            return None
+        return address
     return scheduler
 
 

@@ -245,3 +245,24 @@ def test_a_kind_registered_in_python_reaches_dask_workers(tmp_path, client):
     finally:
         unregister_kind("qif")
     assert whole.layers[0].kind == "qif" and sharded == [whole, whole]
+
+
+def test_a_scheduler_address_in_the_environment_without_dask_runs_here(tmp_path, monkeypatch):
+    """$DASK_SCHEDULER_ADDRESS set for other Dask work, in an environment without Dask: `estimate` used to fail with
+    "--scheduler needs Dask" (an option the user never gave). It now runs in this process and says why."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "distributed" else real(name, *a))
+    rng = np.random.default_rng(24)
+    net = random_net(rng, [8, 6])
+    model = tmp_path / "model.onnx"
+    onnx.save(leaky_unrolled(net, 5), model)
+    np.save(tmp_path / "inputs.npy", (rng.random((12, 5, 8)) < 0.3).astype(np.float32))
+    args = ["estimate", str(model), "-i", str(tmp_path / "inputs.npy"), "-f", "json"]
+    here = run(*args, env={"DASK_SCHEDULER_ADDRESS": "tcp://127.0.0.1:1"})
+    assert here.exit_code == 0, here.output
+    assert "warning: $DASK_SCHEDULER_ADDRESS is set (tcp://127.0.0.1:1) but Dask is not installed" in here.stderr
+    assert here.stdout == run(*args, env={"DASK_SCHEDULER_ADDRESS": ""}).stdout
+    quiet = run(*args, "--jobs", "1", env={"DASK_SCHEDULER_ADDRESS": "tcp://127.0.0.1:1"})
+    assert quiet.exit_code == 0 and "warning" not in quiet.stderr
