@@ -586,6 +586,16 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
         named.append(base if used[base] == 1 else f"{base}_{used[base]}")
     layers = [NeuronLayer(**{**layer.__dict__, "name": name}) for layer, name in zip(layers, named, strict=True)]
 
+    # snnTorch's inhibition=True keeps only the strongest neuron's spike (argmax, scattered into a mask): the compare
+    # the matcher counts fires for every neuron over threshold, more than are emitted
+    winner_ops = {"ArgMax", "ArgMin", "TopK", "ScatterND", "ScatterElements"}
+    for layer, (component, _, _) in zip(layers, sorted(chains, key=lambda item: order[item[1][0][0]]), strict=True):
+        held = sorted({node.op_type for node in nodes_of.get(component, []) if node.op_type in winner_ops})
+        if held:
+            notes.append(f"{layer.name}: its spikes pass through {', '.join(held)} (a winner-take-all, snnTorch's "
+                         "inhibition=True?): the spikes convention counts every neuron over threshold, which may "
+                         "be more than the spikes emitted; dense ops and the neurobench convention (membranes) are "
+                         "not affected")
     # activations outside the neurons' updates (a Tanh inside a custom neuron's update is that layer's, shown by
     # explain as an op it could not read)
     activations = Counter(n.op_type for n in graph.nodes if n.op_type in NON_SPIKING_ACTIVATIONS

@@ -378,3 +378,23 @@ def test_gelu_shaping_the_current_is_still_input_current(write_model, tmp_path):
     report = estimate(write_model(model), steps=steps)
     assert [(row.kind, row.reset) for row in report.layers] == [("leaky", "subtract")]
     assert report.uncosted == () and report.totals.neuron_dense_ops == 4 * steps * 4
+
+
+def test_a_winner_take_all_on_the_spikes_is_named(write_model, tmp_path):
+    """snnTorch's inhibition=True keeps the strongest neuron's spike only (ArgMax, scattered into a mask): the compare
+    fires for every neuron over threshold, so the spikes convention counted more spikes than were emitted, silently.
+    No figure can be had from the compare alone; the report says so."""
+    from onnx import helper
+
+    rng = np.random.default_rng(54)
+    net = random_net(rng, [6, 5])
+    model = leaky_unrolled(net, 4)
+    spike = next(node.input[0] for node in model.graph.node if node.op_type == "Unsqueeze")  # step 0's spike
+    model.graph.node.append(helper.make_node("ArgMax", [spike], ["winner"], axis=1))  # beside the layer's spike
+    report = estimate(write_model(model, inputs=_data(rng, 3, 4, 6)), tmp_path / "inputs.npz")
+    assert [note for note in report.notes if "winner-take-all" in note] == [
+        "leaky1: its spikes pass through ArgMax (a winner-take-all, snnTorch's inhibition=True?): the spikes "
+        "convention counts every neuron over threshold, which may be more than the spikes emitted; dense ops and the "
+        "neurobench convention (membranes) are not affected"]
+    plain = estimate(write_model(leaky_unrolled(net, 4), inputs=_data(rng, 3, 4, 6)), tmp_path / "inputs.npz")
+    assert not any("winner-take-all" in note for note in plain.notes)
