@@ -41,6 +41,7 @@ NON_SPIKING_ACTIVATIONS = frozenset({
     "Softmax", "LogSoftmax", "Mish", "Celu",
 })
 SHAPED = "I:~"  # input current that ops not linear in it shaped (the symbol of the tensor they made)
+FOREIGN = "I:^"  # another layer's membrane read by this layer's update (a membrane-level residual): input current
 STATE_SUFFIXES = (".next", "_next", ".out", "_out", "_new", ".new", "_t1", "_next_state")
 
 
@@ -246,7 +247,7 @@ class _StepReader:
         if tensor == self.prev:
             return Poly.symbol("U")
         if tensor in self.foreign:
-            return Poly.symbol("I:" + tensor)
+            return Poly.symbol(FOREIGN + tensor)
         if graph.is_constant(tensor):
             value = graph.constant_value(tensor)
             return Poly.constant(value) if value is not None else Poly.symbol(f"K:{tensor}")
@@ -369,10 +370,11 @@ def features_of(update: Poly, unreadable: list[str], state_updates: tuple[Poly, 
     inputs = [m for m in monomials if len(m) == 1 and m[0].startswith("I:")]
     gains = {_scalar(update.coefficient(m)) for m in inputs}
     input_gain = gains.pop() if len(gains) == 1 else None
-    if len(gains) > 1 and any(g is not None and np.isclose(g, 1.0) for g in gains):
-        # input currents added with different weights, one of them unweighted: the weights are the current's own
-        # (fc2(s1) + 0.5·U1), computed before the neuron adds it unscaled; Lapicque would scale every term alike
-        input_gain = 1.0
+    own = {_scalar(update.coefficient(m)) for m in inputs if not m[0].startswith(FOREIGN)}
+    if input_gain is None and len(own) == 1 and len(gains) > 1:
+        # another layer's membrane weighted into the current (fc2(s1) + 0.5·U1): the weight is the current's own,
+        # computed before the neuron adds it; the gain is that of the layer's other input
+        input_gain = own.pop()
     # the flag that resets: the previous step's compare, or this step's spike when the reset is not delayed
     flag = "Snow" if "Snow" in symbols else "R"
     reset, elementwise_recurrent = _reset_form(update, flag, theta)
@@ -805,7 +807,8 @@ def _build_layer(
         membrane = membrane_pair.input_target  # type: ignore[union-attr]
         before = upstream(membrane)
         own_pairs = [p for p in own_pairs if p is stepwise_pair or graph.canonical(p.output) not in foreign and (
-            graph.canonical(p.output) in before or membrane in upstream(graph.canonical(p.output)))]
+            p.input in before or graph.canonical(p.output) in before
+            or membrane in upstream(graph.canonical(p.output)))]
     # a stepwise layer whose membrane is no state (Alpha with reset none: the exporter may drop the unused membrane
     # input) but which carries other state: the tool still drives it step by step
     stateless_membrane = stepwise_pair is None and len(steps) == 1 and bool(own_pairs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 from builders import LeakyNet, leaky_stepwise, leaky_unrolled, random_net
 
@@ -84,6 +85,12 @@ def test_fixed_batch_graph_pads_the_last_batch(write_model, tmp_path):
     assert report.samples == 7
     assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
     assert [row.spikes for row in report.layers] == want["spikes"]
+    assert not any("--batch-size" in note for note in report.notes)
+    # a --batch-size the graph cannot take is not silently dropped (the figures are the same)
+    asked = estimate(path, tmp_path / "inputs.npz", convention="neurobench", batch_size=2)
+    assert "--batch-size 2 not used: the graph fixes the batch at 3 (the last batch is padded, only its real " \
+        "samples counted)" in asked.notes
+    assert asked.totals == report.totals
 
 
 def test_dense_ops_without_inputs(write_model):
@@ -398,3 +405,87 @@ def test_a_winner_take_all_on_the_spikes_is_named(write_model, tmp_path):
         "neurobench convention (membranes) are not affected"]
     plain = estimate(write_model(leaky_unrolled(net, 4), inputs=_data(rng, 3, 4, 6)), tmp_path / "inputs.npz")
     assert not any("winner-take-all" in note for note in plain.notes)
+
+
+def _sew_synaptic_stepwise(weights: list[np.ndarray], alpha: float, beta: float) -> onnx.ModelProto:
+    """Stepwise: n1 Leaky (subtract) → n2 Synaptic (zero: current and membrane times 1 − R; as snnTorch's export,
+    the membrane reads the synaptic current before its reset, not the next state itself) → n3 Leaky reading
+    fc3(s1 + s2) (a SEW residual joins the three layers' ops into one component)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    f = TensorProto.FLOAT
+    init = [numpy_helper.from_array(w, f"W{i}") for i, w in enumerate(weights, start=1)]
+    init += [numpy_helper.from_array(np.float32(v), n) for n, v in
+             (("theta", 1.0), ("zero", 0.0), ("one", 1.0), ("alpha", alpha), ("beta", beta))]
+    n = helper.make_node
+    nodes = []
+
+    def leaky(k: int, x: str) -> str:
+        nodes.extend([n("MatMul", [x, f"W{k}"], [f"c{k}"]), n("Sub", [f"n{k}.mem", "theta"], [f"rs{k}"]),
+                      n("Greater", [f"rs{k}", "zero"], [f"rg{k}"]), n("Cast", [f"rg{k}"], [f"r{k}"], to=f),
+                      n("Mul", ["beta", f"n{k}.mem"], [f"bu{k}"]), n("Add", [f"bu{k}", f"c{k}"], [f"ba{k}"]),
+                      n("Mul", [f"r{k}", "theta"], [f"rt{k}"]), n("Sub", [f"ba{k}", f"rt{k}"], [f"n{k}.mem.next"])])
+        return _fire(k)
+
+    def _fire(k: int) -> str:
+        nodes.extend([n("Sub", [f"n{k}.mem.next", "theta"], [f"ss{k}"]), n("Greater", [f"ss{k}", "zero"], [f"sg{k}"]),
+                      n("Cast", [f"sg{k}"], [f"s{k}"], to=f)])
+        return f"s{k}"
+
+    s1 = leaky(1, "input")
+    nodes.extend([n("MatMul", [s1, "W2"], ["c2"]), n("Sub", ["n2.mem", "theta"], ["rs2"]),
+                  n("Greater", ["rs2", "zero"], ["rg2"]), n("Cast", ["rg2"], ["r2"], to=f),
+                  n("Mul", ["alpha", "n2.syn"], ["as2"]), n("Add", ["as2", "c2"], ["sb2"]),
+                  n("Sub", ["one", "r2"], ["keep2"]), n("Mul", ["sb2", "keep2"], ["n2.syn.next"]),
+                  n("Mul", ["beta", "n2.mem"], ["bu2"]), n("Add", ["bu2", "sb2"], ["base2"]),
+                  n("Mul", ["base2", "keep2"], ["n2.mem.next"])])
+    s2 = _fire(2)
+    nodes.append(n("Add", [s1, s2], ["sew"]))
+    s3 = leaky(3, "sew")
+    nodes.append(n("Identity", [s3], ["output"]))
+    sizes = [w.shape[1] for w in weights]
+    states = [("n1.mem", sizes[0]), ("n2.syn", sizes[1]), ("n2.mem", sizes[1]), ("n3.mem", sizes[2])]
+    graph = helper.make_graph(
+        nodes, "sew", [helper.make_tensor_value_info("input", f, ["b", weights[0].shape[0]])]
+        + [helper.make_tensor_value_info(name, f, ["b", size]) for name, size in states],
+        [helper.make_tensor_value_info("output", f, ["b", sizes[2]])]
+        + [helper.make_tensor_value_info(f"{name}.next", f, ["b", size]) for name, size in states], init)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_synaptic_layer_inside_a_spike_level_residual_keeps_its_current(write_model, tmp_path):
+    """Stepwise SEW with a Synaptic middle layer: its synaptic current (a state input of its own) was read as input
+    current, because only state the membrane's next value and its own next value share was the layer's; the layer
+    went uncosted ("no single scalar gain"). A state input the membrane's update reads is the layer's own."""
+    rng = np.random.default_rng(55)
+    weights = [rng.normal(0, 0.7, size=shape).astype(np.float32) for shape in ((6, 5), (5, 5), (5, 3))]
+    alpha, beta = 0.7, 0.8
+    data = _data(rng, 4, 6, 6)
+    report = estimate(write_model(_sew_synaptic_stepwise(weights, alpha, beta), inputs=data),
+                      tmp_path / "inputs.npz", convention="neurobench")
+    assert [(row.kind, row.reset) for row in report.layers] == [("leaky", "subtract"), ("synaptic", "zero"),
+                                                                ("leaky", "subtract")]
+    samples, steps = data.shape[:2]
+    mem = [np.zeros((samples, w.shape[1]), np.float32) for w in weights]
+    syn = np.zeros_like(mem[1])
+    spikes, updates = [0, 0, 0], [0, 0, 0]
+    for t in range(steps):
+        fired = []
+        for k in range(3):
+            x = data[:, t] if k == 0 else (fired[0] if k == 1 else fired[0] + fired[1])
+            current = x @ weights[k]
+            reset = (mem[k] - 1 > 0).astype(np.float32)
+            if k == 1:
+                syn_base = np.float32(alpha) * syn + current
+                new = (np.float32(beta) * mem[k] + syn_base) * (1 - reset)
+                syn = syn_base * (1 - reset)
+            else:
+                new = np.float32(beta) * mem[k] + current - reset
+            spike = (new - 1 > 0).astype(np.float32)
+            spikes[k] += int(spike.sum())
+            updates[k] += samples * new.shape[1] if t == 0 else int(np.count_nonzero(new != mem[k]))
+            mem[k] = new
+            fired.append(spike)
+    assert [row.spikes for row in report.layers] == spikes and spikes[1] > 0
+    assert [row.membrane_updates for row in report.layers] == updates
+    assert report.totals.neuron_dense_ops == (5 * 4 + 5 * 8 + 3 * 4) * steps
