@@ -615,6 +615,9 @@ def replay(
 
     warnings: list[str] = []
     notes: list[str] = []
+    if fixed is not None and batch_size is not None and batch_size != fixed:
+        notes.append(f"--batch-size {batch_size} not used: the graph fixes the batch at {fixed} (the last batch is "
+                     "padded, only its real samples counted)")
     budget = 0
     probing = False  # True while a one-sample batch measures what the graph's shapes do not say
     at_once = None if stepwise else steps
