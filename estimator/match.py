@@ -490,6 +490,7 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
     notes: list[str] = []
     paired_targets = {graph.canonical(pair.output) for pair in pairs}  # stepwise: the computed next states
     chains: list[tuple[int, list[list[str]], str | None]] = []  # component, steps (membranes per step), problem
+    flags_of: dict[str, set[str]] | None = None
     for component, members in by_component.items():
         successors: dict[str, list[str]] = {}
         heads = []
@@ -537,8 +538,12 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
                 # the last step's post-reset membrane is compared by no later step: find it by analogy
                 steps[-1].extend(_same_step_tail(graph, steps[-2], steps[-1][-1], component_of))
             elif not paired_targets and problem is None:
+                if flags_of is None:  # built on first use: membrane → its compare's outputs (casts too)
+                    flags_of = {}
+                    for tensor, compare in compare_of_output.items():
+                        flags_of.setdefault(compare.membrane, set()).add(tensor)
                 last = _uncompared_step(graph, steps[-1][-1], component, component_of, membrane_set,
-                                        compare_of_output, predecessor)
+                                        flags_of.get(steps[-1][-1], set()), predecessor)
                 if last is not None:  # an export returning the membrane drops the last step's spike
                     steps.append([last])
                     synthetic[last] = _spike_nodes(graph, compare_of_output[spike_of[steps[-2][0]]], last)
@@ -636,11 +641,11 @@ def _uncompared_next_membranes(graph: ModelGraph, compares: list[Compare], pairs
 
 
 def _uncompared_step(graph: ModelGraph, last: str, component: int, component_of: list[int], membrane_set: set[str],
-                     compare_of_output: dict[str, Compare], predecessor: Callable) -> str | None:
+                     flags: set[str], predecessor: Callable) -> str | None:
     """Unrolled: the membrane of one step more than the compares show — computed from `last` (the latest compared
     membrane) and its reset flag, with new input entering, as every step is — or None. An export that returns the
-    membrane record has no use for the last step's spike: the exporter drops its compare."""
-    flags = {tensor for tensor, compare in compare_of_output.items() if compare.membrane == last}
+    membrane record has no use for the last step's spike: the exporter drops its compare. `flags`: the outputs of
+    the compare on `last` (its reset flag, as the next step reads it)."""
     if not flags:
         return None
     op_type = graph.node_of(last).op_type
