@@ -598,7 +598,7 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
     winner_ops = {"ArgMax", "ArgMin", "TopK", "ScatterND", "ScatterElements"}
     for layer, (component, _, _) in zip(layers, sorted(chains, key=lambda item: order[item[1][0][0]]), strict=True):
         held = sorted({node.op_type for node in nodes_of.get(component, []) if node.op_type in winner_ops})
-        if held:
+        if held and INHIBITION_NOTE not in layer.notes:  # a mask the matcher did not follow
             notes.append(f"{layer.name}: its spikes pass through {', '.join(held)} (a winner-take-all, snnTorch's "
                          "inhibition=True?): the spikes convention counts every neuron over threshold, which may "
                          "be more than the spikes emitted; dense ops and the neurobench convention (membranes) are "
@@ -613,6 +613,25 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
             f"the graph also holds non-spiking activations ({listed}): not neurons in this metric, not counted"
         )
     return MatchResult(tuple(layers), style if layers else "none", tuple(pairs), data_inputs, tuple(notes))
+
+
+INHIBITION_NOTE = ("spikes are counted after the winner-take-all mask (inhibition=True: only the neuron furthest over "
+                   "threshold fires), as emitted, not every threshold crossing")
+MASK_OPS = frozenset({"ScatterND", "ScatterElements"})
+
+
+def _emitted(graph: ModelGraph, spike: str) -> str:
+    """The spike the layer emits: its compare, or the compare times a one-hot mask scattered from an argmax
+    (snnTorch's inhibition=True: H(U − θ) · mask), which is what leaves the layer."""
+    if not spike:
+        return spike
+    for tensor in [spike] + [u.outputs[0] for u in graph.users(spike) if u.op_type == "Cast"]:
+        for user in graph.users(tensor):
+            if user.op_type == "Mul" and len(user.inputs) == 2:
+                other = graph.node_of(user.inputs[1] if user.inputs[0] == tensor else user.inputs[0])
+                if other is not None and other.op_type in MASK_OPS:
+                    return user.outputs[0]
+    return spike
 
 
 def _uncompared_next_membranes(graph: ModelGraph, compares: list[Compare], pairs: list[StatePair],
@@ -927,7 +946,9 @@ def _build_layer(
     if "Snow" in update.symbols():
         notes.append("the spike of this step resets the membrane in the same step (reset_delay=False)")
 
-    spikes = tuple(spike_of.get(m, "") for m in spike_sources)
+    spikes = tuple(_emitted(graph, spike_of.get(m, "")) for m in spike_sources)
+    if any(spike not in compare_of_output for spike in spikes if spike):
+        notes.append(INHIBITION_NOTE)
     extra_nodes: tuple[onnx.NodeProto, ...] = ()
     if rebuild and features.reset in ("subtract", "zero") and "Snow" in update.symbols():
         extra_nodes = _rebuild(graph, steps, spike_of, compare_of_output, features.reset)

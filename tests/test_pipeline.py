@@ -489,3 +489,67 @@ def test_a_synaptic_layer_inside_a_spike_level_residual_keeps_its_current(write_
     assert [row.spikes for row in report.layers] == spikes and spikes[1] > 0
     assert [row.membrane_updates for row in report.layers] == updates
     assert report.totals.neuron_dense_ops == (5 * 4 + 5 * 8 + 3 * 4) * steps
+
+
+def test_spikes_are_counted_after_a_winner_take_all_mask(write_model, tmp_path):
+    """snnTorch's inhibition=True: spk = H(U − θ) · one-hot(argmax(U − θ)). The spikes convention counts what the
+    layer emits (the masked spike), not every threshold crossing (found on snnTorch exports: 271 counted, 60
+    emitted); membranes, and so the neurobench convention, do not change."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(56)
+    weight = rng.normal(0.3, 0.4, size=(6, 5)).astype(np.float32)
+    steps, f, n = 5, TensorProto.FLOAT, helper.make_node
+    init = [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(np.float32(0.9), "beta"),
+            numpy_helper.from_array(np.float32(1.0), "theta"), numpy_helper.from_array(np.float32(0.0), "zero"),
+            numpy_helper.from_array(np.asarray([1], np.int64), "axis1")]
+    nodes, mem, stacked = [], None, []
+    for t in range(steps):
+        init.append(numpy_helper.from_array(np.asarray(t, np.int64), f"t{t}"))
+        nodes += [n("Gather", ["input", f"t{t}"], [f"x{t}"], axis=1), n("MatMul", [f"x{t}", "W"], [f"c{t}"])]
+        if mem is None:
+            nodes.append(n("Sub", [f"c{t}", "zero"], [f"mem{t}"]))
+        else:
+            nodes += [n("Sub", [mem, "theta"], [f"rs{t}"]), n("Greater", [f"rs{t}", "zero"], [f"rg{t}"]),
+                      n("Cast", [f"rg{t}"], [f"r{t}"], to=f), n("Mul", ["beta", mem], [f"bu{t}"]),
+                      n("Add", [f"bu{t}", f"c{t}"], [f"ba{t}"]), n("Mul", [f"r{t}", "theta"], [f"rt{t}"]),
+                      n("Sub", [f"ba{t}", f"rt{t}"], [f"mem{t}"])]
+        mem = f"mem{t}"
+        zeros, ones = (numpy_helper.from_array(np.full(1, v, np.float32)) for v in (0, 1))
+        nodes += [n("Sub", [mem, "theta"], [f"ss{t}"]), n("Greater", [f"ss{t}", "zero"], [f"sg{t}"]),
+                  n("Cast", [f"sg{t}"], [f"s{t}"], to=f),
+                  # mask = one-hot(argmax(U − θ)), scattered as snnTorch's fire_inhibition does
+                  n("ArgMax", [f"ss{t}"], [f"win{t}"], axis=1, keepdims=1),
+                  n("Shape", [f"s{t}"], [f"shape{t}"]), n("Shape", [f"win{t}"], [f"wshape{t}"]),
+                  n("ConstantOfShape", [f"shape{t}"], [f"blank{t}"], value=zeros),
+                  n("ConstantOfShape", [f"wshape{t}"], [f"ones{t}"], value=ones),
+                  n("ScatterElements", [f"blank{t}", f"win{t}", f"ones{t}"], [f"mask{t}"], axis=1),
+                  n("Mul", [f"s{t}", f"mask{t}"], [f"emit{t}"]),
+                  n("Unsqueeze", [f"emit{t}", "axis1"], [f"u{t}"])]
+        stacked.append(f"u{t}")
+    nodes.append(n("Concat", stacked, ["output"], axis=1))
+    graph = helper.make_graph(nodes, "wta", [helper.make_tensor_value_info("input", f, ["b", steps, 6])],
+                              [helper.make_tensor_value_info("output", f, ["b", steps, 5])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    data = (rng.random((4, steps, 6)) < 0.6).astype(np.float32)
+    path = write_model(model, inputs=data)
+    spikes = estimate(path, tmp_path / "inputs.npz")
+    membranes = estimate(path, tmp_path / "inputs.npz", convention="neurobench")
+    crossings = emitted = updates = 0
+    mem_np = np.zeros((4, 5), np.float32)
+    for t in range(steps):
+        current = data[:, t] @ weight
+        reset = (mem_np - 1 > 0).astype(np.float32) if t else np.zeros_like(mem_np)
+        new = current if t == 0 else np.float32(0.9) * mem_np + current - reset
+        over = (new - 1 > 0).astype(np.float32)
+        mask = np.zeros_like(over)
+        mask[np.arange(4), np.argmax(new - 1, axis=1)] = 1
+        crossings += int(over.sum())
+        emitted += int((over * mask).sum())
+        updates += new.size if t == 0 else int(np.count_nonzero(new != mem_np))
+        mem_np = new
+    assert crossings > emitted > 0  # the mask matters here
+    assert spikes.layers[0].spikes == emitted and spikes.totals.effective_neuron_ops_run == 4 * emitted
+    assert membranes.layers[0].membrane_updates == updates
+    assert any("after the winner-take-all mask" in note for note in spikes.notes)
+    assert not any("may be more than the spikes emitted" in note for note in spikes.notes)
