@@ -580,6 +580,12 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
             layer = replace(layer, extra_nodes=layer.extra_nodes + made, notes=layer.notes + (
                 "this step's spike is not in the graph (the export does not use it: it returns the membrane); the "
                 "replay computes it from the membrane with the layer's own threshold compare",))
+        gates = {node.op_type for node in component_nodes} & {"Sigmoid", "Tanh"}
+        if layer.kind is None and len(gates) == 2:
+            # a gated cell: what it is matters more to the reader than the op the matcher stopped at
+            layer = replace(layer, problem="a gated cell (Sigmoid and Tanh gates, as snnTorch's SLSTM and "
+                            f"SConv2dLSTM), which no cost table prices: {layer.problem}")
+            in_updates.update((component, op) for op in gates)  # the cell's own gates, not separate activations
         layers.append(layer)
         if layer.features is not None:
             in_updates.update((component, op) for op in layer.features.unreadable_ops)

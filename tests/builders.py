@@ -259,6 +259,18 @@ def tanh_stepwise(weight: np.ndarray, threshold: float = 1.0) -> onnx.ModelProto
     return _custom_stepwise(b, "t1", new, theta, n_in, n_out)
 
 
+def gated_stepwise(weight: np.ndarray, threshold: float = 1.0) -> onnx.ModelProto:
+    """An LSTM-like gated neuron (as snnTorch's SLSTM): U_t = σ(I)·tanh(U) + I − R·θ."""
+    b = _Builder("torchscript")
+    n_in, n_out = weight.shape
+    theta = b.init(threshold, "threshold")
+    reset = b.flag("g1.mem", theta)
+    current = b.synapse("input", weight)
+    gated = b.op("Mul", [b.op("Sigmoid", [current]), b.op("Tanh", ["g1.mem"])])
+    new = b.op("Sub", [b.op("Add", [gated, current]), b.op("Mul", [reset, theta])])
+    return _custom_stepwise(b, "g1", new, theta, n_in, n_out)
+
+
 def function_node_stepwise(net: LeakyNet, class_name: str, domain: str = "my.neurons") -> onnx.ModelProto:
     """A stepwise single-layer Leaky net whose neuron is one function node `class_name` (as
     export_modules_as_functions writes it): the tool must take the kind from the class name."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from builders import function_node_stepwise, quadratic_stepwise, random_net, tanh_stepwise
+from builders import function_node_stepwise, gated_stepwise, quadratic_stepwise, random_net, tanh_stepwise
 from click.testing import CliRunner
 
 from estimator import NeuronKind, UncostedLayersError, estimate, register_kind
@@ -67,6 +67,19 @@ def test_an_activation_inside_an_update_is_the_layers_not_a_graph_note(write_mod
     assert "ops the matcher could not read: Tanh" in explained
     assert "note: the graph also holds non-spiking activations (Relu ×1): not neurons" in explained
     assert "Tanh ×" not in explained
+
+
+def test_a_gated_cell_is_named_as_one(write_model):
+    """An LSTM-style cell (snnTorch's SLSTM, SConv2dLSTM) was uncosted for "ops the matcher cannot read (Tanh)", and
+    its own gates were listed as the graph's non-spiking activations. The reason now says what it is."""
+    report = estimate(write_model(gated_stepwise(np.random.default_rng(7).normal(size=(5, 4)).astype(np.float32))))
+    assert [row.kind for row in report.layers] == [None] and report.totals.neuron_dense_ops is None
+    assert report.uncosted[0].reason.startswith("a gated cell (Sigmoid and Tanh gates, as snnTorch's SLSTM and "
+                                                "SConv2dLSTM), which no cost table prices: ")
+    assert not any("non-spiking activations" in note for note in report.notes)
+    plain = estimate(write_model(tanh_stepwise(np.random.default_rng(6).normal(size=(5, 4)).astype(np.float32)),
+                                 "tanh.onnx"))
+    assert not plain.uncosted[0].reason.startswith("a gated cell")  # one activation is no gate pair
 
 
 def test_explain_names_the_kind_of_a_known_neuron(write_model):
