@@ -63,7 +63,9 @@ def bundled_tables_dir() -> Path:
 
 
 def _whole_number(path: Path, key: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool):  # in the file's own spelling
+        raise CostTableError(f"{path}: {key} = {str(value).lower()} is not a number")
+    if not isinstance(value, int | float):
         raise CostTableError(f"{path}: {key} = {value!r} is not a number")
     if isinstance(value, float) and not value.is_integer():
         raise CostTableError(f"{path}: {key} = {value!r} is not a whole number of operations")

@@ -60,7 +60,7 @@ def test_each_table_is_recorded_with_its_file_digest(tmp_path):
     ("[costs.leaky]\nsubtract = -1", "costs.leaky.subtract = -1 is negative"),
     ("[costs.leaky]\nsubtract = 2.5", "costs.leaky.subtract = 2.5 is not a whole number of operations"),
     ('[costs.leaky]\nsubtract = "four"', "costs.leaky.subtract = 'four' is not a number"),
-    ("[costs.leaky]\nsubtract = true", "costs.leaky.subtract = True is not a number"),
+    ("[costs.leaky]\nsubtract = true", "costs.leaky.subtract = true is not a number"),
     ("[costs.leakyy]\nsubtract = 4", "costs.leakyy: unknown neuron kind"),
     ("[costs.leaky]\nsubstract = 4", "costs.leaky.substract: unknown reset (known: subtract, zero, none)"),
     ("[costs.leaky.zero]\nsplit = { add = 1 }", "costs.leaky.zero: missing 'total'"),
