@@ -416,8 +416,11 @@ class DaskBackend(Backend):
             if cluster is not None:
                 cluster.close()
             where = scheduler_file or scheduler
-            raise ClusterError(f"cannot reach the Dask scheduler at {where}: {' '.join(str(err).split())[:200]}") \
-                from None
+            # an address the environment set for other Dask work is easily forgotten: say where it came from
+            source = (" (from $DASK_SCHEDULER_ADDRESS; --jobs 1 runs in this process)"
+                      if scheduler_file is None and scheduler == os.environ.get("DASK_SCHEDULER_ADDRESS") else "")
+            raise ClusterError(f"cannot reach the Dask scheduler at {where}{source}: "
+                               f"{' '.join(str(err).split())[:200]}") from None
         return cls(client, cluster, **options)
 
     def submit(self, function: Callable[..., Any], *args: Any) -> Any:

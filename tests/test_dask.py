@@ -266,3 +266,23 @@ def test_a_scheduler_address_in_the_environment_without_dask_runs_here(tmp_path,
     assert here.stdout == run(*args, env={"DASK_SCHEDULER_ADDRESS": ""}).stdout
     quiet = run(*args, "--jobs", "1", env={"DASK_SCHEDULER_ADDRESS": "tcp://127.0.0.1:1"})
     assert quiet.exit_code == 0 and "warning" not in quiet.stderr
+
+
+def test_an_unreachable_scheduler_from_the_environment_says_where_it_came_from(tmp_path, monkeypatch):
+    """An address in $DASK_SCHEDULER_ADDRESS, set for other work, is easily forgotten: the error names it and the
+    way to run here. (The connection is refused at once here, instead of after Dask's 20 s.)"""
+    def refuse(*args, **kwargs):
+        raise OSError("Timed out trying to connect")
+
+    monkeypatch.setattr(distributed, "Client", refuse)
+    rng = np.random.default_rng(25)
+    model = tmp_path / "model.onnx"
+    onnx.save(leaky_unrolled(random_net(rng, [8, 6]), 5), model)
+    np.save(tmp_path / "inputs.npy", (rng.random((12, 5, 8)) < 0.3).astype(np.float32))
+    args = ["estimate", str(model), "-i", str(tmp_path / "inputs.npy")]
+    from_env = run(*args, env={"DASK_SCHEDULER_ADDRESS": "tcp://10.0.0.1:8786"})
+    assert from_env.exit_code == 1
+    assert from_env.stderr.startswith("error: cannot reach the Dask scheduler at tcp://10.0.0.1:8786 (from "
+                                      "$DASK_SCHEDULER_ADDRESS; --jobs 1 runs in this process): Timed out")
+    given = run(*args, "--scheduler", "tcp://10.0.0.2:8786", env={"DASK_SCHEDULER_ADDRESS": "tcp://10.0.0.1:8786"})
+    assert given.exit_code == 1 and "DASK_SCHEDULER_ADDRESS" not in given.stderr
