@@ -17,6 +17,7 @@ How a layer is found (no op names, node names or parameter identity are trusted)
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -42,6 +43,10 @@ NON_SPIKING_ACTIVATIONS = frozenset({
 })
 SHAPED = "I:~"  # input current that ops not linear in it shaped (the symbol of the tensor they made)
 FOREIGN = "I:^"  # another layer's membrane read by this layer's update (a membrane-level residual): input current
+INHIBITION_NOTE = ("spikes are counted after the winner-take-all mask (inhibition=True: only the neuron furthest over "
+                   "threshold fires), as emitted, not every threshold crossing")
+MASK_OPS = frozenset({"ScatterND", "ScatterElements"})
+WINNER_OPS = frozenset({"ArgMax", "ArgMin", "TopK"}) | MASK_OPS  # beside a layer's spikes: a winner-take-all
 STATE_SUFFIXES = (".next", "_next", ".out", "_out", "_new", ".new", "_t1", "_next_state")
 
 
@@ -567,7 +572,8 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
     for component, steps, _ in chains:
         membranes_in.setdefault(component, set()).update(m for step in steps for m in step)
     in_updates: set[tuple[int, str]] = set()  # (component, op type): ops a layer's update holds and could not read
-    for component, steps, problem in sorted(chains, key=lambda item: order[item[1][0][0]]):
+    ordered_chains = sorted(chains, key=lambda item: order[item[1][0][0]])  # layers in graph order
+    for component, steps, problem in ordered_chains:
         component_nodes = nodes_of.get(component, [])
         membrane_pair = next((pair_of_membrane[m] for step in steps for m in step if m in pair_of_membrane),
                              pair_of_component.get(component))
@@ -601,9 +607,8 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
 
     # snnTorch's inhibition=True keeps only the strongest neuron's spike (argmax, scattered into a mask): the compare
     # the matcher counts fires for every neuron over threshold, more than are emitted
-    winner_ops = {"ArgMax", "ArgMin", "TopK", "ScatterND", "ScatterElements"}
-    for layer, (component, _, _) in zip(layers, sorted(chains, key=lambda item: order[item[1][0][0]]), strict=True):
-        held = sorted({node.op_type for node in nodes_of.get(component, []) if node.op_type in winner_ops})
+    for layer, (component, _, _) in zip(layers, ordered_chains, strict=True):
+        held = sorted({node.op_type for node in nodes_of.get(component, []) if node.op_type in WINNER_OPS})
         if held and INHIBITION_NOTE not in layer.notes:  # a mask the matcher did not follow
             notes.append(f"{layer.name}: its spikes pass through {', '.join(held)} (a winner-take-all, snnTorch's "
                          "inhibition=True?): the spikes convention counts every neuron over threshold, which may "
@@ -619,11 +624,6 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
             f"the graph also holds non-spiking activations ({listed}): not neurons in this metric, not counted"
         )
     return MatchResult(tuple(layers), style if layers else "none", tuple(pairs), data_inputs, tuple(notes))
-
-
-INHIBITION_NOTE = ("spikes are counted after the winner-take-all mask (inhibition=True: only the neuron furthest over "
-                   "threshold fires), as emitted, not every threshold crossing")
-MASK_OPS = frozenset({"ScatterND", "ScatterElements"})
 
 
 def _emitted(graph: ModelGraph, spike: str) -> str:
@@ -952,8 +952,9 @@ def _build_layer(
     if "Snow" in update.symbols():
         notes.append("the spike of this step resets the membrane in the same step (reset_delay=False)")
 
-    spikes = tuple(_emitted(graph, spike_of.get(m, "")) for m in spike_sources)
-    if any(spike not in compare_of_output for spike in spikes if spike):
+    compared = tuple(spike_of.get(m, "") for m in spike_sources)
+    spikes = tuple(map(functools.partial(_emitted, graph), compared))
+    if spikes != compared:
         notes.append(INHIBITION_NOTE)
     extra_nodes: tuple[onnx.NodeProto, ...] = ()
     if rebuild and features.reset in ("subtract", "zero") and "Snow" in update.symbols():

@@ -335,6 +335,7 @@ def test_an_export_returning_the_membrane_still_counts_the_last_layer(write_mode
     assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
     assert report.totals.neuron_dense_ops == (5 + 4) * 6 * 4
     assert any("returns the membrane" in note for note in report.notes)
+    assert not any("winner-take-all" in note for note in report.notes)  # a computed spike is no mask's output
 
 
 def test_gelu_shaping_the_current_is_still_input_current(write_model, tmp_path):
