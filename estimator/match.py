@@ -75,10 +75,19 @@ def find_compares(graph: ModelGraph) -> list[Compare]:
             left, right = producer.inputs
             if graph.is_constant(right) and not graph.is_constant(left):
                 membrane, threshold = left, right
-        if graph.is_constant(membrane):
+        if graph.is_constant(membrane) or _selects_branches(graph, node.outputs[0]):
             continue
         compares.append(Compare(node.index, node.outputs[0], membrane, threshold))
     return compares
+
+
+def _selects_branches(graph: ModelGraph, flag: str) -> bool:
+    """Whether a compare only picks between two computed values (`Where(x > 20, x, softplus(x))`, as the dynamo
+    exporter spells Softplus): an activation's branch, not a spike — a spike is a value (0/1) of its own."""
+    users = graph.users(flag)
+    return bool(users) and all(
+        user.op_type == "Where" and user.inputs[0] == flag and flag not in user.inputs[1:]
+        and not any(graph.is_constant(name) for name in user.inputs[1:]) for user in users)
 
 
 # --- components ------------------------------------------------------------------------------------------------------
@@ -458,12 +467,13 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
                 component_of[producer.index] = component_of[users[0].index]
         by_component.setdefault(component_of[producer.index], []).append(membrane)
 
-    def predecessor(membrane: str, component: int) -> tuple[str | None, bool]:
+    flag_tensors = set(compare_of_output)
+
+    def predecessor(membrane: str, component: int) -> tuple[str | None, bool, bool]:
         """The latest membrane upstream of `membrane` within its component, and whether input from outside the
         component (a synapse's current) enters on the way: without it, the link is a same-step reset
         (reset_delay=False), not a time step."""
         candidates: list[str] = []
-        flagged: set[str] = set()  # membranes whose compare (the reset flag) the walk reads
         external = False
         seen: set[str] = set()
         stack = [membrane]
@@ -477,9 +487,6 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
                 if name in membrane_set:
                     candidates.append(name)
                     continue
-                flag = compare_of_output.get(name)
-                if flag is not None:
-                    flagged.add(flag.membrane)
                 producer = node_of(name)
                 if producer is None or component_of[producer.index] != component:
                     external = True
@@ -488,6 +495,7 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
         # Several membranes upstream: another layer's joins this one (a membrane-level residual, fc2(s1) + 0.5·U1,
         # reads layer 1's membrane of this step). The previous step is the one whose reset flag the update reads;
         # else (reset none) the latest.
+        flagged = {compare_of_output[name].membrane for name in seen & flag_tensors}  # membranes whose flag it reads
         preferred = [name for name in candidates if name in flagged] or candidates
         best = max(preferred, key=order.__getitem__, default=None)
         return best, external, best in flagged
@@ -565,12 +573,19 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
     # a layer whose membrane is no state (Alpha with reset none, the membrane input dropped) finds its pair by component
     pair_of_component = {component_of[graph.producer[p.input_target]]: p for p in membrane_pairs}
     nodes_of: dict[int, list[OpNode]] = {}  # grouped once: a pass over all nodes per layer is quadratic
+    winners_in: dict[int, set[str]] = {}  # component → the winner-take-all ops it holds (inhibition=True)
     for node in graph.nodes:
         nodes_of.setdefault(component_of[node.index], []).append(node)
+        if node.op_type in WINNER_OPS:
+            winners_in.setdefault(component_of[node.index], set()).add(node.op_type)
     layers_in = Counter(component for component, _, _ in chains)
-    membranes_in: dict[int, set[str]] = {}  # component → every layer's membranes (for components of several)
-    for component, steps, _ in chains:
-        membranes_in.setdefault(component, set()).update(m for step in steps for m in step)
+    # every layer's membranes, stepwise with their state inputs: another layer's are input current to a layer that
+    # reads them (a membrane residual, of this step or, through the state input, of the previous one)
+    def membranes_of(steps: list[list[str]]) -> set[str]:
+        own = {m for step in steps for m in step}
+        return own | {pair_of_membrane[m].pair.input for m in own if m in pair_of_membrane}
+
+    all_membranes = set().union(*(membranes_of(steps) for _, steps, _ in chains))
     in_updates: set[tuple[int, str]] = set()  # (component, op type): ops a layer's update holds and could not read
     ordered_chains = sorted(chains, key=lambda item: order[item[1][0][0]])  # layers in graph order
     for component, steps, problem in ordered_chains:
@@ -578,9 +593,10 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
         membrane_pair = next((pair_of_membrane[m] for step in steps for m in step if m in pair_of_membrane),
                              pair_of_component.get(component))
         shared = layers_in[component] > 1
-        foreign = frozenset(membranes_in[component] - {m for step in steps for m in step}) if shared else frozenset()
+        foreign = frozenset(all_membranes - membranes_of(steps))
         layer = _build_layer(graph, component, component_of, component_nodes, steps, problem, compare_of_output,
-                             spike_of, membrane_pair, pairs, shared=shared, foreign=foreign)
+                             spike_of, membrane_pair, pairs, shared=shared, foreign=foreign,
+                             masked=bool(winners_in.get(component, set()) & MASK_OPS))
         made = tuple(node for step in steps for m in step for node in synthetic.get(m, ()))
         if made:
             layer = replace(layer, extra_nodes=layer.extra_nodes + made, notes=layer.notes + (
@@ -608,7 +624,7 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
     # snnTorch's inhibition=True keeps only the strongest neuron's spike (argmax, scattered into a mask): the compare
     # the matcher counts fires for every neuron over threshold, more than are emitted
     for layer, (component, _, _) in zip(layers, ordered_chains, strict=True):
-        held = sorted({node.op_type for node in nodes_of.get(component, []) if node.op_type in WINNER_OPS})
+        held = sorted(winners_in.get(component, ()))
         if held and INHIBITION_NOTE not in layer.notes:  # a mask the matcher did not follow
             notes.append(f"{layer.name}: its spikes pass through {', '.join(held)} (a winner-take-all, snnTorch's "
                          "inhibition=True?): the spikes convention counts every neuron over threshold, which may "
@@ -815,16 +831,17 @@ def _build_layer(
     membrane_pair: _MembranePair | None,
     pairs: list[StatePair],
     shared: bool = False,  # the component holds other layers too (a spike-level residual joins them)
-    foreign: frozenset[str] = frozenset(),  # then: their membranes, input current to this layer
+    foreign: frozenset[str] = frozenset(),  # other layers' membranes (and state inputs): input current to this one
+    masked: bool = False,  # the component scatters a mask (inhibition=True): the emitted spike may be masked
 ) -> NeuronLayer:
     chain_problem = problem  # from following the chain of membranes (layers not separable)
     stepwise_pair = membrane_pair.pair if membrane_pair is not None and len(steps) == 1 else None
     in_component = lambda node: component_of[node.index] == component  # noqa: E731
-    own_pairs = [  # stepwise: the state pairs this layer reads or writes
-        p for p in pairs
-        if any(in_component(n) for n in graph.users(p.input))
+    own_pairs = [  # stepwise: the state pairs this layer reads or writes (another layer's membrane is not its state)
+        p for p in pairs if p.input not in foreign and graph.canonical(p.output) not in foreign and (
+        any(in_component(n) for n in graph.users(p.input))
         or (graph.node_of(graph.canonical(p.output)) is not None
-            and in_component(graph.node_of(graph.canonical(p.output))))
+            and in_component(graph.node_of(graph.canonical(p.output)))))
     ]
 
     def upstream(tensor: str) -> set[str]:
@@ -836,9 +853,8 @@ def _build_layer(
         # from (a synaptic current) or what is computed from it (its spike, fed back), besides the membrane itself
         membrane = membrane_pair.input_target  # type: ignore[union-attr]
         before = upstream(membrane)
-        own_pairs = [p for p in own_pairs if p is stepwise_pair or graph.canonical(p.output) not in foreign and (
-            p.input in before or graph.canonical(p.output) in before
-            or membrane in upstream(graph.canonical(p.output)))]
+        own_pairs = [p for p in own_pairs if p is stepwise_pair or p.input in before
+                     or graph.canonical(p.output) in before or membrane in upstream(graph.canonical(p.output))]
     # a stepwise layer whose membrane is no state (Alpha with reset none: the exporter may drop the unused membrane
     # input) but which carries other state: the tool still drives it step by step
     stateless_membrane = stepwise_pair is None and len(steps) == 1 and bool(own_pairs)
@@ -928,7 +944,11 @@ def _build_layer(
                 notes.append(f"the update reads as {structural.name}, the function class says {declared.name}")
     elif structural is not None:
         kind_name = structural.name
-        declared_class = _declared_class(component_nodes)
+        class_nodes = component_nodes
+        if shared:  # the majority of a joined component may be another layer's class: this layer's own ops decide
+            own = (upstream(target) - foreign) | {target}
+            class_nodes = [node for node in component_nodes if any(out in own for out in node.outputs)]
+        declared_class = _declared_class(class_nodes)
         declared = kind_for_class(declared_class) if declared_class else None
         if declared is not None and structural.name in declared.same_update_as:
             # the update alone cannot tell these kinds apart (Lapicque with Δt/C = 1 is Leaky with β = 1 − 1/R); the
@@ -953,7 +973,7 @@ def _build_layer(
         notes.append("the spike of this step resets the membrane in the same step (reset_delay=False)")
 
     compared = tuple(spike_of.get(m, "") for m in spike_sources)
-    spikes = tuple(map(functools.partial(_emitted, graph), compared))
+    spikes = tuple(map(functools.partial(_emitted, graph), compared)) if masked else compared
     if spikes != compared:
         notes.append(INHIBITION_NOTE)
     extra_nodes: tuple[onnx.NodeProto, ...] = ()

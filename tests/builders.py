@@ -25,6 +25,8 @@ class LeakyNet:
     reset_delay: bool = True  # False: snnTorch applies the reset of this step's spike within the same step
     residual: bool = False  # the last layer's synapse reads the sum of the two layers' spikes before it (SEW)
     membrane_residual: float = 0.0  # c ≠ 0: each later layer's current adds c × the previous layer's membrane
+    residual_reads_previous_step: bool = False  # ... that membrane as it was before this step (its state input)
+    classes: list[str] | None = None  # per layer, the module class the dynamo exporter records on its nodes
     returns_membrane: bool = False  # the graph returns the last layer's membrane; its spike goes unused (dropped)
 
     def reference(self, data: np.ndarray) -> dict[str, list[int]]:
@@ -37,12 +39,14 @@ class LeakyNet:
         for t in range(steps):
             x = data[:, t].astype(np.float32)
             fired: list[np.ndarray] = []
+            before = list(mems)
             for i, w in enumerate(self.weights):
                 if self.residual and i == len(self.weights) - 1:
                     x = fired[-2] + fired[-1]
                 current = x @ w
                 if self.membrane_residual and i > 0:
-                    current = current + np.float32(self.membrane_residual) * mems[i - 1]
+                    source = before[i - 1] if self.residual_reads_previous_step else mems[i - 1]
+                    current = current + np.float32(self.membrane_residual) * source
                 prev = mems[i]
                 reset = (prev - theta > 0).astype(np.float32)
                 if self.reset == "subtract":
@@ -69,6 +73,7 @@ class _Builder:
     nodes: list[onnx.NodeProto] = field(default_factory=list)
     inits: list[onnx.TensorProto] = field(default_factory=list)
     counter: int = 0
+    scope: str | None = None  # a module class to record on the nodes made now (as the dynamo exporter does)
 
     def name(self, hint: str) -> str:
         self.counter += 1
@@ -90,7 +95,11 @@ class _Builder:
 
     def op(self, op_type: str, inputs: list[str], hint: str | None = None, **attrs) -> str:
         out = self.name(hint or op_type.lower())
-        self.nodes.append(helper.make_node(op_type, inputs, [out], **attrs))
+        node = helper.make_node(op_type, inputs, [out], **attrs)
+        if self.scope is not None:
+            entry = node.metadata_props.add()
+            entry.key, entry.value = "pkg.torch.onnx.class_hierarchy", f"['Net', '{self.scope}', 'aten.op']"
+        self.nodes.append(node)
         return out
 
     def synapse(self, x: str, weight: np.ndarray) -> str:
@@ -142,8 +151,11 @@ def leaky_stepwise(net: LeakyNet, spelling: str = "torchscript", batch: int | st
             x = b.op("Add", [fired[-2], fired[-1]])
         current = b.synapse(x, w)
         if net.membrane_residual and i > 1:
-            current = b.op("Add", [current, b.op("Mul", [f"lif{i - 1}.mem.next", b.const(net.membrane_residual)])])
+            source = f"lif{i - 1}.mem" + ("" if net.residual_reads_previous_step else ".next")
+            current = b.op("Add", [current, b.op("Mul", [source, b.const(net.membrane_residual)])])
+        b.scope = net.classes[i - 1] if net.classes else None
         new, spike = b.step(net, state, current, b.beta(net), theta)
+        b.scope = None
         fired.append(spike)
         b.nodes.append(helper.make_node("Identity", [new], [f"{state}.next"]))
         outputs.append(helper.make_tensor_value_info(f"{state}.next", TensorProto.FLOAT, [batch, w.shape[1]]))
@@ -180,16 +192,21 @@ def leaky_unrolled(net: LeakyNet, steps: int, spelling: str = "torchscript",
         b.inits.append(numpy_helper.from_array(np.asarray(t, dtype=np.int64), index))
         x = b.op("Gather", ["input", index], axis=1)
         fired: list[str] = []
+        before = list(mems)
         for i, w in enumerate(net.weights):
             if net.residual and i == len(net.weights) - 1:
                 x = b.op("Add", [fired[-2], fired[-1]])
             current = b.synapse(x, w)
             if net.membrane_residual and i > 0:
-                current = b.op("Add", [current, b.op("Mul", [mems[i - 1], b.const(net.membrane_residual)])])
+                source = before[i - 1] if net.residual_reads_previous_step else mems[i - 1]
+                if source is not None:  # (the previous step's, at the first step: the zero state, nothing to add)
+                    current = b.op("Add", [current, b.op("Mul", [source, b.const(net.membrane_residual)])])
             if mems[i] is None:
                 mems[i] = b.op("ConstantOfShape", [b.op("Shape", [current])],
                                value=numpy_helper.from_array(np.zeros(1, np.float32)))
+            b.scope = net.classes[i] if net.classes else None
             mems[i], x = b.step(net, mems[i], current, betas[i], thetas[i])
+            b.scope = None
             fired.append(x)
         axes = b.name("axes")
         b.inits.append(numpy_helper.from_array(np.asarray([1], dtype=np.int64), axes))

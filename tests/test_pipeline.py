@@ -297,13 +297,17 @@ def test_a_spike_level_residual_keeps_three_leaky_layers(write_model, tmp_path, 
 @pytest.mark.parametrize("spelling", ["torchscript", "dynamo"])
 @pytest.mark.parametrize("style", ["unrolled", "stepwise"])
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
-def test_a_membrane_level_residual_keeps_the_layers_apart(write_model, tmp_path, style, spelling, reset):
+@pytest.mark.parametrize("previous", [False, True])
+def test_a_membrane_level_residual_keeps_the_layers_apart(write_model, tmp_path, style, spelling, reset, previous):
     """cur2 = fc2(s1) + 0.5·U1: layer 1's membrane of this step feeds layer 2's. Found on snnTorch exports: the two
     layers were chained as steps of one (rleaky/none, 2 steps, dense 32 instead of 128, "complete"), and the
-    stepwise export was refused as "unrolled". Each membrane's previous step is the one whose reset flag it reads."""
+    stepwise export was refused as "unrolled". Each membrane's previous step is the one whose reset flag it reads.
+    `previous`: the residual reads layer 1's membrane of the step before (stepwise: its state input), which was read
+    as layer 2's own carried state (Synaptic)."""
     rng = np.random.default_rng(51)
     net = random_net(rng, [6, 5, 5, 5], reset=reset)  # equal sizes: each layer adds the previous one's membrane
     net.membrane_residual = 0.5
+    net.residual_reads_previous_step = previous
     data = _data(rng, 4, 5, 6)
     model = leaky_unrolled(net, 5, spelling) if style == "unrolled" else leaky_stepwise(net, spelling)
     report = estimate(write_model(model, inputs=data), tmp_path / "inputs.npz", convention="neurobench")
@@ -338,54 +342,55 @@ def test_an_export_returning_the_membrane_still_counts_the_last_layer(write_mode
     assert not any("winner-take-all" in note for note in report.notes)  # a computed spike is no mask's output
 
 
-def test_gelu_shaping_the_current_is_still_input_current(write_model, tmp_path):
-    """GELU between a synapse and a Leaky layer is x·0.5·(1 + erf(x/√2)): not linear in the current, but no state
-    either. The layer was uncosted ("not linear in state and input"); the 0.5 inside must not read as Lapicque's
-    gain either."""
+def _leaky_after(shaping: str, steps: int = 4) -> onnx.ModelProto:
+    """Unrolled: MatMul → the shaping ops (`gelu`: x·0.5·(1 + erf(x/√2)); `softplus`: Where(x > 20, x, softplus(x)),
+    as the dynamo exporter spells it) → a Leaky layer (subtract)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    rng = np.random.default_rng(53)
-    weight = rng.normal(0, 0.6, size=(6, 4)).astype(np.float32)
-    steps = 4
-    init = [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(np.float32(0.9), "beta"),
-            numpy_helper.from_array(np.float32(1.0), "theta"), numpy_helper.from_array(np.float32(0.0), "zero"),
-            numpy_helper.from_array(np.float32(0.5), "half"), numpy_helper.from_array(np.float32(1.0), "one"),
-            numpy_helper.from_array(np.float32(np.sqrt(2)), "root2")]
+    weight = np.random.default_rng(53).normal(0, 0.6, size=(6, 4)).astype(np.float32)
+    n = helper.make_node
+    init = [numpy_helper.from_array(weight, "W")] + [numpy_helper.from_array(np.float32(v), name) for name, v in (
+        ("beta", 0.9), ("theta", 1.0), ("zero", 0.0), ("half", 0.5), ("one", 1.0), ("root2", np.sqrt(2)),
+        ("twenty", 20.0))]
     nodes, mem, stacked = [], None, []
     for t in range(steps):
         init.append(numpy_helper.from_array(np.asarray(t, np.int64), f"t{t}"))
-        nodes += [helper.make_node("Gather", ["input", f"t{t}"], [f"x{t}"], axis=1),
-                  helper.make_node("MatMul", [f"x{t}", "W"], [f"fc{t}"]),
-                  helper.make_node("Div", [f"fc{t}", "root2"], [f"d{t}"]),
-                  helper.make_node("Erf", [f"d{t}"], [f"e{t}"]),
-                  helper.make_node("Add", [f"e{t}", "one"], [f"a{t}"]),
-                  helper.make_node("Mul", [f"fc{t}", f"a{t}"], [f"m{t}"]),
-                  helper.make_node("Mul", [f"m{t}", "half"], [f"gelu{t}"])]
-        if mem is None:
-            nodes.append(helper.make_node("Sub", [f"gelu{t}", "zero"], [f"mem{t}"]))  # U_0 = I_0
+        nodes += [n("Gather", ["input", f"t{t}"], [f"x{t}"], axis=1), n("MatMul", [f"x{t}", "W"], [f"fc{t}"])]
+        if shaping == "gelu":
+            nodes += [n("Div", [f"fc{t}", "root2"], [f"d{t}"]), n("Erf", [f"d{t}"], [f"e{t}"]),
+                      n("Add", [f"e{t}", "one"], [f"a{t}"]), n("Mul", [f"fc{t}", f"a{t}"], [f"m{t}"]),
+                      n("Mul", [f"m{t}", "half"], [f"cur{t}"])]
         else:
-            nodes += [helper.make_node("Sub", [mem, "theta"], [f"rs{t}"]),
-                      helper.make_node("Greater", [f"rs{t}", "zero"], [f"rg{t}"]),
-                      helper.make_node("Cast", [f"rg{t}"], [f"r{t}"], to=TensorProto.FLOAT),
-                      helper.make_node("Mul", ["beta", mem], [f"bu{t}"]),
-                      helper.make_node("Add", [f"bu{t}", f"gelu{t}"], [f"base{t}"]),
-                      helper.make_node("Mul", [f"r{t}", "theta"], [f"rt{t}"]),
-                      helper.make_node("Sub", [f"base{t}", f"rt{t}"], [f"mem{t}"])]
+            nodes += [n("Softplus", [f"fc{t}"], [f"sp{t}"]), n("Greater", [f"fc{t}", "twenty"], [f"big{t}"]),
+                      n("Where", [f"big{t}", f"fc{t}", f"sp{t}"], [f"cur{t}"])]
+        if mem is None:
+            nodes.append(n("Sub", [f"cur{t}", "zero"], [f"mem{t}"]))  # U_0 = I_0
+        else:
+            nodes += [n("Sub", [mem, "theta"], [f"rs{t}"]), n("Greater", [f"rs{t}", "zero"], [f"rg{t}"]),
+                      n("Cast", [f"rg{t}"], [f"r{t}"], to=TensorProto.FLOAT), n("Mul", ["beta", mem], [f"bu{t}"]),
+                      n("Add", [f"bu{t}", f"cur{t}"], [f"base{t}"]), n("Mul", [f"r{t}", "theta"], [f"rt{t}"]),
+                      n("Sub", [f"base{t}", f"rt{t}"], [f"mem{t}"])]
         mem = f"mem{t}"
-        nodes += [helper.make_node("Sub", [mem, "theta"], [f"ss{t}"]),
-                  helper.make_node("Greater", [f"ss{t}", "zero"], [f"sg{t}"]),
-                  helper.make_node("Cast", [f"sg{t}"], [f"s{t}"], to=TensorProto.FLOAT),
-                  helper.make_node("Unsqueeze", [f"s{t}", "axis1"], [f"u{t}"])]
+        nodes += [n("Sub", [mem, "theta"], [f"ss{t}"]), n("Greater", [f"ss{t}", "zero"], [f"sg{t}"]),
+                  n("Cast", [f"sg{t}"], [f"s{t}"], to=TensorProto.FLOAT), n("Unsqueeze", [f"s{t}", "axis1"], [f"u{t}"])]
         stacked.append(f"u{t}")
     init.append(numpy_helper.from_array(np.asarray([1], np.int64), "axis1"))
-    nodes.append(helper.make_node("Concat", stacked, ["output"], axis=1))
-    graph = helper.make_graph(nodes, "gelu",
+    nodes.append(n("Concat", stacked, ["output"], axis=1))
+    graph = helper.make_graph(nodes, shaping,
                               [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["b", steps, 6])],
                               [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["b", steps, 4])], init)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    report = estimate(write_model(model), steps=steps)
-    assert [(row.kind, row.reset) for row in report.layers] == [("leaky", "subtract")]
-    assert report.uncosted == () and report.totals.neuron_dense_ops == 4 * steps * 4
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("shaping", ["gelu", "softplus"])
+def test_ops_shaping_the_current_leave_it_input_current(write_model, shaping):
+    """GELU between a synapse and a Leaky layer is x·0.5·(1 + erf(x/√2)): not linear in the current, but no state
+    either. The layer was uncosted ("not linear in state and input"); the 0.5 inside must not read as Lapicque's
+    gain either. Dynamo's Softplus picks its branch with Where(x > 20, …): that compare is no neuron's (it was taken
+    for one, and the layer refused as "Where")."""
+    report = estimate(write_model(_leaky_after(shaping)), steps=4)
+    assert [(row.kind, row.reset, row.time_steps) for row in report.layers] == [("leaky", "subtract", 4)]
+    assert report.uncosted == () and report.totals.neuron_dense_ops == 4 * 4 * 4
 
 
 def test_a_winner_take_all_on_the_spikes_is_named(write_model, tmp_path):
@@ -554,3 +559,17 @@ def test_spikes_are_counted_after_a_winner_take_all_mask(write_model, tmp_path):
     assert membranes.layers[0].membrane_updates == updates
     assert any("after the winner-take-all mask" in note for note in spikes.notes)
     assert not any("may be more than the spikes emitted" in note for note in spikes.notes)
+
+
+def test_class_metadata_is_read_per_layer_in_a_joined_component(write_model, tmp_path):
+    """A membrane residual joins three layers' ops into one component; the dynamo exporter's class metadata named
+    Lapicque on two of them, and the majority vote costed the Leaky one as Lapicque (11 instead of 4, "complete")."""
+    rng = np.random.default_rng(57)
+    net = random_net(rng, [6, 5, 5, 5])
+    net.membrane_residual = 0.5
+    net.classes = ["snntorch._neurons.leaky.Leaky", "snntorch._neurons.lapicque.Lapicque",
+                   "snntorch._neurons.lapicque.Lapicque"]
+    report = estimate(write_model(leaky_unrolled(net, 4, "dynamo")))
+    assert [(row.kind, row.cost_per_update) for row in report.layers] == [("leaky", 4), ("lapicque", 11),
+                                                                          ("lapicque", 11)]
+    assert not any("metadata names" in note and note.startswith("lif1") for note in report.notes)
