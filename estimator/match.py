@@ -470,9 +470,10 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
     flag_tensors = set(compare_of_output)
 
     def predecessor(membrane: str, component: int) -> tuple[str | None, bool, bool]:
-        """The latest membrane upstream of `membrane` within its component, and whether input from outside the
-        component (a synapse's current) enters on the way: without it, the link is a same-step reset
-        (reset_delay=False), not a time step."""
+        """The membrane upstream of `membrane` within its component that is its previous step (see below), whether
+        input from outside the component (a synapse's current) enters on the way — without it, the link is a
+        same-step reset (reset_delay=False), not a time step — and whether the walk reads that membrane's reset
+        flag."""
         candidates: list[str] = []
         external = False
         seen: set[str] = set()
@@ -585,15 +586,16 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
         own = {m for step in steps for m in step}
         return own | {pair_of_membrane[m].pair.input for m in own if m in pair_of_membrane}
 
-    all_membranes = set().union(*(membranes_of(steps) for _, steps, _ in chains))
-    in_updates: set[tuple[int, str]] = set()  # (component, op type): ops a layer's update holds and could not read
     ordered_chains = sorted(chains, key=lambda item: order[item[1][0][0]])  # layers in graph order
-    for component, steps, problem in ordered_chains:
+    own_membranes = [membranes_of(steps) for _, steps, _ in ordered_chains]
+    all_membranes = set().union(*own_membranes)
+    in_updates: set[tuple[int, str]] = set()  # (component, op type): ops a layer's update holds and could not read
+    for (component, steps, problem), own in zip(ordered_chains, own_membranes, strict=True):
         component_nodes = nodes_of.get(component, [])
         membrane_pair = next((pair_of_membrane[m] for step in steps for m in step if m in pair_of_membrane),
                              pair_of_component.get(component))
         shared = layers_in[component] > 1
-        foreign = frozenset(all_membranes - membranes_of(steps))
+        foreign = frozenset(all_membranes - own)
         layer = _build_layer(graph, component, component_of, component_nodes, steps, problem, compare_of_output,
                              spike_of, membrane_pair, pairs, shared=shared, foreign=foreign,
                              masked=bool(winners_in.get(component, set()) & MASK_OPS))
@@ -670,11 +672,8 @@ def _uncompared_next_membranes(graph: ModelGraph, compares: list[Compare], pairs
         producer = graph.node_of(target)
         if compare is None or target in computed or producer is None or graph.is_constant(target):
             continue
-        def outside(name: str, component: int = component_of[producer.index]) -> bool:
-            node = graph.node_of(name)
-            return node is None or component_of[node.index] != component
-
-        inside = graph.ancestors(target, stop=outside)
+        in_component = functools.partial(_in_component, component_of, component_of[producer.index])
+        inside = graph.ancestors(target, stop=lambda name, inside=in_component: not _inside(graph, name, inside))
         if inside & computed or pair.input not in inside:
             continue  # another membrane makes this one (a same-step reset), or it is not the input's next value
         made[target] = _spike_nodes(graph, compare, target)
@@ -771,6 +770,10 @@ def _rebuild(graph: ModelGraph, steps: list[list[str]], spike_of: dict[str, str]
     )
 
 
+def _in_component(component_of: list[int], component: int, node: OpNode) -> bool:
+    return component_of[node.index] == component
+
+
 def _inside(graph: ModelGraph, name: str, in_component: Callable[[OpNode], bool]) -> bool:
     producer = graph.node_of(name)
     return producer is not None and in_component(producer)
@@ -836,7 +839,7 @@ def _build_layer(
 ) -> NeuronLayer:
     chain_problem = problem  # from following the chain of membranes (layers not separable)
     stepwise_pair = membrane_pair.pair if membrane_pair is not None and len(steps) == 1 else None
-    in_component = lambda node: component_of[node.index] == component  # noqa: E731
+    in_component = lambda node: component_of[node.index] == component  # noqa: E731 (a closure: called per op walked)
     own_pairs = [  # stepwise: the state pairs this layer reads or writes (another layer's membrane is not its state)
         p for p in pairs if p.input not in foreign and graph.canonical(p.output) not in foreign and (
         any(in_component(n) for n in graph.users(p.input))
@@ -847,6 +850,12 @@ def _build_layer(
     def upstream(tensor: str) -> set[str]:
         """Tensors this one is computed from inside the component."""
         return graph.ancestors(tensor, stop=lambda name: not _inside(graph, name, in_component) or name in foreign)
+
+    def own_nodes_of(tensor: str, nodes: list[OpNode]) -> list[OpNode]:
+        """Those of `nodes` that compute `tensor` from this layer's own tensors (not through another layer's
+        membrane): in a component of several layers, this layer's ops."""
+        own = (upstream(tensor) - foreign) | {tensor}
+        return [node for node in nodes if any(out in own for out in node.outputs)]
 
     if shared and stepwise_pair is not None:
         # another layer's state is in this component too: this layer's own is what its next membrane is computed
@@ -946,8 +955,7 @@ def _build_layer(
         kind_name = structural.name
         class_nodes = component_nodes
         if shared:  # the majority of a joined component may be another layer's class: this layer's own ops decide
-            own = (upstream(target) - foreign) | {target}
-            class_nodes = [node for node in component_nodes if any(out in own for out in node.outputs)]
+            class_nodes = own_nodes_of(target, component_nodes)
         declared_class = _declared_class(class_nodes)
         declared = kind_for_class(declared_class) if declared_class else None
         if declared is not None and structural.name in declared.same_update_as:
@@ -986,8 +994,7 @@ def _build_layer(
     name = _state_base((stepwise_pair or own_pairs[0]).input) if layer_style == "stepwise" else None
     first_step_nodes = [n for n in component_nodes if n.index <= graph.producer[chain[0]]]
     if shared:  # only this layer's: the ops its first membrane is computed by
-        first = (upstream(chain[0]) - foreign) | {chain[0]}
-        first_step_nodes = [n for n in first_step_nodes if any(out in first for out in n.outputs)]
+        first_step_nodes = own_nodes_of(chain[0], first_step_nodes)
     # the scope of the ops that make this layer's membranes first: a component can hold two layers (a spike-level
     # residual joins them), whose other ops would name it after the first
     own_nodes = [node for node in map(graph.node_of, chain) if node is not None]
