@@ -40,28 +40,30 @@ def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[s
 
 
 def format_table(report: Report) -> str:
-    headers = ["layer", "kind", "reset", "neurons/sample", "steps", "cost", "dense ops", "effective ops",
-               "spikes", "firing rate"]
+    replayed = report.samples is not None  # without a replay there are no effective ops, spikes or convention
+    headers = ["layer", "kind", "reset", "neurons/sample", "steps", "cost", "dense ops"]
+    if replayed:
+        headers += ["effective ops", "spikes", "firing rate"]
     rows = []
     for row in report.layers:
-        rows.append([
-            row.name, row.kind or "?", row.reset or "?", _number(row.neurons_per_sample), _number(row.time_steps),
-            _number(row.cost_per_update), _number(row.dense_ops), _number(row.effective_ops), _number(row.spikes),
-            _rate(row.firing_rate),
-        ])
-    rows.append(["total", "", "", "", "", "", _number(report.totals.neuron_dense_ops),
-                 _number(report.totals.effective_neuron_ops), "", ""])
+        cells = [row.name, row.kind or "?", row.reset or "?", _number(row.neurons_per_sample),
+                 _number(row.time_steps), _number(row.cost_per_update), _number(row.dense_ops)]
+        if replayed:
+            cells += [_number(row.effective_ops), _number(row.spikes), _rate(row.firing_rate)]
+        rows.append(cells)
+    total = ["total", "", "", "", "", "", _number(report.totals.neuron_dense_ops)]
+    rows.append(total + ([_number(report.totals.effective_neuron_ops), "", ""] if replayed else []))
     out = [f"model: {report.model}  ({report.style}, {len(report.layers)} neuron layer(s))"]
-    if report.samples is not None:
+    per = f"per {report.per}" + (" of one sample (no --steps or --inputs)" if report.per == PER_STEP else "")
+    if replayed:
         out.append(f"replay: {report.samples} samples × {report.time_steps} time steps")
+        out.append(f"convention: {CONVENTION_TEXT[report.convention]}")
+        out.append(f"dense and effective ops are {per}; spikes are totals over the whole run")
     else:
         out.append("replay: none (no --inputs): effective ops need recorded inputs")
-    out.append(f"convention: {CONVENTION_TEXT[report.convention]}")
-    out.append(f"dense and effective ops are per {report.per}"
-               + (" of one sample (no --steps or --inputs)" if report.per == PER_STEP else "")
-               + "; spikes are totals over the whole run")
+        out.append(f"dense ops are {per}")
     out.append("")
-    out.extend(_table(headers, rows, right={3, 4, 5, 6, 7, 8, 9}))
+    out.extend(_table(headers, rows, right=set(range(3, len(headers)))))
     if report.uncosted:
         out.append("")
         out.append("uncosted (not in the totals):")

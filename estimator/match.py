@@ -396,7 +396,7 @@ def features_of(update: Poly, unreadable: list[str], state_updates: tuple[Poly, 
         alone = [p for p in (update, *state_updates) for f in (flag, "Rold") if p.coefficient([f]) is not None]
         reset = "subtract" if alone else None
     state_like = [[s for s in m if s not in FLAGS and not s.startswith("K:")] for m in monomials]
-    nonlinear = tuple("·".join(m) for m in state_like if len(m) > 1)
+    nonlinear = tuple(dict.fromkeys("·".join(m) for m in state_like if len(m) > 1))  # U·U and R·U·U: one term
     return UpdateFeatures(
         nonlinear_terms=nonlinear,
         carried_states=sum(1 for s in symbols if s.startswith("S:")),

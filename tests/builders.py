@@ -236,8 +236,10 @@ def random_net(rng: np.random.Generator, sizes: list[int], reset: str = "subtrac
     return LeakyNet(weights, beta=beta, reset=reset)
 
 
-def quadratic_stepwise(weight: np.ndarray, beta: float = 0.5, threshold: float = 1.0) -> onnx.ModelProto:
-    """A neuron snnTorch does not have: U_t = U + β·U² + I − R·θ (a quadratic integrate-and-fire)."""
+def quadratic_stepwise(weight: np.ndarray, beta: float = 0.5, threshold: float = 1.0,
+                       reset_mechanism: str = "subtract") -> onnx.ModelProto:
+    """A neuron snnTorch does not have: U_t = U + β·U² + I − R·θ (a quadratic integrate-and-fire), or with reset
+    `zero` U_t = (U + β·U² + I)·(1 − R)."""
     b = _Builder("torchscript")
     n_in, n_out = weight.shape
     theta = b.init(threshold, "threshold")
@@ -245,7 +247,10 @@ def quadratic_stepwise(weight: np.ndarray, beta: float = 0.5, threshold: float =
     square = b.op("Mul", ["q1.mem", "q1.mem"])
     grown = b.op("Add", ["q1.mem", b.op("Mul", [b.init(beta, "beta"), square])])
     base = b.op("Add", [grown, b.synapse("input", weight)])
-    new = b.op("Sub", [base, b.op("Mul", [reset, theta])])
+    if reset_mechanism == "zero":
+        new = b.op("Mul", [base, b.op("Sub", [b.init(1.0, "one"), reset])])
+    else:
+        new = b.op("Sub", [base, b.op("Mul", [reset, theta])])
     return _custom_stepwise(b, "q1", new, theta, n_in, n_out)
 
 

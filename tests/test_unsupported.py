@@ -35,6 +35,14 @@ def test_unrecognised_neuron_is_listed_not_zeroed(quadratic):
     assert any("could not be costed" in warning for warning in report.warnings)
 
 
+def test_a_nonlinear_term_is_named_once(write_model):
+    # reset zero multiplies the whole update by (1 − R): U·U and R·U·U are one term of the neuron's, named once
+    weight = np.random.default_rng(3).normal(size=(6, 4)).astype(np.float32)
+    report = estimate(write_model(quadratic_stepwise(weight, reset_mechanism="zero")), steps=5)
+    assert report.layers[0].reset == "zero"
+    assert "not linear in state and input (terms U·U)" in report.uncosted[0].reason
+
+
 def test_strict_turns_uncosted_into_exit_3(quadratic):
     path, inputs = quadratic
     with pytest.raises(UncostedLayersError):
