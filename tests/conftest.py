@@ -14,6 +14,20 @@ SAMPLES = ROOT / "samples"
 CONFORMANCE = ROOT.parent / "shared" / "conformance"
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """Say whether the shared reference cases run: without ../shared beside the project they cannot, and a plain
+    clone would otherwise pass with no sign of it (not a skip: CI, which has them, must run every test)."""
+    cases = conformance_cases()
+    if cases:
+        return f"conformance: {len(cases)} reference cases from {CONFORMANCE}"
+    return f"conformance: NOT RUN, no reference cases at {CONFORMANCE} (the shared folder beside the project)"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if not conformance_cases():  # at the end too, where `pytest -q` shows it
+        terminalreporter.write_line(pytest_report_header(config), yellow=True)
+
+
 def sample_cases() -> list[Path]:
     index = SAMPLES / "index.json"
     if not index.is_file():

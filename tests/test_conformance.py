@@ -34,3 +34,13 @@ if CASES:
         )
         assert proc.returncode == 0, proc.stdout[-2000:]
         assert proc.stdout.strip().splitlines()[-1] == f"{len(CASES)} passed, 0 failed"
+
+
+def test_a_run_without_the_reference_cases_says_so(monkeypatch, tmp_path):
+    import conftest
+
+    monkeypatch.setattr(conftest, "CONFORMANCE", tmp_path / "shared" / "conformance")
+    assert conftest.pytest_report_header(None).startswith("conformance: NOT RUN, no reference cases at ")
+    (tmp_path / "shared" / "conformance" / "cases" / "one").mkdir(parents=True)
+    (tmp_path / "shared" / "conformance" / "cases" / "one" / "expected.json").write_text("{}")
+    assert conftest.pytest_report_header(None).startswith("conformance: 1 reference cases from ")
