@@ -215,16 +215,6 @@ def compare(
     conventions = sorted({m.report.convention for m in models if m.report.samples})
     if len(conventions) > 1:
         warnings.append(f"effective ops use different conventions ({', '.join(conventions)}): compare them with care")
-    tables = {m.report.cost_tables for m in models}
-    if len(tables) > 1:  # the same layer may have another cost per update in each: dense ops differ for that alone
-        used = "; ".join(f"{m.label}: {', '.join(m.report.cost_tables) or 'none recorded'}" for m in models)
-        warnings.append(f"the reports were not all costed with the same cost tables ({used}): "
-                        "the same layer may cost differently in each")
-    elif len({m.report.cost_table_sha256 for m in models if m.report.cost_table_sha256}) > 1:
-        hashed = [m for m in models if m.report.cost_table_sha256]  # reports saved before digests: names only
-        used = "; ".join(f"{m.label}: {', '.join(m.report.cost_table_labels())}" for m in hashed)
-        warnings.append(f"the reports' cost tables have the same names but not the same contents ({used}): "
-                        "the same layer may cost differently in each")
     # What matters is the cost each report gave a kind and reset: tables are recorded by name only, and two files
     # with the same name (or different tables that agree) say nothing about it alone
     costs: dict[str, dict[int, list[str]]] = {}  # "kind/reset" → cost per update → the reports that used it
@@ -234,11 +224,25 @@ def compare(
                 labels = costs.setdefault(f"{row.kind}/{row.reset}", {}).setdefault(row.cost_per_update, [])
                 if m.label not in labels:
                     labels.append(m.label)
+    differing = []
     for key, by_cost in costs.items():
         if len(by_cost) > 1:
             listed = "; ".join(f"{cost} in {', '.join(labels)}" for cost, labels in sorted(by_cost.items()))
-            warnings.append(f"{key} layers cost a different number of operations per update in these reports "
-                            f"({listed}): their ops are not comparable as they stand")
+            differing.append(f"{key} layers cost a different number of operations per update in these reports "
+                             f"({listed})")
+    tables = None  # the tables' difference, when there is one: the cause of any cost that differs
+    if len({m.report.cost_tables for m in models}) > 1:
+        used = "; ".join(f"{m.label}: {', '.join(m.report.cost_tables) or 'none recorded'}" for m in models)
+        tables = f"the reports were not all costed with the same cost tables ({used})"
+    elif len({m.report.cost_table_sha256 for m in models if m.report.cost_table_sha256}) > 1:
+        hashed = [m for m in models if m.report.cost_table_sha256]  # reports saved before digests: names only
+        used = "; ".join(f"{m.label}: {', '.join(m.report.cost_table_labels())}" for m in hashed)
+        tables = f"the reports' cost tables have the same names but not the same contents ({used})"
+    if differing:  # one warning for one cause: the tables that differ, then the costs that differ with them
+        warnings.append((f"{tables}, and " if tables else "") + "; ".join(differing)
+                        + ": their ops are not comparable as they stand")
+    elif tables:
+        warnings.append(f"{tables}: the same layer may cost differently in each")
     judged = [(f, f.budget) for f in (m.feasibility for m in models) if f is not None and f.budget is not None]
     bases = sorted({b.basis for _, b in judged})
     # a ranking by headroom means something only when every model was judged the same way
