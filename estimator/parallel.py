@@ -389,10 +389,11 @@ class DaskBackend(Backend):
         self.max_shard_bytes = max_shard_bytes
         self.retries = retries
         info = client.scheduler_info()
-        threads = sum(worker.get("nthreads", 1) for worker in info.get("workers", {}).values())
-        self.workers = max(1, threads)
-        self.description = (f"Dask scheduler {info.get('address', '?')} ({self.workers} worker threads, "
-                            f"shards as {ship})")
+        workers = info.get("workers", {})
+        threads = sum(worker.get("nthreads", 1) for worker in workers.values())
+        self.workers = max(1, threads)  # shards in flight at once: one per worker thread
+        self.description = (f"Dask scheduler {info.get('address', '?')} ({len(workers)} worker(s), {threads} "
+                            f"thread(s) in all, shards as {ship})")
 
     @classmethod
     def connect(cls, scheduler: str | None = None, scheduler_file: str | None = None, workers: int | None = None,

@@ -61,6 +61,8 @@ def test_one_model_sharded_across_two_workers_equals_one_process(tmp_path, clien
     reference = net.reference(data)
     backend = DaskBackend(client, ship=ship)
     assert backend.workers == 2
+    assert backend.description == (f"Dask scheduler {client.scheduler.address} (2 worker(s), 2 thread(s) in all, "
+                                   f"shards as {ship})")
     for convention in ("spikes", "neurobench"):
         with distributed.get_task_stream(client) as stream:
             sharded = estimate_sharded(model, tmp_path / "inputs.npz", backend=backend, convention=convention,
