@@ -469,13 +469,13 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
 
     flag_tensors = set(compare_of_output)
 
-    def predecessor(membrane: str, component: int) -> tuple[str | None, bool, bool]:
-        """The membrane upstream of `membrane` within its component that is its previous step (see below), whether
-        input from outside the component (a synapse's current) enters on the way — without it, the link is a
+    def predecessor(membrane: str, component: int) -> tuple[str | None, list[str], bool]:
+        """The membrane upstream of `membrane` within its component that is its previous step (see below), the
+        tensors from outside the component (synapse currents) that enter on the way — without any, the link is a
         same-step reset (reset_delay=False), not a time step — and whether the walk reads that membrane's reset
         flag."""
         candidates: list[str] = []
-        external = False
+        outside: list[str] = []  # tensors from outside the component the update reads (synapse outputs)
         seen: set[str] = set()
         stack = [membrane]
         node_of, is_constant = graph.node_of, graph.is_constant
@@ -490,16 +490,40 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
                     continue
                 producer = node_of(name)
                 if producer is None or component_of[producer.index] != component:
-                    external = True
+                    outside.append(name)
                     continue
                 stack.append(name)  # no pruning by node order: simplifiers hoist ops, the walk must not care
         # Several membranes upstream: another layer's joins this one (a membrane-level residual, fc2(s1) + 0.5·U1,
         # reads layer 1's membrane of this step). The previous step is the one whose reset flag the update reads;
-        # else (reset none) the latest.
+        # else (reset none) the latest that does not also feed it spikes through a synapse: that one is the layer
+        # upstream (fc2(s1) + 0.5·U1 reads U1 twice, once as its spikes).
         flagged = {compare_of_output[name].membrane for name in seen & flag_tensors}  # membranes whose flag it reads
-        preferred = [name for name in candidates if name in flagged] or candidates
-        best = max(preferred, key=order.__getitem__, default=None)
-        return best, external, best in flagged
+        preferred = [name for name in candidates if name in flagged]
+        if not preferred and len(candidates) > 1:
+            feeding = spiking_into(outside)
+            preferred = [name for name in candidates if name not in feeding]
+        best = max(preferred or candidates, key=order.__getitem__, default=None)
+        return best, outside, best in flagged
+
+    def spiking_into(currents: list[str]) -> set[str]:
+        """The membranes whose spikes reach these currents (a backward walk that stops at membranes, constants and
+        graph inputs: the synapses of one step, not the whole graph)."""
+        found: set[str] = set()
+        seen = set(currents)
+        stack = list(currents)
+        while stack:
+            name = stack.pop()
+            if name in flag_tensors:
+                found.add(compare_of_output[name].membrane)
+                continue
+            node = graph.node_of(name)
+            if name in membrane_set or node is None:
+                continue
+            for source in node.inputs:
+                if source and source not in seen and not graph.is_constant(source):
+                    seen.add(source)
+                    stack.append(source)
+        return found
 
     notes: list[str] = []
     paired_targets = {graph.canonical(pair.output) for pair in pairs}  # stepwise: the computed next states
@@ -510,22 +534,28 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
         heads = []
         new_step: dict[str, bool] = {}
         flagged_link: dict[str, bool] = {}
+        currents: dict[str, list[str]] = {}
         for membrane in members:
-            pred, external, flagged_link[membrane] = predecessor(membrane, component)
+            pred, currents[membrane], flagged_link[membrane] = predecessor(membrane, component)
             if pred in paired_targets and membrane in paired_targets:
                 pred = None  # stepwise: each state's next value is a layer's own, whatever other layer feeds it
-            new_step[membrane] = pred is None or external
+            new_step[membrane] = pred is None or bool(currents[membrane])
             if pred is None:
                 heads.append(membrane)
             else:
                 successors.setdefault(pred, []).append(membrane)
         for pred, following in successors.items():
-            resetting = [m for m in following if flagged_link[m]]
-            if len(following) > 1 and len(resetting) == 1:
-                # one later membrane reads this one's reset flag: that is the next step; the others start layers of
-                # their own (a membrane-level residual feeds layer 1's first membrane into layer 2's)
-                heads.extend(m for m in following if m is not resetting[0])
-                successors[pred] = resetting
+            if len(following) < 2:
+                continue
+            # one later membrane reads this one's reset flag: that is the next step; the others start layers of
+            # their own (a membrane-level residual feeds layer 1's first membrane into layer 2's). With reset none
+            # there is no flag: the next step is the one this membrane does not also feed spikes through a synapse
+            # (fc2(s1) + 0.5·U1 reads U1 and its spikes; U1's own next step reads U1 alone)
+            nexts = ([m for m in following if flagged_link[m]]
+                     or [m for m in following if pred not in spiking_into(currents[m])])
+            if len(nexts) == 1:
+                heads.extend(m for m in following if m is not nexts[0])
+                successors[pred] = nexts
         if len(heads) == len(members) > 1 and all(m in paired_targets for m in members):
             # stepwise, every membrane its own state's next value: several layers in one component (a spike-level
             # residual, s1 + s2, joins them), a layer each
@@ -702,8 +732,8 @@ def _uncompared_step(graph: ModelGraph, last: str, component: int, component_of:
                 seen.add(out)
                 stack.append(out)
                 if user.op_type == op_type and graph.shape(out) == graph.shape(last):
-                    pred, external, flagged = predecessor(out, component)
-                    if pred == last and external and flagged:
+                    pred, outside, flagged = predecessor(out, component)
+                    if pred == last and outside and flagged:
                         found.append(out)
     # the step's update ends in the tensor no other candidate is computed from
     ends = [name for name in found if not any(name in graph.ancestors(other) for other in found if other != name)]
