@@ -727,11 +727,11 @@ def _uncompared_step(graph: ModelGraph, last: str, component: int, component_of:
             if component_of[user.index] != component:
                 continue
             for out in user.outputs:
-                if out in seen or out in membrane_set or out in flags:
+                if out in seen or out in membrane_set:
                     continue
                 seen.add(out)
-                stack.append(out)
-                if user.op_type == op_type and graph.shape(out) == graph.shape(last):
+                stack.append(out)  # through the flag too: Alpha's next membrane reads `last` only through it
+                if out not in flags and user.op_type == op_type and graph.shape(out) == graph.shape(last):
                     pred, outside, flagged = predecessor(out, component)
                     if pred == last and outside and flagged:
                         found.append(out)
