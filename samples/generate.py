@@ -144,27 +144,30 @@ class NBNet(nn.Module):
 
 
 class Unrolled(nn.Module):
-    """forward(x: (batch, time, features...)) -> spikes (batch, time, out): the time loop inside the graph."""
+    """forward(x: (batch, time, features...)) -> spikes (batch, time, out): the time loop inside the graph. With
+    `membrane`, the last layer's membrane record instead of its spikes."""
 
-    def __init__(self, core: Core):
+    def __init__(self, core: Core, membrane: bool = False):
         super().__init__()
-        self.core = core
+        self.core, self.membrane = core, membrane
+        self.last = core.neurons()[-1][0]
 
     def forward(self, x):
         states = {n: init_state(m) for n, m in self.core.neurons()}
         outs = []
         for t in range(x.shape[1]):
             o, states, _ = self.core.step(x[:, t], states)
-            outs.append(o)
+            outs.append(states[self.last][-1] if self.membrane else o)
         return torch.stack(outs, dim=1)
 
 
 class Stepwise(nn.Module):
-    """forward(x_t, *states) -> (spk, *next_states): one time step, state as graph inputs / outputs."""
+    """forward(x_t, *states) -> (spk, *next_states): one time step, state as graph inputs / outputs. With
+    `membrane`, the last layer's membrane instead of its spikes comes first."""
 
-    def __init__(self, core: Core):
+    def __init__(self, core: Core, membrane: bool = False):
         super().__init__()
-        self.core = core
+        self.core, self.membrane = core, membrane
         self.layout = [(n, len(KIND_STATES[kind_of(m)])) for n, m in core.neurons()]
 
     def forward(self, x, *flat):
@@ -173,7 +176,8 @@ class Stepwise(nn.Module):
             states[n] = tuple(flat[i:i + k])
             i += k
         o, new, _ = self.core.step(x, states)
-        return (o, *[t for n, _ in self.layout for t in new[n]])
+        head = new[self.layout[-1][0]][-1] if self.membrane else o
+        return (head, *[t for n, _ in self.layout for t in new[n]])
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -194,6 +198,8 @@ class Net:
     external_data: tuple = ()      # (style, exporter) pairs saved with model.onnx.data
     simplified: tuple = ()         # (style, exporter, tool) triples also written as __simplified cases
     fixed_batch: tuple = ()        # (style, exporter) pairs also exported with a fixed batch, as __fixedbatch cases
+    returns_membrane: bool = False  # the export returns the last layer's membrane record, not its spikes (the
+    #                                 exporter then drops that layer's unused spike compare)
 
 
 def binary(shape, p):
@@ -332,6 +338,14 @@ NETS: list[Net] = [
     Net("alpha_sub_fc1", "1 layer fc, Alpha subtract (alpha 0.9 > beta 0.8)",
         lambda: fc_stack([16, 12], "alpha", "subtract"), binary((6, 12, 16), 0.3), 3, seed=15,
         styles=LEAKY_STYLES + FN),
+    Net("alpha_sub_fc2_memout", "2 layers fc, Alpha subtract; the export returns the last layer's membrane record, "
+        "not its spikes (the exporter drops the unused spike compare)",
+        lambda: fc_stack([16, 12, 6], "alpha", "subtract"), binary((6, 10, 16), 0.3), 3, seed=41,
+        returns_membrane=True),
+    Net("leaky_sub_fc2_memout", "2 layers fc, Leaky subtract; the export returns the last layer's membrane record, "
+        "not its spikes (the exporter drops the unused spike compare)",
+        lambda: fc_stack([16, 12, 6], "leaky", "subtract"), binary((6, 10, 16), 0.3), 3, seed=42,
+        returns_membrane=True),
     Net("rleaky_sub_fc1", "RLeaky subtract, all-to-all Linear recurrence (NeuroBench: KeyError -> 0)",
         lambda: fc_stack([16, 12], "rleaky", "subtract"), binary((6, 12, 16), 0.3), 3, seed=16,
         styles=LEAKY_STYLES + FN),
@@ -484,7 +498,7 @@ def neurobench_run(core: Core, x: torch.Tensor, batch: int):
 
 
 def export(core: Core, style: str, exporter: str, x: torch.Tensor, batch: int, path: Path, external: bool,
-           dynamic: bool = True):
+           dynamic: bool = True, membrane: bool = False):
     """Export one style with one exporter. Returns (opset, notes)."""
     core = copy.deepcopy(core).eval()
     for _, m in core.neurons():
@@ -494,11 +508,11 @@ def export(core: Core, style: str, exporter: str, x: torch.Tensor, batch: int, p
     functions = style.startswith("functions")
     base = "unrolled" if style in ("unrolled", "functions-unrolled") else "stepwise"
     if base == "unrolled":
-        module = Unrolled(core).eval()
+        module = Unrolled(core, membrane).eval()
         args = (xb,)
         in_names, out_names = ["input"], ["output"]
     else:
-        module = Stepwise(core).eval()
+        module = Stepwise(core, membrane).eval()
         # zero state of the right shapes: one PyTorch step tells them
         with torch.no_grad():
             c2 = copy.deepcopy(core)
@@ -645,13 +659,14 @@ def graph_batch(path: Path):
 
 
 def ort_compare(path: Path, style: str, core: Core, x: torch.Tensor, batch: int, torch_out, step_records,
-                fixed_batch):
+                fixed_batch, membrane: bool = False):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     in_names = [i.name for i in sess.get_inputs()]
+    last = core.neurons()[-1][0]
     max_diff, mismatched = 0.0, 0
     ort_updates = {}
 
@@ -671,7 +686,11 @@ def ort_compare(path: Path, style: str, core: Core, x: torch.Tensor, batch: int,
             if fixed_batch and xb.shape[0] != fixed_batch:
                 raise RuntimeError("samples not a multiple of the fixed batch")
             (o,) = sess.run(None, {in_names[0]: xb})
-            cmp(o, torch_out[b0:b0 + batch].numpy())
+            if membrane:  # the last layer's membrane record, from the PyTorch run's states
+                want = torch.stack([st_out[last][-1] for _, _, _, st_out in step_records[b0 // batch]], 1)
+                cmp(o, want.numpy())
+            else:
+                cmp(o, torch_out[b0:b0 + batch].numpy())
     else:
         state_names = core.state_names()
         mem_idx = [i for i, s in enumerate(state_names) if s.endswith(".mem")]
@@ -687,7 +706,7 @@ def ort_compare(path: Path, style: str, core: Core, x: torch.Tensor, batch: int,
                 feed.update((name, value) for name, value in zip(state_names, feeds_state, strict=True)
                             if name in in_names)
                 res = sess.run(None, feed)
-                cmp(res[0], o.numpy())
+                cmp(res[0], (st_out[last][-1] if membrane else o).numpy())
                 for a, b in zip(res[1:], flat_out, strict=True):
                     cmp(a, b.numpy())
                 feeds_state = list(res[1:])
@@ -765,7 +784,7 @@ def write_case(p: Prepared, style: str, exporter: str, out_dir: Path, variant: s
     try:
         external = (style, exporter) in net.external_data and not simplified
         opset, notes = export(p.core, style, exporter, p.x, net.batch_size, tmp / "model.onnx", external,
-                              dynamic=variant != "fixedbatch")
+                              dynamic=variant != "fixedbatch", membrane=net.returns_membrane)
         if variant == "fixedbatch":
             notes.append(f"exported on purpose without a dynamic batch (batch {net.batch_size} fixed in the graph)")
         if simplified:
@@ -782,7 +801,7 @@ def write_case(p: Prepared, style: str, exporter: str, out_dir: Path, variant: s
         if fixed and p.x.shape[0] % fixed:
             raise RuntimeError(f"graph fixes batch {fixed}, which does not divide {p.x.shape[0]} samples")
         ort_cmp, ort_updates = ort_compare(tmp / "model.onnx", style, p.core, p.x, net.batch_size, p.torch_out,
-                                           p.step_records, fixed)
+                                           p.step_records, fixed, net.returns_membrane)
         for L in p.layers:  # stepwise: the membrane counts replayed through onnxruntime must equal PyTorch's
             key = f"{L['name']}.mem"
             if key in ort_updates and ort_updates[key] != L["membrane_updates"]:
@@ -966,6 +985,8 @@ generating machine's file paths, and is most of an unrolled graph's size); scope
 - `stepwise` — `forward(x_t, *state)` → `(spk, *next_state)`. Graph inputs `input`, `<layer>.<state>`
   (`mem`; `syn`, `mem`; `syn_exc`, `syn_inh`, `mem`; `spk`, `mem`; `spk`, `syn`, `mem`), outputs `output`,
   `<layer>.<state>.next`. The caller drives the loop from zero state, once per batch.
+- `*_memout` nets — both styles return the last layer's membrane (record) in `output` instead of its spikes, as a
+  net returning `mem_rec` does; the exporter then drops that layer's unused spike compare.
 - `functions` — TorchScript exporter with `export_modules_as_functions={the snnTorch neuron classes}`: one node
   per neuron layer and step, op_type = class name (`Leaky`, `Synaptic`, `RLeaky`; domain `snntorch._neurons.*`),
   backed by a model-local function. `<net>__functions__torchscript` is the stepwise module (`functions_of:
