@@ -58,6 +58,8 @@ class Compare:
     output: str
     membrane: str
     threshold: str  # the constant θ the membrane is compared with
+    # Greater(U − θ_t, 0) with θ_t computed by the graph (an adaptive threshold): the "membrane" read is U − θ_t
+    computed_threshold: bool = False
 
 
 # --- compares --------------------------------------------------------------------------------------------------------
@@ -70,14 +72,18 @@ def find_compares(graph: ModelGraph) -> list[Compare]:
         if graph.is_constant(upper) or not graph.is_constant(lower):
             continue  # both sides data, or the data on the wrong side: not a threshold
         membrane, threshold = upper, lower
+        computed = False
         producer = graph.node_of(upper)
         if producer is not None and producer.op_type == "Sub" and len(producer.inputs) == 2:
             left, right = producer.inputs
             if graph.is_constant(right) and not graph.is_constant(left):
                 membrane, threshold = left, right
+            elif not graph.is_constant(right):  # H(U − θ_t − 0): compared with zero, θ_t is the threshold
+                zero = graph.constant_value(lower)
+                computed = zero is not None and zero.size > 0 and not np.any(zero)
         if graph.is_constant(membrane) or _selects_branches(graph, node.outputs[0]):
             continue
-        compares.append(Compare(node.index, node.outputs[0], membrane, threshold))
+        compares.append(Compare(node.index, node.outputs[0], membrane, threshold, computed))
     return compares
 
 
@@ -971,6 +977,12 @@ def _build_layer(
         node.function.split(":", 1)[-1].split(".")[0] for node in component_nodes if node.function
     )
     structural, near_misses = classify(features)
+    compared = [compare_of_output[spike_of[m]] for m in spike_sources if spike_of.get(m) in compare_of_output]
+    resembles = None
+    if any(compare.computed_threshold for compare in compared):
+        # H(U − θ_t) with θ_t computed: the state read as U is U − θ_t, and a kind its update happens to resemble
+        # would be a wrong figure (a stepwise ALIF read as Alpha with reset none): no kind, the reason said first
+        resembles, structural = structural, None
     if classes:
         class_name = classes.most_common(1)[0][0]
         kind_source = f"function {class_name}"
@@ -999,8 +1011,13 @@ def _build_layer(
                          f"{structural.name}: costed as {structural.name}")
     else:
         nearest = min(near_misses.items(), key=lambda item: item[1].count(";")) if near_misses else None
-        problem = problem or "update matches no registered neuron kind" + (
-            f"; nearest is {nearest[0]}, but {nearest[1]}" if nearest else "")
+        closest = f"nearest is {nearest[0]}, but {nearest[1]}" if nearest else ""
+        if any(compare.computed_threshold for compare in compared):
+            read_as = (f" (read as U − θ_t, the update resembles {resembles.name})" if resembles is not None
+                       else f" (read as U − θ_t: {closest})" if closest else "")
+            problem = problem or ("its threshold is computed by the graph, not constant (an adaptive threshold?), "
+                                  f"which no registered kind has{read_as}")
+        problem = problem or "update matches no registered neuron kind" + (f"; {closest}" if closest else "")
     if problem is not None and problem == chain_problem:
         kind_name = None  # steps that could not be told apart from another layer's: no figure rests on them
     if features.unreadable_ops and kind_name is None:

@@ -254,6 +254,30 @@ def quadratic_stepwise(weight: np.ndarray, beta: float = 0.5, threshold: float =
     return _custom_stepwise(b, "q1", new, theta, n_in, n_out)
 
 
+def adaptive_threshold_stepwise(weight: np.ndarray, beta: float = 0.9, rho: float = 0.8,
+                                adaptation: float = 0.5) -> onnx.ModelProto:
+    """A neuron whose threshold follows its own spikes (ALIF), as a hand-written PyTorch module exports it:
+    θ = 1 + a·b, U' = β·U + I, S = H(U' − θ), U_t = U' − S·θ, b_t = ρ·b + S. State `a1.mem` and `a1.b`."""
+    b = _Builder("torchscript")
+    n_in, n_out = weight.shape
+    theta = b.op("Add", [b.init(1.0, "theta0"), b.op("Mul", [b.init(adaptation, "adapt"), "a1.b"])])
+    base = b.op("Add", [b.op("Mul", [b.init(beta, "beta"), "a1.mem"]), b.synapse("input", weight)])
+    spike = b.flag(base, theta)
+    b.nodes.append(helper.make_node("Sub", [base, b.op("Mul", [spike, theta])], ["a1.mem.next"]))
+    b.nodes.append(helper.make_node("Add", [b.op("Mul", [b.init(rho, "rho"), "a1.b"]), spike], ["a1.b.next"]))
+    b.nodes.append(helper.make_node("Identity", [spike], ["output"]))
+    graph = helper.make_graph(
+        b.nodes, "a1",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", n_in])]
+        + [helper.make_tensor_value_info(f"a1.{state}", TensorProto.FLOAT, ["batch", n_out]) for state in ("mem", "b")],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", n_out])]
+        + [helper.make_tensor_value_info(f"a1.{state}.next", TensorProto.FLOAT, ["batch", n_out])
+           for state in ("mem", "b")],
+        b.inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def _custom_stepwise(b: _Builder, layer: str, new: str, theta: str, n_in: int, n_out: int) -> onnx.ModelProto:
     """The model around one hand-written stepwise update `new` of state `<layer>.mem`: its spike is the output."""
     b.nodes.append(helper.make_node("Identity", [new], [f"{layer}.mem.next"]))

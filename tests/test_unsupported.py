@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from builders import function_node_stepwise, gated_stepwise, quadratic_stepwise, random_net, tanh_stepwise
+from builders import (
+    adaptive_threshold_stepwise,
+    function_node_stepwise,
+    gated_stepwise,
+    quadratic_stepwise,
+    random_net,
+    tanh_stepwise,
+)
 from click.testing import CliRunner
 
 from estimator import NeuronKind, UncostedLayersError, estimate, register_kind
@@ -41,6 +48,18 @@ def test_a_nonlinear_term_is_named_once(write_model):
     report = estimate(write_model(quadratic_stepwise(weight, reset_mechanism="zero")), steps=5)
     assert report.layers[0].reset == "zero"
     assert "not linear in state and input (terms U·U)" in report.uncosted[0].reason
+
+
+def test_an_adaptive_threshold_is_named_as_the_reason(write_model, tmp_path):
+    # H(U − θ_t) with θ_t computed: the matcher reads U − θ_t as the membrane, whose update then looks like no kind
+    # (Alpha's near miss); the reason says what the neuron has instead (found on a hand-written ALIF export)
+    rng = np.random.default_rng(4)
+    path = write_model(adaptive_threshold_stepwise(rng.normal(size=(6, 4)).astype(np.float32)))
+    np.save(tmp_path / "inputs.npy", (rng.random((3, 5, 6)) < 0.5).astype(np.float32))
+    report = estimate(path, tmp_path / "inputs.npy")
+    assert [row.kind for row in report.layers] == [None] and report.layers[0].spikes is not None
+    assert report.uncosted[0].reason.startswith(
+        "its threshold is computed by the graph, not constant (an adaptive threshold?), which no registered kind has")
 
 
 def test_strict_turns_uncosted_into_exit_3(quadratic):
