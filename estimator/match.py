@@ -650,6 +650,21 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
         if layer.features is not None:
             in_updates.update((component, op) for op in layer.features.unreadable_ops)
 
+    # A threshold compare alone in its component with nothing carried, U_t = input alone (an input binarised in the
+    # model, (x > 0.5).float(), or a step activation between synapses), is no neuron. In an unrolled graph whose
+    # neurons have several steps each it shows as one such "layer" per step, and in a stepwise graph (whose neurons
+    # carry state) as one: a note, not uncosted layers. (A one-step unrolled export of real neurons looks the same,
+    # and keeps its uncosted layers: nothing tells them apart.)
+    if style == "stepwise" or any(layer.style == "unrolled" and (layer.time_steps or 0) > 1 for layer in layers):
+        stateless = [_stateless(layer) for layer in layers]
+        dropped = [layer.location for layer, drop in zip(layers, stateless, strict=True) if drop]
+        if dropped:
+            where = ", ".join(dropped[:4]) + (f" and {len(dropped) - 4} more" if len(dropped) > 4 else "")
+            notes.append(f"{len(dropped)} threshold compare(s) with no state (U_t = its input alone: an input "
+                         f"binarised in the model, or a step activation) at {where}: not neurons, not counted")
+            layers = [layer for layer, drop in zip(layers, stateless, strict=True) if not drop]
+            ordered_chains = [chain for chain, drop in zip(ordered_chains, stateless, strict=True) if not drop]
+
     # names: unique, from scopes / state names, else kind + index
     used: Counter[str] = Counter()
     named = []
@@ -678,6 +693,14 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
             f"the graph also holds non-spiking activations ({listed}): not neurons in this metric, not counted"
         )
     return MatchResult(tuple(layers), style if layers else "none", tuple(pairs), data_inputs, tuple(notes))
+
+
+def _stateless(layer: NeuronLayer) -> bool:
+    """One step, no state input, and an update that reads nothing carried: a threshold on its input alone."""
+    features = layer.features
+    return (layer.style == "unrolled" and layer.time_steps == 1 and layer.state_input is None
+            and features is not None and features.carried_states == 0 and not features.membrane_feedback
+            and not features.recurrent and not features.unreadable_ops and not features.nonlinear_terms)
 
 
 def _emitted(graph: ModelGraph, spike: str) -> str:

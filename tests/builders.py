@@ -28,6 +28,7 @@ class LeakyNet:
     residual_reads_previous_step: bool = False  # ... that membrane as it was before this step (its state input)
     classes: list[str] | None = None  # per layer, the module class the dynamo exporter records on its nodes
     returns_membrane: bool = False  # the graph returns the last layer's membrane; its spike goes unused (dropped)
+    binarise_input: float | None = None  # c: the model thresholds its input first, x ← H(ReLU(x) − c) (no state)
 
     def reference(self, data: np.ndarray) -> dict[str, list[int]]:
         """Per layer: spikes and NeuroBench membrane updates over all samples of `data` (B, T, F)."""
@@ -38,6 +39,8 @@ class LeakyNet:
         mems = [np.zeros((samples, w.shape[1]), np.float32) for w in self.weights]
         for t in range(steps):
             x = data[:, t].astype(np.float32)
+            if self.binarise_input is not None:
+                x = (np.maximum(x, 0) - np.float32(self.binarise_input) > 0).astype(np.float32)
             fired: list[np.ndarray] = []
             before = list(mems)
             for i, w in enumerate(self.weights):
@@ -141,7 +144,7 @@ def leaky_stepwise(net: LeakyNet, spelling: str = "torchscript", batch: int | st
     n_in = net.weights[0].shape[0]
     inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, n_in])]
     outputs = []
-    x = "input"
+    x = "input" if net.binarise_input is None else b.flag(b.op("Relu", ["input"]), b.const(net.binarise_input))
     fired: list[str] = []
     for i, w in enumerate(net.weights, start=1):
         state = f"lif{i}.mem"
@@ -191,6 +194,8 @@ def leaky_unrolled(net: LeakyNet, steps: int, spelling: str = "torchscript",
         index = b.name("t")
         b.inits.append(numpy_helper.from_array(np.asarray(t, dtype=np.int64), index))
         x = b.op("Gather", ["input", index], axis=1)
+        if net.binarise_input is not None:
+            x = b.flag(b.op("Relu", [x]), b.const(net.binarise_input))
         fired: list[str] = []
         before = list(mems)
         for i, w in enumerate(net.weights):

@@ -344,6 +344,26 @@ def test_an_export_returning_the_membrane_still_counts_the_last_layer(write_mode
     assert not any("winner-take-all" in note for note in report.notes)  # a computed spike is no mask's output
 
 
+@pytest.mark.parametrize("spelling", ["torchscript", "dynamo"])
+@pytest.mark.parametrize("style", ["unrolled", "stepwise"])
+def test_a_threshold_with_no_state_is_not_a_neuron(write_model, tmp_path, style, spelling):
+    """A model that binarises its input itself, x ← H(ReLU(x) − 0.5), holds a threshold compare with nothing carried.
+    Unrolled it was one uncosted "layer" per time step, and the replay refused the model (found on snnTorch
+    exports: 'read as 1 time step(s)… export more steps'); it is a note now, and the neurons are counted."""
+    rng = np.random.default_rng(58)
+    net = random_net(rng, [6, 5, 4])
+    net.binarise_input = 0.5
+    data = rng.random((4, 5, 6)).astype(np.float32)  # floats: the binarisation decides what the network sees
+    model = leaky_unrolled(net, 5, spelling) if style == "unrolled" else leaky_stepwise(net, spelling)
+    report = estimate(write_model(model, inputs=data), tmp_path / "inputs.npz", convention="neurobench")
+    assert [(row.kind, row.time_steps) for row in report.layers] == [("leaky", 5)] * 2 and not report.uncosted
+    want = net.reference(data)
+    assert [row.spikes for row in report.layers] == want["spikes"] and sum(want["spikes"]) > 0
+    assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
+    assert report.totals.neuron_dense_ops == (5 + 4) * 5 * 4 and report.totals.complete
+    assert any("threshold compare(s) with no state" in note for note in report.notes)
+
+
 def _leaky_after(shaping: str, steps: int = 4) -> onnx.ModelProto:
     """Unrolled: MatMul → the shaping ops (`gelu`: x·0.5·(1 + erf(x/√2)); `softplus`: Where(x > 20, x, softplus(x)),
     as the dynamo exporter spells it) → a Leaky layer (subtract)."""
