@@ -602,9 +602,19 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
 
     layers: list[NeuronLayer] = []
     compared = {c.membrane for c in compares}
+
+    def reset_after_compare(p: _MembranePair) -> bool:
+        """The state's next value is a compared membrane of this step after its own spike reset it, and that
+        membrane is computed from the state: a LIF written by hand (mem = β·mem + x; spk = H(mem − θ);
+        mem = mem − spk·θ) carries the reset membrane, which no compare reads."""
+        read = graph.ancestors(p.input_target, stop=membrane_set.__contains__)
+        before = [m for m in read & membrane_set if spike_of.get(m) in read]
+        return len(before) == 1 and p.pair.input in graph.ancestors(before[0])
+
     membrane_pairs = [  # stepwise: the computed next membrane of each compared state input
         p for p in (_MembranePair(pair, graph.canonical(pair.output)) for pair in pairs)
-        if (p.pair.input in compared or p.input_target in membrane_set) and p.input_target in graph.producer
+        if p.input_target in graph.producer
+        and (p.pair.input in compared or p.input_target in membrane_set or reset_after_compare(p))
     ]
     pair_of_membrane = {p.input_target: p for p in membrane_pairs}
     # a layer whose membrane is no state (Alpha with reset none, the membrane input dropped) finds its pair by component
@@ -989,9 +999,19 @@ def _build_layer(
             and _flag_entries(graph, prev, target, compare_of_output, in_component, previous_region) == 1):
         # U_t = βU + I + c·R: an elementwise recurrent V·S_{t-1} (S_{t-1} is the flag R) and a subtracted θ·R add
         # up to one coefficient. Where R enters the step once, there is no reset term: reset none + V·S.
-        features = replace(features, reset="none")
-        notes.append("R here is also the previous spike S_{t-1}: its one term is the elementwise recurrent weight "
-                     "V·S_{t-1}, and there is no reset term (reset none)")
+        decay, alone = update.coefficient(["U"]), update.coefficient(["R"])
+        if (decay is not None and alone is not None and reader.theta is not None
+                and np.allclose(alone, -decay * reader.theta)):
+            # c = −β·θ: the reset is applied before the decay, U_t = β(U − θR) + I. A LIF written by hand
+            # (mem = β·mem + x; spk = H(mem − θ); mem = mem − spk·θ) carries the reset membrane, which no compare
+            # reads; the one compared is before its reset. Leaky subtract, as snnTorch's reset_delay=False
+            features = replace(features, recurrent=False)
+            notes.append("the reset is applied before the decay (U_t = β(U − θR) + I: a LIF written as mem = mem − "
+                         "spk·θ after its compare); read as Leaky subtract, counting the membrane its compare reads")
+        else:
+            features = replace(features, reset="none")
+            notes.append("R here is also the previous spike S_{t-1}: its one term is the elementwise recurrent "
+                         "weight V·S_{t-1}, and there is no reset term (reset none)")
 
     kind_name: str | None = None
     near_misses: dict[str, str] = {}

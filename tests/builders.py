@@ -29,6 +29,8 @@ class LeakyNet:
     classes: list[str] | None = None  # per layer, the module class the dynamo exporter records on its nodes
     returns_membrane: bool = False  # the graph returns the last layer's membrane; its spike goes unused (dropped)
     binarise_input: float | None = None  # c: the model thresholds its input first, x ← H(ReLU(x) − c) (no state)
+    reset_before_decay: bool = False  # subtract, written by hand: U_t = β(U − θR) + I (mem = mem − spk·θ after the
+    #                                   compare; the membrane compared is the one before the reset)
 
     def reference(self, data: np.ndarray) -> dict[str, list[int]]:
         """Per layer: spikes and NeuroBench membrane updates over all samples of `data` (B, T, F)."""
@@ -52,7 +54,9 @@ class LeakyNet:
                     current = current + np.float32(self.membrane_residual) * source
                 prev = mems[i]
                 reset = (prev - theta > 0).astype(np.float32)
-                if self.reset == "subtract":
+                if self.reset == "subtract" and self.reset_before_decay:
+                    mem = beta * (prev - reset * theta) + current
+                elif self.reset == "subtract":
                     mem = beta * prev + current - reset * theta
                 elif self.reset == "zero":
                     mem = beta * ((1 - reset) * prev) + current
@@ -116,7 +120,10 @@ class _Builder:
 
     def step(self, net: LeakyNet, mem: str, current: str, beta: str, theta: str) -> tuple[str, str]:
         reset = self.flag(mem, theta)
-        if net.reset == "subtract":
+        if net.reset == "subtract" and net.reset_before_decay:
+            after = self.op("Sub", [mem, self.op("Mul", [reset, theta])])
+            new = self.op("Add", [self.op("Mul", [beta, after]), current], "mem")
+        elif net.reset == "subtract":
             base = self.op("Add", [self.op("Mul", [beta, mem]), current])
             new = self.op("Sub", [base, self.op("Mul", [reset, theta])], "mem")
         elif net.reset == "zero":
@@ -278,6 +285,31 @@ def adaptive_threshold_stepwise(weight: np.ndarray, beta: float = 0.9, rho: floa
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", n_out])]
         + [helper.make_tensor_value_info(f"a1.{state}.next", TensorProto.FLOAT, ["batch", n_out])
            for state in ("mem", "b")],
+        b.inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def hand_written_lif_stepwise(weight: np.ndarray, reset: str = "subtract", beta: float = 0.9,
+                              threshold: float = 1.0) -> onnx.ModelProto:
+    """A LIF written in plain PyTorch, one step: mem' = β·mem + x; spk = H(mem' − θ); the state carried is the
+    membrane after its reset, mem' − spk·θ (subtract) or mem'·(1 − spk) (zero). No compare reads the state."""
+    b = _Builder("torchscript")
+    n_in, n_out = weight.shape
+    theta = b.init(threshold, "threshold")
+    base = b.op("Add", [b.op("Mul", [b.init(beta, "beta"), "h1.mem"]), b.synapse("input", weight)])
+    spike = b.flag(base, theta)
+    if reset == "zero":
+        b.nodes.append(helper.make_node("Mul", [base, b.op("Sub", [b.const(1.0, "one"), spike])], ["h1.mem.next"]))
+    else:
+        b.nodes.append(helper.make_node("Sub", [base, b.op("Mul", [spike, theta])], ["h1.mem.next"]))
+    b.nodes.append(helper.make_node("Identity", [spike], ["output"]))
+    graph = helper.make_graph(
+        b.nodes, "h1",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", n_in]),
+         helper.make_tensor_value_info("h1.mem", TensorProto.FLOAT, ["batch", n_out])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", n_out]),
+         helper.make_tensor_value_info("h1.mem.next", TensorProto.FLOAT, ["batch", n_out])],
         b.inits,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from builders import LeakyNet, leaky_stepwise, leaky_unrolled, random_net
+from builders import LeakyNet, hand_written_lif_stepwise, leaky_stepwise, leaky_unrolled, random_net
 
 from estimator import estimate
 from estimator.api import analyse
@@ -362,6 +362,46 @@ def test_a_threshold_with_no_state_is_not_a_neuron(write_model, tmp_path, style,
     assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
     assert report.totals.neuron_dense_ops == (5 + 4) * 5 * 4 and report.totals.complete
     assert any("threshold compare(s) with no state" in note for note in report.notes)
+
+
+@pytest.mark.parametrize("spelling", ["torchscript", "dynamo"])
+def test_a_hand_written_lif_that_resets_before_the_decay_is_leaky(write_model, tmp_path, spelling):
+    """mem = β·mem + x; spk = H(mem − θ); mem = mem − spk·θ, written by hand: unrolled, the membrane compared reads
+    U_t = β(U − θR) + I. It was read as RLeaky with reset none (V = −β·θ), costed from our extension table (found
+    on hand-written PyTorch exports); it is Leaky subtract."""
+    rng = np.random.default_rng(59)
+    net = random_net(rng, [6, 5, 4])
+    net.reset_before_decay = True
+    data = _data(rng, 4, 6, 6)
+    report = estimate(write_model(leaky_unrolled(net, 6, spelling), inputs=data), tmp_path / "inputs.npz",
+                      convention="neurobench")
+    assert [(row.kind, row.reset, row.cost_per_update) for row in report.layers] == [("leaky", "subtract", 4)] * 2
+    want = net.reference(data)
+    assert [row.spikes for row in report.layers] == want["spikes"] and sum(want["spikes"]) > 0
+    assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
+    assert any("the reset is applied before the decay" in note for note in report.notes)
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_a_hand_written_lif_carrying_its_reset_membrane_is_leaky_stepwise(write_model, tmp_path, reset):
+    """A LIF in plain PyTorch, exported stepwise, carries the membrane after its reset, which no compare reads: it was
+    uncosted ("nearest is synaptic": the state read as other carried state). It is Leaky with a same-step reset,
+    its membrane the state it carries (what the model calls mem)."""
+    rng = np.random.default_rng(60)
+    weight = rng.normal(0.0, 0.8, size=(6, 5)).astype(np.float32)
+    data = _data(rng, 4, 7, 6)
+    report = estimate(write_model(hand_written_lif_stepwise(weight, reset), inputs=data), tmp_path / "inputs.npz",
+                      convention="neurobench")
+    assert [(row.kind, row.reset, row.cost_per_update) for row in report.layers] == [("leaky", reset, 4)]
+    mem, spikes, updates = np.zeros((4, 5), np.float32), 0, 0
+    for t in range(7):
+        base = np.float32(0.9) * mem + data[:, t] @ weight
+        spike = (base - np.float32(1.0) > 0).astype(np.float32)
+        new = base - spike if reset == "subtract" else base * (np.float32(1.0) - spike)
+        spikes += int(spike.sum())
+        updates += new.size if t == 0 else int(np.count_nonzero(new != mem))
+        mem = new
+    assert (report.layers[0].spikes, report.layers[0].membrane_updates) == (spikes, updates) and spikes > 0
 
 
 def _leaky_after(shaping: str, steps: int = 4) -> onnx.ModelProto:
