@@ -300,34 +300,34 @@ def hand_written_lif_stepwise(weight: np.ndarray, reset: str = "subtract", beta:
     base = b.op("Add", [b.op("Mul", [b.init(beta, "beta"), "h1.mem"]), b.synapse("input", weight)])
     spike = b.flag(base, theta)
     if reset == "zero":
-        b.nodes.append(helper.make_node("Mul", [base, b.op("Sub", [b.const(1.0, "one"), spike])], ["h1.mem.next"]))
+        new = b.op("Mul", [base, b.op("Sub", [b.const(1.0, "one"), spike])])
     else:
-        b.nodes.append(helper.make_node("Sub", [base, b.op("Mul", [spike, theta])], ["h1.mem.next"]))
+        new = b.op("Sub", [base, b.op("Mul", [spike, theta])])
+    b.nodes.append(helper.make_node("Identity", [new], ["h1.mem.next"]))
     b.nodes.append(helper.make_node("Identity", [spike], ["output"]))
-    graph = helper.make_graph(
-        b.nodes, "h1",
+    return helper.make_model(_one_state_graph(b.nodes, "h1", n_in, n_out, b.inits),
+                             opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _one_state_graph(nodes: list[onnx.NodeProto], layer: str, n_in: int, n_out: int,
+                     inits: list[onnx.TensorProto]) -> onnx.GraphProto:
+    """One stepwise layer's graph: `input` and `<layer>.mem` in, `output` and `<layer>.mem.next` out."""
+    return helper.make_graph(
+        nodes, layer,
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", n_in]),
-         helper.make_tensor_value_info("h1.mem", TensorProto.FLOAT, ["batch", n_out])],
+         helper.make_tensor_value_info(f"{layer}.mem", TensorProto.FLOAT, ["batch", n_out])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", n_out]),
-         helper.make_tensor_value_info("h1.mem.next", TensorProto.FLOAT, ["batch", n_out])],
-        b.inits,
+         helper.make_tensor_value_info(f"{layer}.mem.next", TensorProto.FLOAT, ["batch", n_out])],
+        inits,
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def _custom_stepwise(b: _Builder, layer: str, new: str, theta: str, n_in: int, n_out: int) -> onnx.ModelProto:
     """The model around one hand-written stepwise update `new` of state `<layer>.mem`: its spike is the output."""
     b.nodes.append(helper.make_node("Identity", [new], [f"{layer}.mem.next"]))
     b.nodes.append(helper.make_node("Identity", [b.flag(new, theta)], ["output"]))
-    graph = helper.make_graph(
-        b.nodes, layer,
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", n_in]),
-         helper.make_tensor_value_info(f"{layer}.mem", TensorProto.FLOAT, ["batch", n_out])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", n_out]),
-         helper.make_tensor_value_info(f"{layer}.mem.next", TensorProto.FLOAT, ["batch", n_out])],
-        b.inits,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return helper.make_model(_one_state_graph(b.nodes, layer, n_in, n_out, b.inits),
+                             opset_imports=[helper.make_opsetid("", 17)])
 
 
 def tanh_stepwise(weight: np.ndarray, threshold: float = 1.0) -> onnx.ModelProto:
@@ -374,13 +374,6 @@ def function_node_stepwise(net: LeakyNet, class_name: str, domain: str = "my.neu
     outer.nodes.append(helper.make_node(class_name, [current, "lif1.mem", beta, threshold],
                                         ["output", "lif1.mem.next"], domain=domain, name=f"/lif1/{class_name}"))
     n_in, n_out = weight.shape
-    graph = helper.make_graph(
-        outer.nodes, "functions",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", n_in]),
-         helper.make_tensor_value_info("lif1.mem", TensorProto.FLOAT, ["batch", n_out])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", n_out]),
-         helper.make_tensor_value_info("lif1.mem.next", TensorProto.FLOAT, ["batch", n_out])],
-        outer.inits,
-    )
+    graph = _one_state_graph(outer.nodes, "lif1", n_in, n_out, outer.inits)
     return helper.make_model(graph, functions=[function],
                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(domain, 1)])
