@@ -1021,8 +1021,9 @@ def _build_layer(
     )
     structural, near_misses = classify(features)
     compared = [compare_of_output[spike_of[m]] for m in spike_sources if spike_of.get(m) in compare_of_output]
+    adaptive = any(compare.computed_threshold for compare in compared)
     resembles = None
-    if any(compare.computed_threshold for compare in compared):
+    if adaptive:
         # H(U − θ_t) with θ_t computed: the state read as U is U − θ_t, and a kind its update happens to resemble
         # would be a wrong figure (a stepwise ALIF read as Alpha with reset none): no kind, the reason said first
         resembles, structural = structural, None
@@ -1055,7 +1056,7 @@ def _build_layer(
     else:
         nearest = min(near_misses.items(), key=lambda item: item[1].count(";")) if near_misses else None
         closest = f"nearest is {nearest[0]}, but {nearest[1]}" if nearest else ""
-        if any(compare.computed_threshold for compare in compared):
+        if adaptive:
             read_as = (f" (read as U − θ_t, the update resembles {resembles.name})" if resembles is not None
                        else f" (read as U − θ_t: {closest})" if closest else "")
             problem = problem or ("its threshold is computed by the graph, not constant (an adaptive threshold?), "
