@@ -512,24 +512,13 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
         return best, outside, best in flagged
 
     def spiking_into(currents: list[str]) -> set[str]:
-        """The membranes whose spikes reach these currents (a backward walk that stops at membranes, constants and
-        graph inputs: the synapses of one step, not the whole graph)."""
-        found: set[str] = set()
-        seen = set(currents)
-        stack = list(currents)
-        while stack:
-            name = stack.pop()
-            if name in flag_tensors:
-                found.add(compare_of_output[name].membrane)
-                continue
-            node = graph.node_of(name)
-            if name in membrane_set or node is None:
-                continue
-            for source in node.inputs:
-                if source and source not in seen and not graph.is_constant(source):
-                    seen.add(source)
-                    stack.append(source)
-        return found
+        """The membranes whose spikes reach these currents (a backward walk that stops at spikes, membranes and
+        constants: the synapses of one step, not the whole graph)."""
+        def stop(name: str) -> bool:
+            return name in flag_tensors or name in membrane_set or graph.is_constant(name)
+
+        reached = set(currents).union(*(graph.ancestors(name, stop=stop) for name in currents if not stop(name)))
+        return {compare_of_output[name].membrane for name in reached & flag_tensors}
 
     notes: list[str] = []
     paired_targets = {graph.canonical(pair.output) for pair in pairs}  # stepwise: the computed next states
