@@ -69,8 +69,14 @@ def find_compares(graph: ModelGraph) -> list[Compare]:
         if node.op_type not in COMPARE_OPS or len(node.inputs) != 2:
             continue
         upper, lower = node.inputs if node.op_type.startswith("Greater") else node.inputs[::-1]
-        if graph.is_constant(upper) or not graph.is_constant(lower):
-            continue  # both sides data, or the data on the wrong side: not a threshold
+        if graph.is_constant(upper):
+            continue  # the data on the wrong side (or none): not a threshold
+        if not graph.is_constant(lower):
+            # both sides data: H(U − θ_t) spelled U > θ_t, a threshold the graph computes, when the flag is a value
+            # of its own (cast to float, as a spike is); otherwise a comparison of two tensors, not a threshold
+            if any(user.op_type == "Cast" for user in graph.users(node.outputs[0])):
+                compares.append(Compare(node.index, node.outputs[0], upper, lower, True))
+            continue
         membrane, threshold = upper, lower
         computed = False
         producer = graph.node_of(upper)
@@ -1046,8 +1052,8 @@ def _build_layer(
         nearest = min(near_misses.items(), key=lambda item: item[1].count(";")) if near_misses else None
         closest = f"nearest is {nearest[0]}, but {nearest[1]}" if nearest else ""
         if adaptive:
-            read_as = (f" (read as U − θ_t, the update resembles {resembles.name})" if resembles is not None
-                       else f" (read as U − θ_t: {closest})" if closest else "")
+            read_as = (f": {closest}" if closest else "") if resembles is None else f": it resembles {resembles.name}"
+            read_as = f" (read against a moving threshold{read_as})" if read_as else ""
             problem = problem or ("its threshold is computed by the graph, not constant (an adaptive threshold?), "
                                   f"which no registered kind has{read_as}")
         problem = problem or "update matches no registered neuron kind" + (f"; {closest}" if closest else "")

@@ -266,15 +266,19 @@ def quadratic_stepwise(weight: np.ndarray, beta: float = 0.5, threshold: float =
     return _custom_stepwise(b, "q1", new, theta, n_in, n_out)
 
 
-def adaptive_threshold_stepwise(weight: np.ndarray, beta: float = 0.9, rho: float = 0.8,
-                                adaptation: float = 0.5) -> onnx.ModelProto:
+def adaptive_threshold_stepwise(weight: np.ndarray, beta: float = 0.9, rho: float = 0.8, adaptation: float = 0.5,
+                                compare: str = "sub") -> onnx.ModelProto:
     """A neuron whose threshold follows its own spikes (ALIF), as a hand-written PyTorch module exports it:
-    θ = 1 + a·b, U' = β·U + I, S = H(U' − θ), U_t = U' − S·θ, b_t = ρ·b + S. State `a1.mem` and `a1.b`."""
+    θ = 1 + a·b, U' = β·U + I, S = H(U' − θ), U_t = U' − S·θ, b_t = ρ·b + S. State `a1.mem` and `a1.b`.
+    `compare`: "sub" spells S as (U' − θ > 0), "greater" as (U' > θ)."""
     b = _Builder("torchscript")
     n_in, n_out = weight.shape
     theta = b.op("Add", [b.init(1.0, "theta0"), b.op("Mul", [b.init(adaptation, "adapt"), "a1.b"])])
     base = b.op("Add", [b.op("Mul", [b.init(beta, "beta"), "a1.mem"]), b.synapse("input", weight)])
-    spike = b.flag(base, theta)
+    if compare == "greater":
+        spike = b.op("Cast", [b.op("Greater", [base, theta])], to=TensorProto.FLOAT)
+    else:
+        spike = b.flag(base, theta)
     b.nodes.append(helper.make_node("Sub", [base, b.op("Mul", [spike, theta])], ["a1.mem.next"]))
     b.nodes.append(helper.make_node("Add", [b.op("Mul", [b.init(rho, "rho"), "a1.b"]), spike], ["a1.b.next"]))
     b.nodes.append(helper.make_node("Identity", [spike], ["output"]))

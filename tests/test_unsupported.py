@@ -50,11 +50,13 @@ def test_a_nonlinear_term_is_named_once(write_model):
     assert "not linear in state and input (terms U·U)" in report.uncosted[0].reason
 
 
-def test_an_adaptive_threshold_is_named_as_the_reason(write_model, tmp_path):
+@pytest.mark.parametrize("compare", ["sub", "greater"])
+def test_an_adaptive_threshold_is_named_as_the_reason(write_model, tmp_path, compare):
     # H(U − θ_t) with θ_t computed: the matcher reads U − θ_t as the membrane, whose update then looks like no kind
-    # (Alpha's near miss); the reason says what the neuron has instead (found on a hand-written ALIF export)
+    # (Alpha's near miss); the reason says what the neuron has instead (found on a hand-written ALIF export). Spelled
+    # U > θ_t, the compare of two computed tensors was not read as a threshold at all: the layer went missing
     rng = np.random.default_rng(4)
-    path = write_model(adaptive_threshold_stepwise(rng.normal(size=(6, 4)).astype(np.float32)))
+    path = write_model(adaptive_threshold_stepwise(rng.normal(size=(6, 4)).astype(np.float32), compare=compare))
     np.save(tmp_path / "inputs.npy", (rng.random((3, 5, 6)) < 0.5).astype(np.float32))
     report = estimate(path, tmp_path / "inputs.npy")
     assert [row.kind for row in report.layers] == [None] and report.layers[0].spikes is not None
