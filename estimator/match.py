@@ -57,8 +57,9 @@ class Compare:
     node: int
     output: str
     membrane: str
-    threshold: str  # the constant θ the membrane is compared with
-    # Greater(U − θ_t, 0) with θ_t computed by the graph (an adaptive threshold): the "membrane" read is U − θ_t
+    threshold: str  # the θ the membrane is compared with: a constant, unless computed_threshold
+    # θ_t computed by the graph (an adaptive threshold): U > θ_t (membrane U, threshold θ_t), or Greater(U − θ_t, 0)
+    # (the "membrane" read is then U − θ_t, compared with the constant 0)
     computed_threshold: bool = False
 
 
