@@ -696,7 +696,7 @@ def test_a_shard_over_its_timeout_is_stopped_and_named(tmp_path):
     path = _model_file(tmp_path, slow_model())
     np.save(tmp_path / "in.npy", np.ones((200, 2, 1024), np.float32))
     with pytest.raises(NeuronopsError, match=r"^samples \[(0, 100|100, 200)\): gave up after --timeout 0.5 s while "
-                                             r"replaying \(0 of 100 samples done\)"):
+                                             r"replaying \(\d{1,2} of 100 samples done\)"):  # stopped mid-shard
         estimate_sharded(path, tmp_path / "in.npy", backend=InlineBackend(), shard_size=100, timeout=0.5)
 
 
