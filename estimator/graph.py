@@ -198,6 +198,67 @@ class ModelGraph:
                     graph.add_edge(node.index, name)
         return graph
 
+    # --- rounding to levels ------------------------------------------------------------------------------------
+    @cached_property
+    def roundings(self) -> dict[str, Rounding]:
+        """Tensors rounded to the nearest of a fixed set of levels, y = L[argmin_k |L_k − x|], by the output of their
+        Gather: how exporters trace snnTorch's `state_quant` (flatten, unsqueeze, tile against the levels, Sub, Abs,
+        ArgMin over the last axis, Gather from the levels). Found by that dataflow, whatever the node names."""
+        found: dict[str, Rounding] = {}
+        for node in self.nodes:
+            if node.op_type != "Gather" or len(node.inputs) != 2 or node.attributes.get("axis", 0) != 0:
+                continue
+            index = self.node_of(node.inputs[1])
+            if index is None or index.op_type != "ArgMin" or index.attributes.get("keepdims", 1) != 0:
+                continue
+            distance = self.node_of(index.inputs[0]) if index.inputs else None
+            if distance is None or distance.op_type != "Abs" or not distance.inputs:
+                continue
+            difference = self.node_of(distance.inputs[0])
+            if difference is None or difference.op_type != "Sub" or len(difference.inputs) != 2:
+                continue
+            levels = self.constant_value(node.inputs[0])
+            if levels is None or levels.ndim != 1 or levels.size < 2 or levels.dtype.kind != "f":
+                continue
+            constant = [self.is_constant(name) for name in difference.inputs]
+            if constant.count(True) != 1:
+                continue
+            other = self.constant_value(difference.inputs[constant.index(True)])
+            if other is None or other.size != levels.size or not np.array_equal(other.ravel(), levels):
+                continue
+            # the levels along a new last axis: x unsqueezed, then tiled or expanded to one copy per level
+            spread = difference.inputs[constant.index(False)]
+            axis = index.attributes.get("axis", 0)
+            rank = self.shape(spread)
+            if not (axis == -1 or rank is not None and axis == len(rank) - 1):
+                continue
+            ops = [node.index, index.index, distance.index, difference.index]
+            while (producer := self.node_of(spread)) is not None and producer.inputs \
+                    and producer.op_type in ("Tile", "Expand", "Unsqueeze"):
+                ops.append(producer.index)
+                spread = producer.inputs[0]
+            if self.is_constant(spread) or len(ops) == 4:  # nothing broadcast: not one level per element
+                continue
+            found[node.outputs[0]] = Rounding(spread, len(levels), levels, tuple(ops))
+        return found
+
+    def rounded_again(self, tensor: str) -> str:
+        """For a tensor that rounds an already rounded tensor to the same levels (snnTorch's `fire` rounds the
+        membrane `state_quant` rounded: Q(Q(U)) = Q(U)), the earlier tensor holding the same values in the same
+        shape; otherwise the tensor itself."""
+        roundings = self.roundings
+        if not roundings:
+            return tensor
+        outer = roundings.get(_through_layout(self, tensor)[-1])
+        if outer is None:
+            return tensor
+        chain = _through_layout(self, outer.source)
+        inner = roundings.get(chain[-1])
+        wanted = self.shape(tensor)
+        if inner is None or not np.array_equal(inner.levels, outer.levels) or wanted is None or None in wanted:
+            return tensor
+        return next((name for name in chain if self.shape(name) == wanted), tensor)
+
     # --- names -------------------------------------------------------------------------------------------------
     def canonical(self, name: str) -> str:
         """The tensor a name stands for once Identity ops are folded away."""
@@ -339,6 +400,29 @@ class ModelGraph:
         for node in self.nodes if indices is None else (self.nodes[i] for i in indices):
             counts[node.op_type] = counts.get(node.op_type, 0) + 1
         return counts
+
+
+@dataclass(frozen=True, eq=False)
+class Rounding:
+    """y = levels[argmin_k |levels_k − source|], elementwise (see ModelGraph.roundings)."""
+
+    source: str  # the tensor rounded (as the rounding reads it, before its broadcast against the levels)
+    count: int  # how many levels
+    levels: np.ndarray
+    ops: tuple[int, ...]  # op indices of the rounding: Gather, ArgMin, Abs, Sub and the broadcast
+
+
+LAYOUT_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
+
+
+def _through_layout(graph: ModelGraph, tensor: str) -> list[str]:
+    """`tensor`, then the tensors it is a reshaping of (Reshape, Flatten, Squeeze, Unsqueeze: the same values in
+    the same order), upstream until another op."""
+    chain = [tensor]
+    while (producer := graph.node_of(chain[-1])) is not None and producer.op_type in LAYOUT_OPS \
+            and producer.inputs and len(chain) < 64:
+        chain.append(producer.inputs[0])
+    return chain
 
 
 def read_shape(tensor_type: onnx.TypeProto.Tensor) -> tuple[Dim, ...] | None:

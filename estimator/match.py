@@ -90,6 +90,7 @@ def find_compares(graph: ModelGraph) -> list[Compare]:
                 computed = zero is not None and zero.size > 0 and not np.any(zero)
         if graph.is_constant(membrane) or _selects_branches(graph, node.outputs[0]):
             continue
+        membrane = graph.rounded_again(membrane)  # state_quant: fire() rounds the rounded membrane again
         compares.append(Compare(node.index, node.outputs[0], membrane, threshold, computed))
     return compares
 
@@ -220,6 +221,7 @@ class _StepReader:
         self.own_state = own_state
         self.memo: dict[str, Poly] = {}
         self.unreadable: list[str] = []
+        self.rounded: set[int] = set()  # level counts of the roundings read through (state_quant)
 
     def stateful(self, tensor: str, flags: bool = True) -> bool:
         """Whether `tensor` depends, inside the component, on this layer's state (previous membrane, carried
@@ -298,6 +300,10 @@ class _StepReader:
         if depth > 400:
             self.unreadable.append("depth")
             return Poly.symbol(f"X:{tensor}")
+        rounding = graph.roundings.get(tensor) if node.op_type == "Gather" else None
+        if rounding is not None:  # the membrane rounded to levels (state_quant): read as the value it rounds
+            self.rounded.add(rounding.count)
+            return self.read(rounding.source, depth + 1)
         handler = _SYMBOLIC.get(node.op_type)
         if handler is None or node.domain not in ("", "ai.onnx"):
             if not self.stateful(tensor):  # e.g. Conv → MaxPool → Leaky: the pooled current is still input
@@ -617,9 +623,10 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
     pair_of_component = {component_of[graph.producer[p.input_target]]: p for p in membrane_pairs}
     nodes_of: dict[int, list[OpNode]] = {}  # grouped once: a pass over all nodes per layer is quadratic
     winners_in: dict[int, set[str]] = {}  # component → the winner-take-all ops it holds (inhibition=True)
+    rounding_ops = {index for rounding in graph.roundings.values() for index in rounding.ops}
     for node in graph.nodes:
         nodes_of.setdefault(component_of[node.index], []).append(node)
-        if node.op_type in WINNER_OPS:
+        if node.op_type in WINNER_OPS and node.index not in rounding_ops:
             winners_in.setdefault(component_of[node.index], set()).add(node.op_type)
     layers_in = Counter(component for component, _, _ in chains)
     # every layer's membranes, stepwise with their state inputs: another layer's are input current to a layer that
@@ -1066,6 +1073,10 @@ def _build_layer(
         problem = problem or f"reset term not recognised in U_t = {update}"
     if "Snow" in update.symbols():
         notes.append("the spike of this step resets the membrane in the same step (reset_delay=False)")
+    if reader.rounded:
+        counts = " or ".join(map(str, sorted(reader.rounded)))
+        notes.append(f"its state is rounded to {counts} levels after each update (snnTorch's state_quant): the "
+                     "update is read through the rounding, and the rounded membrane is the one counted")
 
     compared = tuple(spike_of.get(m, "") for m in spike_sources)
     spikes = tuple(map(functools.partial(_emitted, graph), compared)) if masked else compared

@@ -313,6 +313,47 @@ def hand_written_lif_stepwise(weight: np.ndarray, reset: str = "subtract", beta:
                              opset_imports=[helper.make_opsetid("", 17)])
 
 
+def rounded_lif_stepwise(weight: np.ndarray, levels: np.ndarray, spelling: str = "tile", beta: float = 0.9,
+                         threshold: float = 1.0) -> onnx.ModelProto:
+    """A Leaky step (subtract) whose membrane is rounded to the nearest of `levels` after each update, as snnTorch's
+    state_quant does: Q(x) = levels[argmin_k |levels_k − x|]; the spike compares Q(mem) again, as snnTorch's fire()
+    does. `spelling` "tile": Reshape to flat, Unsqueeze, Tile, Sub(levels, x) (TorchScript's); "expand": Flatten,
+    Unsqueeze, Expand, Sub(x, levels), and the spike compares the rounded membrane itself."""
+    b = _Builder("torchscript")
+    n_in, n_out = weight.shape
+    theta = b.init(threshold, "threshold")
+    levels = np.asarray(levels, np.float32)
+
+    def ints(values: list[int], hint: str) -> str:
+        name = b.name(hint)
+        b.inits.append(numpy_helper.from_array(np.asarray(values, np.int64), name))
+        return name
+
+    def rounded(x: str) -> str:
+        if spelling == "tile":
+            flat = b.op("Reshape", [x, ints([-1], "flat")])
+            spread = b.op("Tile", [b.op("Unsqueeze", [flat, ints([-1], "axis")]),
+                                   ints([1, len(levels)], "repeats")])
+            difference = b.op("Sub", [b.init(levels, "levels"), spread])
+        else:
+            flat = b.op("Flatten", [x], axis=0)  # (1, B·N)
+            spread = b.op("Expand", [b.op("Unsqueeze", [flat, ints([-1], "axis")]),
+                                     ints([1, 1, len(levels)], "spread")])
+            difference = b.op("Sub", [spread, b.init(levels, "levels")])
+        index = b.op("ArgMin", [b.op("Abs", [difference])], axis=-1, keepdims=0)
+        picked = b.op("Gather", [b.init(levels, "levels"), index], axis=0)
+        return b.op("Reshape", [picked, ints([-1, n_out], "back")])
+
+    reset = b.flag("q1.mem", theta)
+    base = b.op("Add", [b.op("Mul", [b.init(beta, "beta"), "q1.mem"]), b.synapse("input", weight)])
+    new = rounded(b.op("Sub", [base, b.op("Mul", [reset, theta])]))
+    spike = b.flag(rounded(new) if spelling == "tile" else new, theta)
+    b.nodes.append(helper.make_node("Identity", [new], ["q1.mem.next"]))
+    b.nodes.append(helper.make_node("Identity", [spike], ["output"]))
+    return helper.make_model(_one_state_graph(b.nodes, "q1", n_in, n_out, b.inits),
+                             opset_imports=[helper.make_opsetid("", 17)])
+
+
 def _one_state_graph(nodes: list[onnx.NodeProto], layer: str, n_in: int, n_out: int,
                      inits: list[onnx.TensorProto]) -> onnx.GraphProto:
     """One stepwise layer's graph: `input` and `<layer>.mem` in, `output` and `<layer>.mem.next` out."""

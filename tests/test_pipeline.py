@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from builders import LeakyNet, hand_written_lif_stepwise, leaky_stepwise, leaky_unrolled, random_net
+from builders import (
+    LeakyNet,
+    hand_written_lif_stepwise,
+    leaky_stepwise,
+    leaky_unrolled,
+    random_net,
+    rounded_lif_stepwise,
+)
 
 from estimator import estimate
 from estimator.api import analyse
@@ -402,6 +409,32 @@ def test_a_hand_written_lif_carrying_its_reset_membrane_is_leaky_stepwise(write_
         updates += new.size if t == 0 else int(np.count_nonzero(new != mem))
         mem = new
     assert (report.layers[0].spikes, report.layers[0].membrane_updates) == (spikes, updates) and spikes > 0
+
+
+@pytest.mark.parametrize("spelling", ["tile", "expand"])
+def test_a_membrane_rounded_to_levels_is_read_through_and_counted_rounded(write_model, tmp_path, spelling):
+    """snnTorch's state_quant rounds the membrane to fixed levels after each update (an ArgMin over |levels − U|,
+    then a Gather): the layer was uncosted ("ops the matcher cannot read (Gather)"), its ArgMin taken for a
+    winner-take-all. It is Leaky subtract, its membrane counted after the rounding (what NeuroBench records)."""
+    rng = np.random.default_rng(61)
+    weight = rng.normal(0.0, 0.8, size=(6, 5)).astype(np.float32)
+    levels = np.linspace(-1.0, 1.25, 10).astype(np.float32)
+    data = _data(rng, 4, 8, 6)
+    report = estimate(write_model(rounded_lif_stepwise(weight, levels, spelling), inputs=data),
+                      tmp_path / "inputs.npz", convention="neurobench")
+    assert [(row.kind, row.reset, row.cost_per_update) for row in report.layers] == [("leaky", "subtract", 4)]
+    mem, spikes, updates = np.zeros((4, 5), np.float32), 0, 0
+    for t in range(8):
+        reset = (mem - np.float32(1.0) > 0).astype(np.float32)
+        new = np.float32(0.9) * mem + data[:, t] @ weight - reset
+        new = levels[np.abs(levels - new[..., None]).argmin(axis=-1)]
+        spikes += int((new - np.float32(1.0) > 0).sum())
+        updates += new.size if t == 0 else int(np.count_nonzero(new != mem))
+        mem = new
+    assert (report.layers[0].spikes, report.layers[0].membrane_updates) == (spikes, updates) and spikes > 0
+    assert updates < 8 * mem.size  # the rounding holds some membranes still: counting before it would differ
+    assert any("rounded to 10 levels" in note for note in report.notes)
+    assert not any("winner-take-all" in note for note in report.notes)
 
 
 def _leaky_after(shaping: str, steps: int = 4) -> onnx.ModelProto:
