@@ -39,6 +39,7 @@ import numpy as np
 import snntorch as snn
 import torch
 import torch.nn as nn
+from snntorch.functional import quant
 
 HERE = Path(__file__).resolve().parent
 logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" chatter of the dynamo exporter
@@ -346,6 +347,21 @@ NETS: list[Net] = [
         "not its spikes (the exporter drops the unused spike compare)",
         lambda: fc_stack([16, 12, 6], "leaky", "subtract"), binary((6, 10, 16), 0.3), 3, seed=42,
         returns_membrane=True),
+    Net("leaky_sub_fc2_statequant", "2 layers fc, Leaky subtract with state_quant (membrane on 4-bit uniform levels)",
+        lambda: [("fc1", nn.Linear(16, 12)),
+                 ("lif1", snn.Leaky(beta=0.9, state_quant=quant.state_quant(num_bits=4, uniform=True, threshold=1))),
+                 ("fc2", nn.Linear(12, 6)),
+                 ("lif2", snn.Leaky(beta=0.9, state_quant=quant.state_quant(num_bits=4, uniform=True, threshold=1)))],
+        binary((6, 10, 16), 0.3), 3, seed=43),
+    Net("synaptic_zero_fc2_statequant", "2 layers fc, Synaptic zero with state_quant (current and membrane on 3-bit "
+        "uniform levels)",
+        lambda: [("fc1", nn.Linear(16, 12)),
+                 ("syn1", snn.Synaptic(alpha=0.8, beta=0.9, reset_mechanism="zero",
+                                       state_quant=quant.state_quant(num_bits=3, uniform=True, threshold=1))),
+                 ("fc2", nn.Linear(12, 6)),
+                 ("syn2", snn.Synaptic(alpha=0.8, beta=0.9, reset_mechanism="zero",
+                                       state_quant=quant.state_quant(num_bits=3, uniform=True, threshold=1)))],
+        binary((6, 10, 16), 0.3), 3, seed=44),
     Net("rleaky_sub_fc1", "RLeaky subtract, all-to-all Linear recurrence (NeuroBench: KeyError -> 0)",
         lambda: fc_stack([16, 12], "rleaky", "subtract"), binary((6, 12, 16), 0.3), 3, seed=16,
         styles=LEAKY_STYLES + FN),
@@ -1031,13 +1047,17 @@ Why, in short:
   the dynamo exporter fails. TorchScript tracing evaluates the branch once and bakes it in, so the torchscript
   exports of the same nets are here. (With the default `reset_delay=True` the reset is chosen in `__init__`, and
   dynamo exports fine.)
+- **`state_quant` × dynamo** (Leaky, Synaptic, both styles): snnTorch's rounding (`StateQuant.forward`) repeats the
+  flattened state once per level with a count it computes from a tensor (`repeat_dims` built from `.tolist()`), a
+  data-dependent size that `torch.export` cannot specialise (`GuardOnDataDependentSymNode ... TruncToInt`). The
+  TorchScript exports of the same nets are here.
 - **`functions` × dynamo**: `torch.onnx.export(..., dynamo=True, export_modules_as_functions=...)` accepts the
   argument and silently writes a flat graph with no function (the generator refuses it as a `functions` case; the
   flat graph would only duplicate the `stepwise__dynamo` case). Function exports exist for the TorchScript exporter
   only."""
 ALL_ELSE_PROSE = """\
 Nothing else failed: every kind here (Leaky, Synaptic, Lapicque, Alpha, RLeaky, RSynaptic) with each of its resets
-here was exported in both styles by both exporters."""
+here, without `reset_delay=False` or `state_quant`, was exported in both styles by both exporters."""
 
 
 def write_readme(out_dir: Path, index: dict):
@@ -1066,7 +1086,7 @@ def write_readme(out_dir: Path, index: dict):
     lines += ["", "## Combinations that could not be exported", ""]
     if index["not_exported"]:
         lines += [FAILURE_PROSE]
-        known = ("reset_mechanism_val", "wrote no function nodes")
+        known = ("reset_mechanism_val", "wrote no function nodes", "TruncToInt")
         if all(any(k in f_["error"] for k in known) for f_ in index["not_exported"]):
             lines += ["", ALL_ELSE_PROSE]
         lines += ["", "Attempted by `generate.py` and skipped (root cause of the error):", ""]
