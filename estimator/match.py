@@ -33,10 +33,14 @@ from .kinds import UpdateFeatures, classify, kind_for_class
 from .layers import Dim, MatchResult, NeuronLayer, StatePair
 
 COMPARE_OPS = frozenset({"Greater", "GreaterOrEqual", "Less", "LessOrEqual"})
+# ONNX's recurrent ops hold their input and recurrent weights: synapses too (and a whole time loop; see
+# _all_steps_at_once)
+RECURRENT_OPS = frozenset({"RNN", "GRU", "LSTM"})
 WEIGHT_OPS = frozenset({
     "MatMul", "Gemm", "Conv", "ConvTranspose", "MatMulInteger", "ConvInteger", "QLinearMatMul", "QLinearConv",
     "Einsum", "FusedMatMul", "FusedGemm", "FusedConv",
-})
+}) | RECURRENT_OPS
+STEP_LAYOUT_OPS = frozenset({"Squeeze", "Unsqueeze", "Reshape", "Flatten", "Transpose"})
 NON_SPIKING_ACTIVATIONS = frozenset({
     "Relu", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "Tanh", "Elu", "Selu", "Gelu", "Softplus", "HardSwish",
     "Softmax", "LogSoftmax", "Mish", "Celu",
@@ -669,7 +673,7 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
     # carry state) as one: a note, not uncosted layers. (A one-step unrolled export of real neurons looks the same,
     # and keeps its uncosted layers: nothing tells them apart.)
     if style == "stepwise" or any(layer.style == "unrolled" and (layer.time_steps or 0) > 1 for layer in layers):
-        stateless = [_stateless(layer) for layer in layers]
+        stateless = [_stateless(layer) and _all_steps_at_once(graph, layer.membranes[0]) is None for layer in layers]
         dropped = [layer.location for layer, drop in zip(layers, stateless, strict=True) if drop]
         if dropped:
             where = ", ".join(dropped[:4]) + (f" and {len(dropped) - 4} more" if len(dropped) > 4 else "")
@@ -706,6 +710,35 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
             f"the graph also holds non-spiking activations ({listed}): not neurons in this metric, not counted"
         )
     return MatchResult(tuple(layers), style if layers else "none", tuple(pairs), data_inputs, tuple(notes))
+
+
+def _all_steps_at_once(graph: ModelGraph, membrane: str) -> str | None:
+    """How a membrane tensor that holds every time step at once was made, or None: by an ONNX RNN/GRU/LSTM op, or
+    as a Concat of per-step tensors each computed from the one before (snnTorch's LeakyParallel, an nn.RNN, as the
+    TorchScript and the dynamo exporters trace it)."""
+    tensor = membrane
+    for _ in range(16):
+        node = graph.node_of(tensor)
+        if node is None or not node.inputs:
+            return None
+        if node.op_type in RECURRENT_OPS:
+            return f"the output of an ONNX {node.op_type} op"
+        if node.op_type == "Concat":
+            parts = [_under_layout(graph, name) for name in node.inputs if name and not graph.is_constant(name)]
+            if len(parts) > 1 and parts[0] in graph.ancestors(parts[-1]):
+                return f"a Concat of {len(parts)} steps, each computed from the one before"
+            return None
+        if node.op_type not in STEP_LAYOUT_OPS:
+            return None
+        tensor = node.inputs[0]
+    return None
+
+
+def _under_layout(graph: ModelGraph, tensor: str) -> str:
+    """The tensor this one reshapes, squeezes, unsqueezes or transposes (through any number of such ops)."""
+    while (node := graph.node_of(tensor)) is not None and node.op_type in STEP_LAYOUT_OPS and node.inputs:
+        tensor = node.inputs[0]
+    return tensor
 
 
 def _stateless(layer: NeuronLayer) -> bool:
@@ -910,6 +943,7 @@ def _build_layer(
     masked: bool = False,  # the component scatters a mask (inhibition=True): the emitted spike may be masked
 ) -> NeuronLayer:
     chain_problem = problem  # from following the chain of membranes (layers not separable)
+    stacked: str | None = None  # how a membrane of every time step at once was made (see _all_steps_at_once)
     stepwise_pair = membrane_pair.pair if membrane_pair is not None and len(steps) == 1 else None
     in_component = lambda node: component_of[node.index] == component  # noqa: E731 (a closure: called per op walked)
     own_pairs = [  # stepwise: the state pairs this layer reads or writes (another layer's membrane is not its state)
@@ -961,6 +995,12 @@ def _build_layer(
         time_steps = len(chain)
         if len(chain) < 2:
             prev, target = "", chain[0]
+            stacked = _all_steps_at_once(graph, target)
+            if stacked is not None:
+                problem = problem or (
+                    f"its membrane holds every time step at once ({stacked}, as snnTorch's LeakyParallel is "
+                    "exported), which the matcher cannot read step by step (NeuroBench does not count LeakyParallel "
+                    "either)")
             problem = problem or (
                 "only one time step in the graph and no state input: the update cannot be read "
                 "(export more steps, or export stepwise with the membrane as a graph input)"
@@ -1106,7 +1146,8 @@ def _build_layer(
         style=layer_style,
         membranes=tuple(chain),
         spikes=spikes,
-        neurons_shape=graph.shape(target) or (graph.shape(prev) if prev else None),
+        # a membrane of every step at once mixes time into its shape: neurons per sample unknown
+        neurons_shape=None if stacked else graph.shape(target) or (graph.shape(prev) if prev else None),
         time_steps=time_steps,
         state_input=stepwise_pair.input if stepwise_pair else None,
         kind_source=kind_source,

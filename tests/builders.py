@@ -354,6 +354,59 @@ def rounded_lif_stepwise(weight: np.ndarray, levels: np.ndarray, spelling: str =
                              opset_imports=[helper.make_opsetid("", 17)])
 
 
+def all_steps_at_once_then_leaky(spelling: str = "rnn", steps: int = 5, n_in: int = 6, hidden: int = 5,
+                                 n_out: int = 3) -> onnx.ModelProto:
+    """Time-first input (T, B, F) → a layer whose membrane holds every step at once, as snnTorch's LeakyParallel
+    (an nn.RNN, ReLU, diagonal recurrent weight β) is exported — `spelling` "rnn": one ONNX RNN op (TorchScript);
+    "concat": the steps traced one by one, ReLU(x_t·W + h_{t−1}·R), then concatenated (dynamo) — then H(U − θ) over
+    all steps, then a Leaky layer unrolled over the same steps."""
+    rng = np.random.default_rng(62)
+    b = _Builder("torchscript")
+    weight = rng.normal(0.0, 0.8, size=(n_in, hidden)).astype(np.float32)
+    recurrent = np.diag(np.full(hidden, 0.9, np.float32))
+    theta = b.init(1.0, "threshold")
+
+    def index(t: int) -> str:
+        name = b.name("t")
+        b.inits.append(numpy_helper.from_array(np.asarray(t, np.int64), name))
+        return name
+
+    if spelling == "rnn":
+        out = b.name("rnn_y")
+        b.nodes.append(helper.make_node(
+            "RNN", ["input", b.init(weight.T[None], "W"), b.init(recurrent[None], "R")], [out],
+            hidden_size=hidden, activations=["Relu"]))
+        axis = b.name("axis")
+        b.inits.append(numpy_helper.from_array(np.asarray([1], np.int64), axis))
+        membrane = b.op("Squeeze", [out, axis])  # (T, B, H)
+    else:
+        w, r, h, parts = b.init(weight, "W"), b.init(recurrent, "R"), None, []
+        for t in range(steps):
+            current = b.op("MatMul", [b.op("Gather", ["input", index(t)], axis=0), w])
+            h = b.op("Relu", [current if h is None else b.op("Add", [current, b.op("MatMul", [h, r])])])
+            axis = b.name("axis")
+            b.inits.append(numpy_helper.from_array(np.asarray([0], np.int64), axis))
+            parts.append(b.op("Unsqueeze", [h, axis]))
+        membrane = b.op("Concat", parts, axis=0)
+    spikes = b.flag(membrane, theta)
+    net = LeakyNet([rng.normal(0.0, 0.8, size=(hidden, n_out)).astype(np.float32)])
+    beta, mem, fired = b.beta(net), None, []
+    second = b.init(net.weights[0], "W2")
+    for t in range(steps):
+        current = b.op("MatMul", [b.op("Gather", [spikes, index(t)], axis=0), second])
+        if mem is None:  # the zero initial state, as exporters fold it
+            mem = b.op("Mul", [b.const(1.0, "one"), current], "mem")
+            fired.append(b.flag(mem, theta))
+            continue
+        mem, spike = b.step(net, mem, current, beta, theta)
+        fired.append(spike)
+    b.nodes.append(helper.make_node("Concat", fired, ["output"], axis=0))
+    graph = helper.make_graph(b.nodes, "all_at_once",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [steps, "batch", n_in])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)], b.inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def _one_state_graph(nodes: list[onnx.NodeProto], layer: str, n_in: int, n_out: int,
                      inits: list[onnx.TensorProto]) -> onnx.GraphProto:
     """One stepwise layer's graph: `input` and `<layer>.mem` in, `output` and `<layer>.mem.next` out."""

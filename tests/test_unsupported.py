@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from builders import (
     adaptive_threshold_stepwise,
+    all_steps_at_once_then_leaky,
     function_node_stepwise,
     gated_stepwise,
     quadratic_stepwise,
@@ -62,6 +63,21 @@ def test_an_adaptive_threshold_is_named_as_the_reason(write_model, tmp_path, com
     assert [row.kind for row in report.layers] == [None] and report.layers[0].spikes is not None
     assert report.uncosted[0].reason.startswith(
         "its threshold is computed by the graph, not constant (an adaptive threshold?), which no registered kind has")
+
+
+@pytest.mark.parametrize("spelling", ["rnn", "concat"])
+def test_a_membrane_of_every_step_at_once_is_named_as_the_reason(write_model, spelling):
+    """snnTorch's LeakyParallel computes every step's membrane at once (an nn.RNN). TorchScript exports one RNN op:
+    it joined the next layer's component (two layers read as one, uncosted with "ops the matcher cannot read
+    (RNN)"). Dynamo traces the steps and concatenates them: read as a threshold on input alone, it was dropped as
+    "not neurons" beside a multi-step layer. Each is now a layer of its own, uncosted with that reason; the Leaky layer
+    after it is costed."""
+    report = estimate(write_model(all_steps_at_once_then_leaky(spelling)))
+    assert [(row.kind, row.time_steps) for row in report.layers] == [(None, 1), ("leaky", 5)]
+    assert report.layers[0].neurons_per_sample is None  # time is in the membrane's shape
+    assert report.uncosted[0].reason.startswith("its membrane holds every time step at once")
+    assert ("RNN op" if spelling == "rnn" else "Concat of 5 steps") in report.uncosted[0].reason
+    assert report.layers[1].dense_ops == 3 * 5 * 4
 
 
 def test_strict_turns_uncosted_into_exit_3(quadratic):
