@@ -259,6 +259,37 @@ class ModelGraph:
             return tensor
         return next((name for name in chain if self.shape(name) == wanted), tensor)
 
+    @cached_property
+    def requantised(self) -> dict[str, str]:
+        """QDQ pairs, by the output of their DequantizeLinear: DequantizeLinear(QuantizeLinear(x, s, z), s, z), x
+        rounded to an integer grid and back (how onnxruntime's static quantisation, QDQ format, wraps every tensor)
+        → x."""
+        found: dict[str, str] = {}
+        for node in self.nodes:
+            if node.op_type != "DequantizeLinear" or node.domain not in ("", "ai.onnx", "com.microsoft"):
+                continue
+            quantise = self.node_of(node.inputs[0]) if node.inputs else None
+            if quantise is None or quantise.op_type != "QuantizeLinear" or not quantise.inputs:
+                continue
+            if self.is_constant(quantise.inputs[0]) or not self._same_grid(quantise, node):
+                continue
+            found[node.outputs[0]] = quantise.inputs[0]
+        return found
+
+    def _same_grid(self, quantise: OpNode, dequantise: OpNode) -> bool:
+        """Whether a QuantizeLinear and a DequantizeLinear use the same scale, zero point and axis."""
+        if quantise.attributes.get("axis", 1) != dequantise.attributes.get("axis", 1):
+            return False
+        for slot in (1, 2):
+            mine = quantise.inputs[slot] if len(quantise.inputs) > slot else ""
+            theirs = dequantise.inputs[slot] if len(dequantise.inputs) > slot else ""
+            if mine == theirs:
+                continue
+            a, b = (self.constant_value(name) if name else None for name in (mine, theirs))
+            if a is None or b is None or a.shape != b.shape or not np.array_equal(a, b):
+                return False
+        return True
+
     # --- names -------------------------------------------------------------------------------------------------
     def canonical(self, name: str) -> str:
         """The tensor a name stands for once Identity ops are folded away."""
@@ -534,6 +565,43 @@ def _cast(node: OpNode, args: list) -> np.ndarray:
     return args[0].astype(helper.tensor_dtype_to_np_dtype(node.attributes["to"]))
 
 
+def _per_axis(node: OpNode, value: np.ndarray, parameter: np.ndarray | None) -> np.ndarray | None:
+    """A scale or zero point shaped to broadcast against `value`: a scalar, or one per slice along `axis`."""
+    if parameter is None:
+        return None
+    parameter = np.asarray(parameter)
+    if parameter.ndim == 0 or parameter.size == 1:
+        return parameter.reshape(())
+    axis = node.attributes.get("axis", 1)
+    axis = axis + value.ndim if axis < 0 else axis
+    if parameter.ndim != 1 or not 0 <= axis < value.ndim or value.shape[axis] != parameter.size:
+        raise ValueError("scale does not fit the tensor")  # blocked or malformed: not folded
+    shape = [1] * value.ndim
+    shape[axis] = parameter.size
+    return parameter.reshape(shape)
+
+
+def _quantize(node: OpNode, args: list) -> np.ndarray:
+    """QuantizeLinear: saturate(round_half_even(x / scale) + zero_point), in the zero point's integer type."""
+    if node.attributes.get("block_size") or node.attributes.get("output_dtype"):
+        raise ValueError("blocked or typed quantisation")  # opset 21 forms: not folded
+    value = np.asarray(args[0], np.float32)
+    point = args[2] if len(args) > 2 and args[2] is not None else np.asarray(0, np.uint8)
+    limits = np.iinfo(np.asarray(point).dtype)  # a float8 zero point raises: not folded
+    scaled = np.rint(value / _per_axis(node, value, args[1])) + _per_axis(node, value, point)
+    return np.clip(scaled, limits.min, limits.max).astype(np.asarray(point).dtype)
+
+
+def _dequantize(node: OpNode, args: list) -> np.ndarray:
+    """DequantizeLinear: (x − zero_point) · scale."""
+    if node.attributes.get("block_size"):
+        raise ValueError("blocked quantisation")
+    value = np.asarray(args[0])
+    point = args[2] if len(args) > 2 and args[2] is not None else np.asarray(0)
+    shifted = value.astype(np.float32) - _per_axis(node, value, point).astype(np.float32)
+    return (shifted * _per_axis(node, value, args[1])).astype(np.asarray(args[1]).dtype)
+
+
 def _keep_values(node: OpNode, args: list) -> np.ndarray:
     """Reshape-like ops: the values matter for matching, not the layout."""
     return args[0]
@@ -557,6 +625,8 @@ _CONSTANT_FOLDERS: dict[str, Callable[[OpNode, list], np.ndarray]] = {
     "Tanh": _unary(np.tanh),
     "Clip": _clip,
     "Cast": _cast,
+    "QuantizeLinear": _quantize,
+    "DequantizeLinear": _dequantize,
     "Unsqueeze": _keep_values,
     "Squeeze": _keep_values,
     "Reshape": _keep_values,

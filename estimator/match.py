@@ -95,6 +95,8 @@ def find_compares(graph: ModelGraph) -> list[Compare]:
         if graph.is_constant(membrane) or _selects_branches(graph, node.outputs[0]):
             continue
         membrane = graph.rounded_again(membrane)  # state_quant: fire() rounds the rounded membrane again
+        while membrane in graph.requantised:  # a QDQ model compares the membrane as its QDQ pair rounds it
+            membrane = graph.requantised[membrane]
         compares.append(Compare(node.index, node.outputs[0], membrane, threshold, computed))
     return compares
 
@@ -304,6 +306,8 @@ class _StepReader:
         if depth > 400:
             self.unreadable.append("depth")
             return Poly.symbol(f"X:{tensor}")
+        if node.op_type == "DequantizeLinear" and tensor in graph.requantised:  # QDQ: the value it rounds
+            return self.read(graph.requantised[tensor], depth + 1)
         rounding = graph.roundings.get(tensor) if node.op_type == "Gather" else None
         if rounding is not None:  # the membrane rounded to levels (state_quant): read as the value it rounds
             self.rounded.add(rounding.count)
@@ -700,6 +704,10 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
                          "inhibition=True?): the spikes convention counts every neuron over threshold, which may "
                          "be more than the spikes emitted; dense ops and the neurobench convention (membranes) are "
                          "not affected")
+    if layers and graph.requantised:
+        notes.append(f"the model is quantised ({len(graph.requantised)} QuantizeLinear → DequantizeLinear pairs: "
+                     "tensors rounded to an integer grid): updates are read through the rounding, and the counts are "
+                     "those of the quantised model, whose spikes can differ from the float model's")
     # activations outside the neurons' updates (a Tanh inside a custom neuron's update is that layer's, shown by
     # explain as an op it could not read)
     activations = Counter(n.op_type for n in graph.nodes if n.op_type in NON_SPIKING_ACTIVATIONS

@@ -437,6 +437,107 @@ def test_a_membrane_rounded_to_levels_is_read_through_and_counted_rounded(write_
     assert not any("winner-take-all" in note for note in report.notes)
 
 
+def _qdq(float_path, quantised_path, feeds: list[dict[str, np.ndarray]]) -> None:
+    """onnxruntime's static quantisation, QDQ format, int8, calibrated on `feeds`."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.left = iter(feeds)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.left, None)
+
+    quantize_static(str(float_path), str(quantised_path), Feeds(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+
+
+@pytest.mark.parametrize("point", ["int8 per axis", "uint8 implied"])
+def test_quantised_constants_fold_to_what_onnxruntime_computes(point):
+    """QuantizeLinear / DequantizeLinear of constants (a QDQ model's β and θ) fold as onnxruntime computes them:
+    round half to even, saturation, per-axis scales, a missing zero point meaning uint8 0."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from estimator.graph import ModelGraph
+
+    value = np.asarray([[0.5, 1.5, -2.5], [300.0, -300.0, 0.26]], np.float32)
+    if point == "int8 per axis":
+        scale, zero = np.asarray([1.0, 1.0, 0.5], np.float32), np.asarray([0, 3, -1], np.int8)
+        tail, attributes = ["s", "z"], {"axis": 1}
+    else:
+        scale, zero, tail, attributes = np.asarray(0.25, np.float32), None, ["s"], {}
+    inits = [numpy_helper.from_array(value, "x"), numpy_helper.from_array(scale, "s")]
+    inits += [numpy_helper.from_array(zero, "z")] if zero is not None else []
+    nodes = [helper.make_node("QuantizeLinear", ["x", *tail], ["q"], **attributes),
+             helper.make_node("DequantizeLinear", ["q", *tail], ["dq"], **attributes)]
+    out_type = TensorProto.INT8 if zero is not None else TensorProto.UINT8
+    graph = helper.make_graph(nodes, "qdq", [], [helper.make_tensor_value_info("q", out_type, [2, 3]),
+                                                 helper.make_tensor_value_info("dq", TensorProto.FLOAT, [2, 3])],
+                              inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {})
+    folded = ModelGraph(model)
+    for name, expected in zip(("q", "dq"), want, strict=True):
+        got = folded.constant_value(name)
+        assert got is not None and got.dtype == expected.dtype and np.array_equal(got, expected), (name, got)
+
+
+@pytest.mark.parametrize("spelling", ["torchscript", "dynamo"])
+def test_a_qdq_quantised_stepwise_model_counts_what_it_computes(tmp_path, spelling):
+    """onnxruntime's static quantisation (QDQ) wraps every tensor, constants included, in QuantizeLinear →
+    DequantizeLinear. Stepwise, the reset compare reads the state's QDQ copy: the layer was read as two time steps
+    and the replay refused. It is Leaky subtract, with the float model's dense ops, and the counts are those of the
+    quantised model run step by step."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(63)
+    net = random_net(rng, [6, 5, 4])
+    data = _data(rng, 6, 7, 6)
+    float_path, path = tmp_path / "float.onnx", tmp_path / "model.onnx"
+    onnx.save(leaky_stepwise(net, spelling), float_path)
+    states = {"lif1.mem": np.zeros((6, 5), np.float32), "lif2.mem": np.zeros((6, 4), np.float32)}
+    session, feeds = ort.InferenceSession(str(float_path), providers=["CPUExecutionProvider"]), []
+    for t in range(7):  # calibrated on the states the float model carries
+        feeds.append({"input": data[:, t], **states})
+        states = dict(zip(states, session.run([f"{name}.next" for name in states], feeds[-1]), strict=True))
+    _qdq(float_path, path, feeds)
+    np.savez(tmp_path / "inputs.npz", input=data)
+    report = estimate(path, tmp_path / "inputs.npz", convention="neurobench")
+    assert [(row.kind, row.reset) for row in report.layers] == [("leaky", "subtract")] * 2
+    assert report.totals.neuron_dense_ops == estimate(float_path, steps=7).totals.neuron_dense_ops
+    quantised = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    states = {"lif1.mem": np.zeros((6, 5), np.float32), "lif2.mem": np.zeros((6, 4), np.float32)}
+    updates, fired = {name: 0 for name in states}, 0
+    for t in range(7):
+        out, *after = quantised.run(["output"] + [f"{name}.next" for name in states], {"input": data[:, t], **states})
+        for name, value in zip(states, after, strict=True):
+            updates[name] += value.size if t == 0 else int(np.count_nonzero(value != states[name]))
+        states, fired = dict(zip(states, after, strict=True)), fired + int(np.count_nonzero(out))
+    assert [row.membrane_updates for row in report.layers] == list(updates.values())
+    assert report.layers[-1].spikes == fired > 0
+    assert any("the model is quantised" in note for note in report.notes)
+
+
+def test_a_qdq_quantised_unrolled_model_is_read_through_its_rounding(tmp_path):
+    """Unrolled, the same quantisation left the layers uncosted ("ops the matcher cannot read
+    (DequantizeLinear)")."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(64)
+    net = random_net(rng, [6, 5, 4])
+    data = _data(rng, 6, 7, 6)
+    float_path, path = tmp_path / "float.onnx", tmp_path / "model.onnx"
+    onnx.save(leaky_unrolled(net, 7), float_path)
+    _qdq(float_path, path, [{"input": data}])
+    np.savez(tmp_path / "inputs.npz", input=data)
+    report = estimate(path, tmp_path / "inputs.npz", convention="neurobench")
+    assert [(row.kind, row.reset, row.time_steps) for row in report.layers] == [("leaky", "subtract", 7)] * 2
+    assert report.totals.neuron_dense_ops == estimate(float_path).totals.neuron_dense_ops
+    out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["output"], {"input": data})[0]
+    assert report.layers[-1].spikes == int(np.count_nonzero(out)) > 0
+
+
 def _leaky_after(shaping: str, steps: int = 4) -> onnx.ModelProto:
     """Unrolled: MatMul → the shaping ops (`gelu`: x·0.5·(1 + erf(x/√2)); `softplus`: Where(x > 20, x, softplus(x)),
     as the dynamo exporter spells it) → a Leaky layer (subtract)."""
