@@ -39,7 +39,11 @@ RECURRENT_OPS = frozenset({"RNN", "GRU", "LSTM"})
 WEIGHT_OPS = frozenset({
     "MatMul", "Gemm", "Conv", "ConvTranspose", "MatMulInteger", "ConvInteger", "QLinearMatMul", "QLinearConv",
     "Einsum", "FusedMatMul", "FusedGemm", "FusedConv",
+    "QGemm", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",  # onnxruntime's quantised ops (com.microsoft)
 }) | RECURRENT_OPS
+# onnxruntime's quantised arithmetic (QOperator format): y = requantise(dq(a) op dq(b)), inputs (a, a_scale, a_zero,
+# b, b_scale, b_zero, y_scale, y_zero); read as the values the operands stand for
+QUANTISED_ARITHMETIC = frozenset({"QLinearAdd", "QLinearMul"})
 STEP_LAYOUT_OPS = frozenset({"Squeeze", "Unsqueeze", "Reshape", "Flatten", "Transpose"})
 NON_SPIKING_ACTIVATIONS = frozenset({
     "Relu", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "Tanh", "Elu", "Selu", "Gelu", "Softplus", "HardSwish",
@@ -313,13 +317,18 @@ class _StepReader:
             self.rounded.add(rounding.count)
             return self.read(rounding.source, depth + 1)
         handler = _SYMBOLIC.get(node.op_type)
-        if handler is None or node.domain not in ("", "ai.onnx"):
+        if handler is None or node.domain not in ("", "ai.onnx") and node.op_type not in QUANTISED_ARITHMETIC:
             if not self.stateful(tensor):  # e.g. Conv → MaxPool → Leaky: the pooled current is still input
                 return Poly.symbol("I:" + tensor)
             self.unreadable.append(node.op_type)
             return Poly.symbol(f"X:{node.op_type}:{tensor}")
         args = [self.read(name, depth + 1) if name else Poly.constant(0.0) for name in node.inputs]
-        result = args[0].multiply(args[1], self.flags) if node.op_type == "Mul" else handler(node, args)
+        if node.op_type == "Mul":
+            result = args[0].multiply(args[1], self.flags)
+        elif node.op_type == "QLinearMul" and len(args) >= 6:
+            result = _dequantised(args, 0).multiply(_dequantised(args, 3), self.flags)
+        else:
+            result = handler(node, args)
         if result is not None and result.symbols() and all(s.startswith("I:") for s in result.symbols()) and (
                 any(len(m) > 1 for m in result.monomials()) or any(s.startswith(SHAPED) for s in result.symbols())):
             # An op on input current alone that is not linear in it (GELU's x·Φ(x)) shapes the current, as a ReLU
@@ -346,6 +355,22 @@ def _cast(node: OpNode, args: list[Poly]) -> Poly | None:
     return args[0]
 
 
+def _dequantised(args: list[Poly], at: int) -> Poly:
+    """Operand `at` of a quantised op as the value it stands for: a constant's integers dequantised with the scale
+    and zero point beside it, (q − zero) · scale; a tensor read as it is (the symbols stand for its values)."""
+    value = args[at].constant_value()
+    scale = args[at + 1].constant_value() if len(args) > at + 1 else None
+    if value is None or scale is None:
+        return args[at]
+    zero = args[at + 2].constant_value() if len(args) > at + 2 else None
+    shifted = np.asarray(value, np.float32) - (np.asarray(zero, np.float32) if zero is not None else np.float32(0))
+    return Poly.constant(shifted * np.asarray(scale, np.float32))
+
+
+def _quantised_add(node: OpNode, args: list[Poly]) -> Poly | None:
+    return _dequantised(args, 0) + _dequantised(args, 3) if len(args) >= 6 else None
+
+
 def _sum(node: OpNode, args: list[Poly]) -> Poly:
     total = args[0]
     for arg in args[1:]:
@@ -366,6 +391,11 @@ _SYMBOLIC: dict[str, Callable[[OpNode, list[Poly]], Poly | None]] = {
     "Reshape": lambda node, a: a[0],
     "Flatten": lambda node, a: a[0],
     "Expand": lambda node, a: a[0],
+    # quantised models: a tensor and its integer form stand for the same values (constants are folded before)
+    "QuantizeLinear": lambda node, a: a[0],
+    "DequantizeLinear": lambda node, a: a[0],
+    "QLinearAdd": _quantised_add,
+    "QLinearMul": lambda node, a: None,  # read in _StepReader._read (the reset flags need its multiply)
 }
 
 
@@ -704,10 +734,12 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
                          "inhibition=True?): the spikes convention counts every neuron over threshold, which may "
                          "be more than the spikes emitted; dense ops and the neurobench convention (membranes) are "
                          "not affected")
-    if layers and graph.requantised:
-        notes.append(f"the model is quantised ({len(graph.requantised)} QuantizeLinear → DequantizeLinear pairs: "
-                     "tensors rounded to an integer grid): updates are read through the rounding, and the counts are "
-                     "those of the quantised model, whose spikes can differ from the float model's")
+    quantised = sum(1 for node in graph.nodes if node.op_type == "QuantizeLinear" and node.inputs
+                    and not graph.is_constant(node.inputs[0]))
+    if layers and quantised:
+        notes.append(f"the model is quantised ({quantised} QuantizeLinear on data: tensors rounded to an integer "
+                     "grid): updates are read through the quantisation, and the counts are those of the quantised "
+                     "model, whose spikes can differ from the float model's")
     # activations outside the neurons' updates (a Tanh inside a custom neuron's update is that layer's, shown by
     # explain as an op it could not read)
     activations = Counter(n.op_type for n in graph.nodes if n.op_type in NON_SPIKING_ACTIVATIONS

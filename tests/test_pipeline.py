@@ -437,8 +437,9 @@ def test_a_membrane_rounded_to_levels_is_read_through_and_counted_rounded(write_
     assert not any("winner-take-all" in note for note in report.notes)
 
 
-def _qdq(float_path, quantised_path, feeds: list[dict[str, np.ndarray]]) -> None:
-    """onnxruntime's static quantisation, QDQ format, int8, calibrated on `feeds`."""
+def _qdq(float_path, quantised_path, feeds: list[dict[str, np.ndarray]], quant_format: str = "QDQ") -> None:
+    """onnxruntime's static quantisation, int8, calibrated on `feeds`: QDQ format (QuantizeLinear → DequantizeLinear
+    around float ops) or QOperator (QGemm, QLinearAdd, QLinearMul on integers)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Feeds(CalibrationDataReader):
@@ -448,7 +449,7 @@ def _qdq(float_path, quantised_path, feeds: list[dict[str, np.ndarray]]) -> None
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.left, None)
 
-    quantize_static(str(float_path), str(quantised_path), Feeds(), quant_format=QuantFormat.QDQ,
+    quantize_static(str(float_path), str(quantised_path), Feeds(), quant_format=getattr(QuantFormat, quant_format),
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
 
 
@@ -483,12 +484,14 @@ def test_quantised_constants_fold_to_what_onnxruntime_computes(point):
         assert got is not None and got.dtype == expected.dtype and np.array_equal(got, expected), (name, got)
 
 
-@pytest.mark.parametrize("spelling", ["torchscript", "dynamo"])
-def test_a_qdq_quantised_stepwise_model_counts_what_it_computes(tmp_path, spelling):
-    """onnxruntime's static quantisation (QDQ) wraps every tensor, constants included, in QuantizeLinear →
-    DequantizeLinear. Stepwise, the reset compare reads the state's QDQ copy: the layer was read as two time steps
-    and the replay refused. It is Leaky subtract, with the float model's dense ops, and the counts are those of the
-    quantised model run step by step."""
+@pytest.mark.parametrize(("spelling", "quant_format"), [("torchscript", "QDQ"), ("dynamo", "QDQ"),
+                                                        ("torchscript", "QOperator")])
+def test_a_quantised_stepwise_model_counts_what_it_computes(tmp_path, spelling, quant_format):
+    """onnxruntime's static quantisation. QDQ wraps every tensor, constants included, in QuantizeLinear →
+    DequantizeLinear: stepwise, the reset compare reads the state's QDQ copy, and the layer was read as two time steps
+    and the replay refused. QOperator computes the update with QLinearMul / QLinearAdd on integers: uncosted
+    (DequantizeLinear unreadable). Both are Leaky subtract, with the float model's dense ops, and the counts are those
+    of the quantised model run step by step."""
     import onnxruntime as ort
 
     rng = np.random.default_rng(63)
@@ -501,7 +504,7 @@ def test_a_qdq_quantised_stepwise_model_counts_what_it_computes(tmp_path, spelli
     for t in range(7):  # calibrated on the states the float model carries
         feeds.append({"input": data[:, t], **states})
         states = dict(zip(states, session.run([f"{name}.next" for name in states], feeds[-1]), strict=True))
-    _qdq(float_path, path, feeds)
+    _qdq(float_path, path, feeds, quant_format)
     np.savez(tmp_path / "inputs.npz", input=data)
     report = estimate(path, tmp_path / "inputs.npz", convention="neurobench")
     assert [(row.kind, row.reset) for row in report.layers] == [("leaky", "subtract")] * 2
@@ -519,9 +522,10 @@ def test_a_qdq_quantised_stepwise_model_counts_what_it_computes(tmp_path, spelli
     assert any("the model is quantised" in note for note in report.notes)
 
 
-def test_a_qdq_quantised_unrolled_model_is_read_through_its_rounding(tmp_path):
-    """Unrolled, the same quantisation left the layers uncosted ("ops the matcher cannot read
-    (DequantizeLinear)")."""
+@pytest.mark.parametrize("quant_format", ["QDQ", "QOperator"])
+def test_a_quantised_unrolled_model_is_read_through_its_quantisation(tmp_path, quant_format):
+    """Unrolled, the same quantisation left the layers uncosted ("ops the matcher cannot read (DequantizeLinear)");
+    QOperator's QGemm also joined the two layers into one."""
     import onnxruntime as ort
 
     rng = np.random.default_rng(64)
@@ -529,7 +533,7 @@ def test_a_qdq_quantised_unrolled_model_is_read_through_its_rounding(tmp_path):
     data = _data(rng, 6, 7, 6)
     float_path, path = tmp_path / "float.onnx", tmp_path / "model.onnx"
     onnx.save(leaky_unrolled(net, 7), float_path)
-    _qdq(float_path, path, [{"input": data}])
+    _qdq(float_path, path, [{"input": data}], quant_format)
     np.savez(tmp_path / "inputs.npz", input=data)
     report = estimate(path, tmp_path / "inputs.npz", convention="neurobench")
     assert [(row.kind, row.reset, row.time_steps) for row in report.layers] == [("leaky", "subtract", 7)] * 2
