@@ -259,22 +259,35 @@ class ModelGraph:
             return tensor
         return next((name for name in chain if self.shape(name) == wanted), tensor)
 
+    def unquantised(self, tensor: str) -> str:
+        """The float tensor a quantised model's data tensor stands for: back through QuantizeLinear of data (its
+        integer form: onnxruntime's QOperator format) and DequantizeLinear(QuantizeLinear(x)) on one grid (the QDQ
+        format's rounding), to x; otherwise the tensor itself."""
+        for _ in range(64):
+            node = self.node_of(tensor)
+            if node is None or not node.inputs:
+                return tensor
+            if node.op_type == "DequantizeLinear":
+                quantise = self.node_of(node.inputs[0])
+                if quantise is None or quantise.op_type != "QuantizeLinear" or not self._same_grid(quantise, node):
+                    return tensor
+                node = quantise
+            elif node.op_type != "QuantizeLinear":
+                return tensor
+            if not node.inputs or self.is_constant(node.inputs[0]):
+                return tensor
+            tensor = node.inputs[0]
+        return tensor
+
     @cached_property
-    def requantised(self) -> dict[str, str]:
-        """QDQ pairs, by the output of their DequantizeLinear: DequantizeLinear(QuantizeLinear(x, s, z), s, z), x
-        rounded to an integer grid and back (how onnxruntime's static quantisation, QDQ format, wraps every tensor)
-        → x."""
-        found: dict[str, str] = {}
+    def float_forms(self) -> dict[str, str]:
+        """A quantised model's integer tensors of data by the float tensor a DequantizeLinear makes of them: the
+        QOperator format computes on the integer form (QLinearAdd, QLinearMul) and compares the float one."""
+        forms: dict[str, str] = {}
         for node in self.nodes:
-            if node.op_type != "DequantizeLinear" or node.domain not in ("", "ai.onnx", "com.microsoft"):
-                continue
-            quantise = self.node_of(node.inputs[0]) if node.inputs else None
-            if quantise is None or quantise.op_type != "QuantizeLinear" or not quantise.inputs:
-                continue
-            if self.is_constant(quantise.inputs[0]) or not self._same_grid(quantise, node):
-                continue
-            found[node.outputs[0]] = quantise.inputs[0]
-        return found
+            if node.op_type == "DequantizeLinear" and node.inputs and not self.is_constant(node.inputs[0]):
+                forms.setdefault(node.inputs[0], node.outputs[0])
+        return forms
 
     def _same_grid(self, quantise: OpNode, dequantise: OpNode) -> bool:
         """Whether a QuantizeLinear and a DequantizeLinear use the same scale, zero point and axis."""

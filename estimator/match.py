@@ -44,6 +44,7 @@ WEIGHT_OPS = frozenset({
 # onnxruntime's quantised arithmetic (QOperator format): y = requantise(dq(a) op dq(b)), inputs (a, a_scale, a_zero,
 # b, b_scale, b_zero, y_scale, y_zero); read as the values the operands stand for
 QUANTISED_ARITHMETIC = frozenset({"QLinearAdd", "QLinearMul"})
+QUANTISE_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 STEP_LAYOUT_OPS = frozenset({"Squeeze", "Unsqueeze", "Reshape", "Flatten", "Transpose"})
 NON_SPIKING_ACTIVATIONS = frozenset({
     "Relu", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "Tanh", "Elu", "Selu", "Gelu", "Softplus", "HardSwish",
@@ -99,8 +100,7 @@ def find_compares(graph: ModelGraph) -> list[Compare]:
         if graph.is_constant(membrane) or _selects_branches(graph, node.outputs[0]):
             continue
         membrane = graph.rounded_again(membrane)  # state_quant: fire() rounds the rounded membrane again
-        while membrane in graph.requantised:  # a QDQ model compares the membrane as its QDQ pair rounds it
-            membrane = graph.requantised[membrane]
+        membrane = graph.unquantised(membrane)  # a QDQ model compares the membrane as its QDQ pair rounds it
         compares.append(Compare(node.index, node.outputs[0], membrane, threshold, computed))
     return compares
 
@@ -186,7 +186,7 @@ def pair_states(graph: ModelGraph, compares: list[Compare], component_of: list[i
     for input_name in sorted(compared_inputs - paired_inputs):
         home = {component_of[n.index] for n in graph.users(input_name)}
         for output_name in graph.graph_outputs:
-            target = graph.canonical(output_name)
+            target = graph.unquantised(graph.canonical(output_name))
             if output_name in taken or target not in computed:
                 continue
             producer = graph.node_of(target)
@@ -261,7 +261,7 @@ class _StepReader:
         node = self.graph.node_of(tensor)
         if node is None:
             return False
-        for name in node.inputs:
+        for name in map(self.graph.unquantised, node.inputs):  # a quantised synapse reads the spike's integer form
             if not name or self.graph.is_constant(name):
                 continue
             if name in self.own_state:
@@ -283,7 +283,9 @@ class _StepReader:
 
     def _read(self, tensor: str, depth: int) -> Poly:
         graph = self.graph
-        if tensor == self.prev:
+        # a quantised model: a tensor's rounded or integer form stands for the tensor
+        tensor = graph.unquantised(tensor)
+        if tensor == self.prev or self.prev and graph.float_forms.get(tensor) == self.prev:
             return Poly.symbol("U")
         if tensor in self.foreign:
             return Poly.symbol(FOREIGN + tensor)
@@ -310,8 +312,6 @@ class _StepReader:
         if depth > 400:
             self.unreadable.append("depth")
             return Poly.symbol(f"X:{tensor}")
-        if node.op_type == "DequantizeLinear" and tensor in graph.requantised:  # QDQ: the value it rounds
-            return self.read(graph.requantised[tensor], depth + 1)
         rounding = graph.roundings.get(tensor) if node.op_type == "Gather" else None
         if rounding is not None:  # the membrane rounded to levels (state_quant): read as the value it rounds
             self.rounded.add(rounding.count)
@@ -525,6 +525,7 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
         by_component.setdefault(component_of[producer.index], []).append(membrane)
 
     flag_tensors = set(compare_of_output)
+    float_forms = graph.float_forms
 
     def predecessor(membrane: str, component: int) -> tuple[str | None, list[str], bool]:
         """The membrane upstream of `membrane` within its component that is its previous step (see below), the
@@ -544,6 +545,10 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
                 seen.add(name)
                 if name in membrane_set:
                     candidates.append(name)
+                    continue
+                if float_forms.get(name, membrane) != membrane and float_forms[name] in membrane_set:
+                    # a quantised model (QOperator) computes on the earlier membrane's integer form
+                    candidates.append(float_forms[name])
                     continue
                 producer = node_of(name)
                 if producer is None or component_of[producer.index] != component:
@@ -572,7 +577,7 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
         return {compare_of_output[name].membrane for name in reached & flag_tensors}
 
     notes: list[str] = []
-    paired_targets = {graph.canonical(pair.output) for pair in pairs}  # stepwise: the computed next states
+    paired_targets = {_target(graph, pair) for pair in pairs}  # stepwise: the computed next states
     chains: list[tuple[int, list[list[str]], str | None]] = []  # component, steps (membranes per step), problem
     flags_of: dict[str, set[str]] | None = None
     for component, members in by_component.items():
@@ -652,7 +657,7 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
         return len(before) == 1 and p.pair.input in graph.ancestors(before[0])
 
     membrane_pairs = [  # stepwise: the computed next membrane of each compared state input
-        p for p in (_MembranePair(pair, graph.canonical(pair.output)) for pair in pairs)
+        p for p in (_MembranePair(pair, _target(graph, pair)) for pair in pairs)
         if p.input_target in graph.producer
         and (p.pair.input in compared or p.input_target in membrane_set or reset_after_compare(p))
     ]
@@ -813,7 +818,7 @@ def _uncompared_next_membranes(graph: ModelGraph, compares: list[Compare], pairs
     compare_of_input = {c.membrane: c for c in compares if c.membrane in graph.graph_inputs}
     for pair in pairs:
         compare = compare_of_input.get(pair.input)
-        target = graph.canonical(pair.output)
+        target = _target(graph, pair)
         producer = graph.node_of(target)
         if compare is None or target in computed or producer is None or graph.is_constant(target):
             continue
@@ -915,6 +920,12 @@ def _rebuild(graph: ModelGraph, steps: list[list[str]], spike_of: dict[str, str]
     )
 
 
+def _target(graph: ModelGraph, pair: StatePair) -> str:
+    """The tensor a stepwise state's next value is: its output through Identity aliases (and a quantised model's
+    QuantizeLinear / DequantizeLinear, to the float value they stand for)."""
+    return graph.unquantised(graph.canonical(pair.output))
+
+
 def _in_component(component_of: list[int], component: int, node: OpNode) -> bool:
     return component_of[node.index] == component
 
@@ -932,6 +943,16 @@ def _flag_entries(graph: ModelGraph, prev: str, target: str, compare_of_output: 
     region = graph.ancestors(target, stop=lambda name: name in flags or previous_region(name)
                              or not _inside(graph, name, in_component)) | {target}
     nodes = {node for node in map(graph.node_of, region) if node is not None and in_component(node)}
+    # a quantised model's QuantizeLinear / DequantizeLinear of the flag are the flag too (one DequantizeLinear output
+    # may feed both the reset and the recurrent weight)
+    grown = True
+    while grown:
+        grown = False
+        for node in nodes:
+            if (node.op_type in QUANTISE_OPS and node.inputs and node.inputs[0] in flags
+                    and not set(node.outputs) <= flags):
+                flags.update(node.outputs)
+                grown = True
     return sum(sum(1 for name in node.inputs if name in flags) for node in nodes if not set(node.outputs) <= flags)
 
 
@@ -987,10 +1008,10 @@ def _build_layer(
     stepwise_pair = membrane_pair.pair if membrane_pair is not None and len(steps) == 1 else None
     in_component = lambda node: component_of[node.index] == component  # noqa: E731 (a closure: called per op walked)
     own_pairs = [  # stepwise: the state pairs this layer reads or writes (another layer's membrane is not its state)
-        p for p in pairs if p.input not in foreign and graph.canonical(p.output) not in foreign and (
+        p for p in pairs if p.input not in foreign and _target(graph, p) not in foreign and (
         any(in_component(n) for n in graph.users(p.input))
-        or (graph.node_of(graph.canonical(p.output)) is not None
-            and in_component(graph.node_of(graph.canonical(p.output)))))
+        or (graph.node_of(_target(graph, p)) is not None
+            and in_component(graph.node_of(_target(graph, p)))))
     ]
 
     def upstream(tensor: str) -> set[str]:
@@ -1009,7 +1030,7 @@ def _build_layer(
         membrane = membrane_pair.input_target  # type: ignore[union-attr]
         before = upstream(membrane)
         own_pairs = [p for p in own_pairs if p is stepwise_pair or p.input in before
-                     or graph.canonical(p.output) in before or membrane in upstream(graph.canonical(p.output))]
+                     or _target(graph, p) in before or membrane in upstream(_target(graph, p))]
     # a stepwise layer whose membrane is no state (Alpha with reset none: the exporter may drop the unused membrane
     # input) but which carries other state: the tool still drives it step by step
     stateless_membrane = stepwise_pair is None and len(steps) == 1 and bool(own_pairs)
@@ -1057,12 +1078,12 @@ def _build_layer(
                          current_step, foreign)
     if layer_style == "stepwise":  # state fed back from this step's spike (graded or not): c·H(U_t − θ)
         reader.spike_state = {p.input for p in pairs if p.input in own_state and p is not stepwise_pair
-                              and reader.read(graph.canonical(p.output)).symbols() == {"Snow"}}
+                              and reader.read(_target(graph, p)).symbols() == {"Snow"}}
     update = reader.read(target)
     state_updates: tuple[Poly, ...] = ()
     if layer_style == "stepwise":  # the other state this layer carries, e.g. Alpha's synaptic currents
         state_updates = tuple(
-            reader.read(graph.canonical(p.output)) for p in pairs
+            reader.read(_target(graph, p)) for p in pairs
             if p.input in own_state and p is not stepwise_pair and p.input not in reader.spike_state
         )
     features = features_of(update, reader.unreadable, state_updates, reader.theta)
