@@ -45,6 +45,7 @@ WEIGHT_OPS = frozenset({
 # b, b_scale, b_zero, y_scale, y_zero); read as the values the operands stand for
 QUANTISED_ARITHMETIC = frozenset({"QLinearAdd", "QLinearMul"})
 QUANTISE_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+INDEXING_OPS = frozenset({"Gather", "Slice", "GatherElements"})  # x[t]: one step's slice of a whole-sequence tensor
 STEP_LAYOUT_OPS = frozenset({"Squeeze", "Unsqueeze", "Reshape", "Flatten", "Transpose"})
 NON_SPIKING_ACTIVATIONS = frozenset({
     "Relu", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "Tanh", "Elu", "Selu", "Gelu", "Softplus", "HardSwish",
@@ -274,6 +275,16 @@ class _StepReader:
                 return True
         return False
 
+    def _sequence_input(self, node: OpNode) -> bool:
+        """Whether an indexing op picks this step's slice of a tensor computed for the whole sequence from data alone
+        (a Linear run once over (B, T, F), then cur[t] at each step): input current, though every step reads the
+        same tensor (which puts it upstream of the previous membrane too)."""
+        if not node.inputs or not all(self.graph.is_constant(name) for name in node.inputs[1:] if name):
+            return False
+        source = node.inputs[0]
+        own = {self.prev, self.target, *self.own_state, *self.current_step} - {""}  # its flags come from these too
+        return not (self.graph.ancestors(source) | {source}) & own
+
     def read(self, tensor: str, depth: int = 0) -> Poly:
         if tensor in self.memo:
             return self.memo[tensor]
@@ -316,6 +327,8 @@ class _StepReader:
         if rounding is not None:  # the membrane rounded to levels (state_quant): read as the value it rounds
             self.rounded.add(rounding.count)
             return self.read(rounding.source, depth + 1)
+        if node.op_type in INDEXING_OPS and self._sequence_input(node):
+            return Poly.symbol("I:" + tensor)
         handler = _SYMBOLIC.get(node.op_type)
         if handler is None or node.domain not in ("", "ai.onnx") and node.op_type not in QUANTISED_ARITHMETIC:
             if not self.stateful(tensor):  # e.g. Conv → MaxPool → Leaky: the pooled current is still input

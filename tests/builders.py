@@ -234,6 +234,36 @@ def leaky_unrolled(net: LeakyNet, steps: int, spelling: str = "torchscript",
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def leaky_unrolled_sequence_synapses(net: LeakyNet, steps: int) -> onnx.ModelProto:
+    """Layer by layer, each synapse run once over the whole sequence (Linear on (B, T, F), with its bias Add) and each
+    step reading its slice, `cur[:, t]`, as a net that applies `fc` before its time loop exports."""
+    b = _Builder("torchscript")
+    n_in = net.weights[0].shape[0]
+    sequence = "input"
+    for w in net.weights:
+        current = b.op("Add", [b.op("MatMul", [sequence, b.init(w, "W")]), b.init(np.zeros(w.shape[1]), "bias")])
+        beta, theta = b.beta(net), b.init(net.threshold, "threshold")
+        mem, fired = None, []
+        for t in range(steps):
+            index = b.name("t")
+            b.inits.append(numpy_helper.from_array(np.asarray(t, dtype=np.int64), index))
+            step_current = b.op("Gather", [current, index], axis=1)
+            if mem is None:
+                mem = b.op("ConstantOfShape", [b.op("Shape", [step_current])],
+                           value=numpy_helper.from_array(np.zeros(1, np.float32)))
+            mem, spike = b.step(net, mem, step_current, beta, theta)
+            axes = b.name("axes")
+            b.inits.append(numpy_helper.from_array(np.asarray([1], dtype=np.int64), axes))
+            fired.append(b.op("Unsqueeze", [spike, axes]))
+        sequence = b.op("Concat", fired, axis=1)
+    b.nodes.append(helper.make_node("Identity", [sequence], ["output"]))
+    outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", steps, net.weights[-1].shape[1]])]
+    graph = helper.make_graph(b.nodes, "sequence_synapses",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", steps, n_in])],
+                              outputs, b.inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def checker_objects_but_runs(net: LeakyNet) -> onnx.ModelProto:
     """A stepwise Leaky model the ONNX checker objects to (a metadata key twice) and onnxruntime runs."""
     proto = leaky_stepwise(net)

@@ -10,6 +10,7 @@ from builders import (
     hand_written_lif_stepwise,
     leaky_stepwise,
     leaky_unrolled,
+    leaky_unrolled_sequence_synapses,
     random_net,
     rounded_lif_stepwise,
 )
@@ -435,6 +436,21 @@ def test_a_membrane_rounded_to_levels_is_read_through_and_counted_rounded(write_
     assert updates < 8 * mem.size  # the rounding holds some membranes still: counting before it would differ
     assert any("rounded to 10 levels" in note for note in report.notes)
     assert not any("winner-take-all" in note for note in report.notes)
+
+
+def test_a_synapse_run_once_over_the_sequence_is_each_steps_input_current(write_model, tmp_path):
+    """`cur = fc(x)` over the whole (B, T, F) sequence, then `lif(cur[:, t], mem)` in the loop: every step reads a
+    slice of one tensor (a Gather), which the bias Add puts in the layer's component and upstream of every earlier
+    membrane. Both layers were uncosted ("ops the matcher cannot read (Gather)"); the slice is input current."""
+    rng = np.random.default_rng(65)
+    net = random_net(rng, [6, 5, 4])
+    data = _data(rng, 4, 7, 6)
+    report = estimate(write_model(leaky_unrolled_sequence_synapses(net, 7), inputs=data), tmp_path / "inputs.npz",
+                      convention="neurobench")
+    assert [(row.kind, row.reset, row.time_steps) for row in report.layers] == [("leaky", "subtract", 7)] * 2
+    want = net.reference(data)
+    assert [row.spikes for row in report.layers] == want["spikes"] and sum(want["spikes"]) > 0
+    assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
 
 
 def _qdq(float_path, quantised_path, feeds: list[dict[str, np.ndarray]], quant_format: str = "QDQ") -> None:
