@@ -723,9 +723,22 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
     # model, (x > 0.5).float(), or a step activation between synapses), is no neuron. In an unrolled graph whose
     # neurons have several steps each it shows as one such "layer" per step, and in a stepwise graph (whose neurons
     # carry state) as one: a note, not uncosted layers. (A one-step unrolled export of real neurons looks the same,
-    # and keeps its uncosted layers: nothing tells them apart.)
-    if style == "stepwise" or any(layer.style == "unrolled" and (layer.time_steps or 0) > 1 for layer in layers):
+    # and keeps its uncosted layers: nothing tells them apart.) Unrolled, they are dropped only when they come one per
+    # step: a single compare beside layers of T steps may be a layer computing the whole sequence at once
+    # (snnTorch's StateLeaky: a Conv over time), and is kept, uncosted, rather than silently lost.
+    multi_step = {layer.time_steps for layer in layers if layer.style == "unrolled" and (layer.time_steps or 0) > 1}
+    if style == "stepwise" or multi_step:
         stateless = [_stateless(layer) and _all_steps_at_once(graph, layer.membranes[0]) is None for layer in layers]
+        if style != "stepwise" and not any(sum(stateless) % steps == 0 for steps in multi_step if steps):
+            stateless = [False] * len(layers)
+        for index, (layer, drop) in enumerate(zip(layers, stateless, strict=True)):
+            if not drop and multi_step and layer.style == "unrolled" and layer.time_steps == 1 and (
+                    layer.problem or "").startswith("only one time step"):
+                layers[index] = replace(layer, problem=(
+                    f"one threshold compare with no state carried from step to step, beside layers unrolled over "
+                    f"{', '.join(map(str, sorted(multi_step)))} steps: a layer computing the whole sequence at once "
+                    "(a Conv or a cumulative sum over time, as snnTorch's StateLeaky, LinearLeaky or "
+                    "AssociativeLeaky do), which the matcher cannot read step by step?"))
         dropped = [layer.location for layer, drop in zip(layers, stateless, strict=True) if drop]
         if dropped:
             where = ", ".join(dropped[:4]) + (f" and {len(dropped) - 4} more" if len(dropped) > 4 else "")

@@ -388,8 +388,9 @@ def all_steps_at_once_then_leaky(spelling: str = "rnn", steps: int = 5, n_in: in
                                  n_out: int = 3) -> onnx.ModelProto:
     """Time-first input (T, B, F) → a layer whose membrane holds every step at once, as snnTorch's LeakyParallel
     (an nn.RNN, ReLU, diagonal recurrent weight β) is exported — `spelling` "rnn": one ONNX RNN op (TorchScript);
-    "concat": the steps traced one by one, ReLU(x_t·W + h_{t−1}·R), then concatenated (dynamo) — then H(U − θ) over
-    all steps, then a Leaky layer unrolled over the same steps."""
+    "concat": the steps traced one by one, ReLU(x_t·W + h_{t−1}·R), then concatenated (dynamo) — or as StateLeaky
+    computes it ("conv": a causal convolution over time with the kernel β^k) — then H(U − θ) over all steps, then a
+    Leaky layer unrolled over the same steps."""
     rng = np.random.default_rng(62)
     b = _Builder("torchscript")
     weight = rng.normal(0.0, 0.8, size=(n_in, hidden)).astype(np.float32)
@@ -409,6 +410,14 @@ def all_steps_at_once_then_leaky(spelling: str = "rnn", steps: int = 5, n_in: in
         axis = b.name("axis")
         b.inits.append(numpy_helper.from_array(np.asarray([1], np.int64), axis))
         membrane = b.op("Squeeze", [out, axis])  # (T, B, H)
+    elif spelling == "conv":  # snnTorch's StateLeaky: a causal convolution over time with the decay kernel
+        current = b.op("MatMul", ["input", b.init(weight, "W")])  # (T, B, H)
+        perm = b.op("Transpose", [current], perm=[1, 2, 0])  # (B, H, T)
+        pads = b.name("pads")
+        b.inits.append(numpy_helper.from_array(np.asarray([0, 0, steps - 1, 0, 0, 0], np.int64), pads))
+        kernel = np.tile(0.9 ** np.arange(steps, dtype=np.float32)[::-1], (hidden, 1, 1))
+        convolved = b.op("Conv", [b.op("Pad", [perm, pads]), b.init(kernel, "kernel")], group=hidden)
+        membrane = b.op("Transpose", [convolved], perm=[2, 0, 1])  # (T, B, H)
     else:
         w, r, h, parts = b.init(weight, "W"), b.init(recurrent, "R"), None, []
         for t in range(steps):
