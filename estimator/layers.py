@@ -67,6 +67,8 @@ class MatchResult:
     state_pairs: tuple[StatePair, ...]
     data_inputs: tuple[str, ...]
     notes: tuple[str, ...]
+    # unrolled: data inputs the graph takes time first, (T, B, …) (its time loop slices axis 0): fed so by the replay
+    time_first_inputs: tuple[str, ...] = ()
 
 
 def match_to_json(match: MatchResult) -> dict[str, Any]:
@@ -77,7 +79,8 @@ def match_to_json(match: MatchResult) -> dict[str, Any]:
         data["features"] = asdict(layer.features) if layer.features is not None else None
         layers.append(data)
     return {"layers": layers, "style": match.style, "state_pairs": [[p.input, p.output] for p in match.state_pairs],
-            "data_inputs": list(match.data_inputs), "notes": list(match.notes)}
+            "data_inputs": list(match.data_inputs), "notes": list(match.notes),
+            "time_first_inputs": list(match.time_first_inputs)}
 
 
 def match_from_json(data: dict[str, Any]) -> MatchResult:
@@ -97,4 +100,4 @@ def match_from_json(data: dict[str, Any]) -> MatchResult:
             values["features"] = UpdateFeatures(**features)
         layers.append(NeuronLayer(**values))
     return MatchResult(tuple(layers), data["style"], tuple(StatePair(i, o) for i, o in data["state_pairs"]),
-                       tuple(data["data_inputs"]), tuple(data["notes"]))
+                       tuple(data["data_inputs"]), tuple(data["notes"]), tuple(data.get("time_first_inputs", ())))

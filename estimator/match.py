@@ -734,7 +734,7 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
         for index, (layer, drop) in enumerate(zip(layers, stateless, strict=True)):
             if not drop and multi_step and layer.style == "unrolled" and layer.time_steps == 1 and (
                     layer.problem or "").startswith("only one time step"):
-                layers[index] = replace(layer, problem=(
+                layers[index] = replace(layer, neurons_shape=None, problem=(  # time may be in its shape
                     f"one threshold compare with no state carried from step to step, beside layers unrolled over "
                     f"{', '.join(map(str, sorted(multi_step)))} steps: a layer computing the whole sequence at once "
                     "(a Conv or a cumulative sum over time, as snnTorch's StateLeaky, LinearLeaky or "
@@ -780,7 +780,43 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
         notes.append(
             f"the graph also holds non-spiking activations ({listed}): not neurons in this metric, not counted"
         )
-    return MatchResult(tuple(layers), style if layers else "none", tuple(pairs), data_inputs, tuple(notes))
+    unrolled_steps = {layer.time_steps for layer in layers if layer.style == "unrolled" and layer.problem is None}
+    time_first = _time_first_inputs(graph, data_inputs, unrolled_steps) if style == "unrolled" and layers else ()
+    if time_first:
+        notes.append(f"the model takes {', '.join(map(repr, time_first))} time first, (time, batch, …): its time loop "
+                     "slices axis 0; the replay feeds the recorded (batch, time, …) samples that way")
+    return MatchResult(tuple(layers), style if layers else "none", tuple(pairs), data_inputs, tuple(notes),
+                       time_first)
+
+
+def _time_first_inputs(graph: ModelGraph, data_inputs: tuple[str, ...], steps: set[int | None]) -> tuple[str, ...]:
+    """Data inputs whose per-step slices (x[t]: Gather of a constant scalar index, Slice of one axis, Split, as the
+    exporters trace a loop over time) are taken along axis 0: a forward written `for t in range(T): fc(x[t])`, as in
+    snnTorch's tutorials, takes its input time first. Without such slices (a synapse run over the whole sequence),
+    a declared shape (T, batch, …) with T the layers' steps and a symbolic batch says the same."""
+    found = []
+    for name in data_inputs:
+        shape = graph.shape(name) or ()
+        rank = len(shape) or None
+        axes: Counter[int] = Counter()
+        for user in graph.users(name):
+            axis: int | None = None
+            if user.op_type == "Gather" and len(user.inputs) == 2:
+                index = graph.constant_value(user.inputs[1])
+                if index is not None and np.ndim(index) == 0:
+                    axis = int(user.attributes.get("axis", 0))
+            elif user.op_type == "Split":
+                axis = int(user.attributes.get("axis", 0))
+            elif user.op_type == "Slice" and len(user.inputs) >= 4:
+                sliced = graph.constant_value(user.inputs[3])
+                axis = int(np.ravel(sliced)[0]) if sliced is not None and np.size(sliced) == 1 else None
+            if axis is not None:
+                axes[axis + rank if axis < 0 and rank else axis] += 1
+        if axes and axes.most_common(1)[0][0] == 0 and (rank or 0) >= 2:
+            found.append(name)
+        elif not axes and len(shape) >= 2 and shape[0] in steps and isinstance(shape[1], str):
+            found.append(name)
+    return tuple(found)
 
 
 def _all_steps_at_once(graph: ModelGraph, membrane: str) -> str | None:
@@ -803,6 +839,14 @@ def _all_steps_at_once(graph: ModelGraph, membrane: str) -> str | None:
             return None
         tensor = node.inputs[0]
     return None
+
+
+def _fires_on_change(graph: ModelGraph, compared: str) -> bool:
+    """Whether the tensor a compare reads is |a − b| of two computed tensors (DeltaLeaky: |U_t − U_{t−1}| > δθ)."""
+    size = graph.node_of(compared)
+    difference = graph.node_of(size.inputs[0]) if size is not None and size.op_type == "Abs" and size.inputs else None
+    return (difference is not None and difference.op_type == "Sub" and len(difference.inputs) == 2
+            and not any(graph.is_constant(name) for name in difference.inputs))
 
 
 def _under_layout(graph: ModelGraph, tensor: str) -> str:
@@ -1196,6 +1240,9 @@ def _build_layer(
         kind_name = None  # steps that could not be told apart from another layer's: no figure rests on them
     if features.unreadable_ops and kind_name is None:
         problem = f"update uses ops the matcher cannot read ({', '.join(features.unreadable_ops)})"
+        if _fires_on_change(graph, target):
+            problem = ("its spikes fire on the size of a change, |a − b| of two computed tensors (a delta neuron, as "
+                       f"snnTorch's DeltaLeaky), which no registered kind has; {problem}")
     if features.reset is None:
         problem = problem or f"reset term not recognised in U_t = {update}"
     if "Snow" in update.symbols():

@@ -304,11 +304,21 @@ def open_session(plan: ReplayPlan, threads: int = 0, optimize: bool = True, save
     return _session(plan, threads, optimize, save_ort)
 
 
+def _batch_axis(plan: ReplayPlan, name: str) -> int:
+    """Where the batch is in the model's own layout of a data input: 1 for an input the graph takes time first."""
+    return 1 if name in plan.match.time_first_inputs else 0
+
+
+def _as_fed(plan: ReplayPlan, name: str, array: np.ndarray) -> np.ndarray:
+    """A (batch, time, …) array in the layout the model takes: time first for such an input (a contiguous copy)."""
+    return np.ascontiguousarray(np.swapaxes(array, 0, 1)) if _batch_axis(plan, name) else array
+
+
 def _fixed_batch(plan: ReplayPlan, names: tuple[str, ...]) -> int | None:
     for name in names:
-        shape = plan.shape(name)
-        if shape and isinstance(shape[0], int) and shape[0] > 0:
-            return shape[0]
+        shape, axis = plan.shape(name), _batch_axis(plan, name)
+        if shape and len(shape) > axis and isinstance(shape[axis], int) and shape[axis] > 0:
+            return shape[axis]
     return None
 
 
@@ -316,12 +326,15 @@ def _check_shape(plan: ReplayPlan, name: str, given: tuple[int, ...], what: str)
     expected = plan.shape(name)
     if expected is None:
         return
+    batch_axis = _batch_axis(plan, name)
+    if batch_axis and len(given) > 1:  # compared in the model's layout
+        given, what = (given[1], given[0], *given[2:]), f"{what} (time first, as the model takes it)"
     if len(expected) != len(given):
         raise InputError(
             f"input {name!r}: model expects {len(expected)} dims {_show(expected)}, {what} has shape {given}"
         )
     for axis, (want, have) in enumerate(zip(expected, given, strict=True)):
-        if axis > 0 and isinstance(want, int) and want != have:
+        if axis != batch_axis and isinstance(want, int) and want != have:
             raise InputError(f"input {name!r}: model expects shape {_show(expected)}, {what} has shape {given}")
 
 
@@ -456,9 +469,20 @@ def _check_dtype(name: str, have: np.dtype, want: np.dtype, scan: _Scan) -> tupl
     return None, f"{what} cast to {want}, the model's input type (exactly)"
 
 
+def _set_aside(match: MatchResult, steps: int) -> list:
+    """Uncosted layers of an unrolled graph read with another number of steps than the inputs have, while a costed
+    layer's steps match them (a layer computing the whole sequence at once, beside Leaky layers unrolled over T): the
+    replay runs the model and counts the others, not these."""
+    if not any(layer.problem is None and layer.time_steps == steps for layer in match.layers):
+        return []
+    return [layer for layer in match.layers
+            if layer.problem and layer.time_steps is not None and layer.time_steps != steps]
+
+
 def _check_steps(match: MatchResult, steps: int, inputs: RecordedInputs | None = None) -> None:
+    aside = _set_aside(match, steps)
     for layer in match.layers:
-        if layer.spikes and layer.time_steps is not None and layer.time_steps != steps:
+        if layer.spikes and layer.time_steps is not None and layer.time_steps != steps and layer not in aside:
             where, hint = "", ""
             if inputs is not None and inputs.file_shape is not None:
                 shape, axis = inputs.file_shape, inputs.time_axis % len(inputs.file_shape)
@@ -596,7 +620,8 @@ def replay(
     when it passes is stopped and TimeLimitError raised. `save_ort` names the file for open_session's `save_ort`;
     it is called only when the session is made without optimisations (a replay that runs the model a few times)."""
     match = plan.match
-    layers = _counted_layers(match)
+    aside = _set_aside(match, inputs.time_steps)
+    layers = [layer for layer in _counted_layers(match) if layer not in aside]
     stepwise = match.style == "stepwise"
     deadline = deadline or Deadline(None)
     first, last = sample_range if sample_range is not None else (0, inputs.samples)
@@ -614,7 +639,8 @@ def replay(
     position = {name: i for i, name in enumerate(fetch_names)}
 
     warnings: list[str] = []
-    notes: list[str] = []
+    notes: list[str] = [f"{layer.name}: not replayed (read as {layer.time_steps} time step(s), the inputs have "
+                        f"{steps}: see its uncosted reason); the other layers are counted" for layer in aside]
     if fixed is not None and batch_size is not None and batch_size != fixed:
         notes.append(f"--batch-size {batch_size} not used: the graph fixes the batch at {fixed} (the last batch is "
                      "padded, only its real samples counted)")
@@ -696,7 +722,7 @@ def replay(
             if not stepwise:
                 for name, chunk in batch.items():
                     _check_shape(plan, name, chunk.shape, "the inputs batch")
-                feeds = {name: _cast_for(plan, name, chunk) for name, chunk in batch.items()}
+                feeds = {name: _cast_for(plan, name, _as_fed(plan, name, chunk)) for name, chunk in batch.items()}
                 outputs = _run(session, fetch_names, feeds, run_options, deadline, doing)
                 exposed_bytes = sum(out.nbytes for out in outputs)
                 count_sequence(outputs, real)

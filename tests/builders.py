@@ -189,8 +189,10 @@ def _live(nodes: list[onnx.NodeProto], outputs: list[onnx.ValueInfoProto]) -> li
 
 
 def leaky_unrolled(net: LeakyNet, steps: int, spelling: str = "torchscript",
-                   batch: int | str = "batch") -> onnx.ModelProto:
-    """The time loop traced: input (batch, steps, features) → stacked output spikes (batch, steps, out)."""
+                   batch: int | str = "batch", time_first: bool = False) -> onnx.ModelProto:
+    """The time loop traced: input (batch, steps, features) → stacked output spikes (batch, steps, out); with
+    `time_first`, as a forward looping over x[step] of snnTorch's tutorials takes it: input (steps, batch, features)
+    → output (steps, batch, out)."""
     b = _Builder(spelling)
     n_in = net.weights[0].shape[0]
     betas = [b.beta(net) for _ in net.weights]
@@ -200,7 +202,7 @@ def leaky_unrolled(net: LeakyNet, steps: int, spelling: str = "torchscript",
     for t in range(steps):
         index = b.name("t")
         b.inits.append(numpy_helper.from_array(np.asarray(t, dtype=np.int64), index))
-        x = b.op("Gather", ["input", index], axis=1)
+        x = b.op("Gather", ["input", index], axis=0 if time_first else 1)
         if net.binarise_input is not None:
             x = b.flag(b.op("Relu", [x]), b.const(net.binarise_input))
         fired: list[str] = []
@@ -221,13 +223,15 @@ def leaky_unrolled(net: LeakyNet, steps: int, spelling: str = "torchscript",
             b.scope = None
             fired.append(x)
         axes = b.name("axes")
-        b.inits.append(numpy_helper.from_array(np.asarray([1], dtype=np.int64), axes))
+        b.inits.append(numpy_helper.from_array(np.asarray([0 if time_first else 1], dtype=np.int64), axes))
         stacked.append(b.op("Unsqueeze", [mems[-1] if net.returns_membrane else x, axes]))
-    b.nodes.append(helper.make_node("Concat", stacked, ["output"], axis=1))
-    outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, steps, net.weights[-1].shape[1]])]
+    b.nodes.append(helper.make_node("Concat", stacked, ["output"], axis=0 if time_first else 1))
+    out_shape = [steps, batch, net.weights[-1].shape[1]] if time_first else [batch, steps, net.weights[-1].shape[1]]
+    outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, out_shape)]
     graph = helper.make_graph(
         _live(b.nodes, outputs), "unrolled",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, steps, n_in])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                       [steps, batch, n_in] if time_first else [batch, steps, n_in])],
         outputs,
         b.inits,
     )

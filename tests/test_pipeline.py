@@ -438,6 +438,26 @@ def test_a_membrane_rounded_to_levels_is_read_through_and_counted_rounded(write_
     assert not any("winner-take-all" in note for note in report.notes)
 
 
+@pytest.mark.parametrize(("spelling", "batch", "time_axis"), [("torchscript", "batch", 1), ("dynamo", "batch", 0),
+                                                               ("torchscript", 3, 1)])
+def test_an_unrolled_model_taking_its_input_time_first_is_fed_so(write_model, tmp_path, spelling, batch, time_axis):
+    """A forward looping `for t in range(T): fc(x[t])` (snnTorch's tutorials) exports an input (T, batch, F). The
+    replay fed it (batch, T, F) samples: with T declared on axis 0 it took T for a fixed batch and padded the samples
+    to it, and the counts were of samples read as time steps (spikes 5 and 3 instead of 13 and 6, silently). With a
+    fixed batch of 3, 5 samples: the last batch is padded along the model's batch axis."""
+    rng = np.random.default_rng(66)
+    net = random_net(rng, [6, 5, 4])
+    samples = 5 if batch == 3 else 3
+    data = (rng.random((samples, 7, 6)) < 0.5).astype(np.float32)
+    path = write_model(leaky_unrolled(net, 7, spelling, batch=batch, time_first=True))
+    np.save(tmp_path / "inputs.npy", data if time_axis == 1 else data.transpose(1, 0, 2))
+    report = estimate(path, tmp_path / "inputs.npy", time_axis=time_axis, convention="neurobench")
+    want = net.reference(data)
+    assert [row.spikes for row in report.layers] == want["spikes"] and sum(want["spikes"]) > 0
+    assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
+    assert any("the model takes 'input' time first" in note for note in report.notes)
+
+
 def test_a_synapse_run_once_over_the_sequence_is_each_steps_input_current(write_model, tmp_path):
     """`cur = fc(x)` over the whole (B, T, F) sequence, then `lif(cur[:, t], mem)` in the loop: every step reads a
     slice of one tensor (a Gather), which the bias Add puts in the layer's component and upstream of every earlier

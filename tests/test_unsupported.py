@@ -85,6 +85,31 @@ def test_a_membrane_of_every_step_at_once_is_named_as_the_reason(write_model, sp
     assert report.layers[1].dense_ops == 3 * 5 * 4
 
 
+def test_a_whole_sequence_layer_is_set_aside_and_the_others_replayed(write_model, tmp_path):
+    """Beside a Leaky layer unrolled over the inputs' steps, a layer computing the whole sequence at once (StateLeaky's
+    causal convolution) is read as one step: the replay refused the model. It now replays it, counts the Leaky layer
+    and says the other was not replayed."""
+    from builders import LeakyNet
+
+    path = write_model(all_steps_at_once_then_leaky("conv"))
+    rng = np.random.default_rng(62)  # the builder's weights, drawn in its order
+    weight = rng.normal(0.0, 0.8, size=(6, 5)).astype(np.float32)
+    second = LeakyNet([rng.normal(0.0, 0.8, size=(5, 3)).astype(np.float32)])
+    data = (np.random.default_rng(5).random((5, 4, 6)) < 0.5).astype(np.float32)  # time first, as the model takes it
+    np.save(tmp_path / "inputs.npy", data)
+    report = estimate(path, tmp_path / "inputs.npy", time_axis=0, convention="neurobench")
+    assert [(row.kind, row.spikes) for row in report.layers][0] == (None, None)
+    current = data @ weight
+    membrane = np.stack([sum(np.float32(0.9) ** k * current[t - k] for k in range(t + 1)) for t in range(5)])
+    fired = (membrane - np.float32(1.0) > 0).astype(np.float32)
+    want = second.reference(fired.transpose(1, 0, 2))
+    assert (report.layers[1].spikes, report.layers[1].membrane_updates) == (want["spikes"][0],
+                                                                            want["membrane_updates"][0])
+    assert want["spikes"][0] > 0 and not report.totals.complete
+    assert any(note.startswith("layer1: not replayed (read as 1 time step(s), the inputs have 5") for note in
+               report.notes)
+
+
 def test_strict_turns_uncosted_into_exit_3(quadratic):
     path, inputs = quadratic
     with pytest.raises(UncostedLayersError):
