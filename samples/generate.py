@@ -148,18 +148,18 @@ class Unrolled(nn.Module):
     """forward(x: (batch, time, features...)) -> spikes (batch, time, out): the time loop inside the graph. With
     `membrane`, the last layer's membrane record instead of its spikes."""
 
-    def __init__(self, core: Core, membrane: bool = False):
+    def __init__(self, core: Core, membrane: bool = False, time_first: bool = False):
         super().__init__()
-        self.core, self.membrane = core, membrane
+        self.core, self.membrane, self.time_first = core, membrane, time_first
         self.last = core.neurons()[-1][0]
 
     def forward(self, x):
         states = {n: init_state(m) for n, m in self.core.neurons()}
         outs = []
-        for t in range(x.shape[1]):
-            o, states, _ = self.core.step(x[:, t], states)
+        for t in range(x.shape[0] if self.time_first else x.shape[1]):
+            o, states, _ = self.core.step(x[t] if self.time_first else x[:, t], states)
             outs.append(states[self.last][-1] if self.membrane else o)
-        return torch.stack(outs, dim=1)
+        return torch.stack(outs, dim=0 if self.time_first else 1)
 
 
 class Stepwise(nn.Module):
@@ -201,6 +201,8 @@ class Net:
     fixed_batch: tuple = ()        # (style, exporter) pairs also exported with a fixed batch, as __fixedbatch cases
     returns_membrane: bool = False  # the export returns the last layer's membrane record, not its spikes (the
     #                                 exporter then drops that layer's unused spike compare)
+    time_first: bool = False  # the unrolled export takes (time, batch, features...) and loops over x[t], as snnTorch's
+    #                           tutorials write a forward (the recorded inputs stay (batch, time, ...))
 
 
 def binary(shape, p):
@@ -362,6 +364,10 @@ NETS: list[Net] = [
                  ("syn2", snn.Synaptic(alpha=0.8, beta=0.9, reset_mechanism="zero",
                                        state_quant=quant.state_quant(num_bits=3, uniform=True, threshold=1)))],
         binary((6, 10, 16), 0.3), 3, seed=44),
+    Net("leaky_sub_fc2_timefirst", "2 layers fc, Leaky subtract; the unrolled export takes (time, batch, features) and "
+        "loops over x[t], as snnTorch's tutorials write a forward (the recorded inputs are (batch, time, features))",
+        lambda: fc_stack([16, 12, 6], "leaky", "subtract"), binary((6, 10, 16), 0.3), 3, seed=45, time_first=True,
+        styles=(("unrolled", "torchscript"), ("unrolled", "dynamo"))),
     Net("rleaky_sub_fc1", "RLeaky subtract, all-to-all Linear recurrence (NeuroBench: KeyError -> 0)",
         lambda: fc_stack([16, 12], "rleaky", "subtract"), binary((6, 12, 16), 0.3), 3, seed=16,
         styles=LEAKY_STYLES + FN),
@@ -514,7 +520,7 @@ def neurobench_run(core: Core, x: torch.Tensor, batch: int):
 
 
 def export(core: Core, style: str, exporter: str, x: torch.Tensor, batch: int, path: Path, external: bool,
-           dynamic: bool = True, membrane: bool = False):
+           dynamic: bool = True, membrane: bool = False, time_first: bool = False):
     """Export one style with one exporter. Returns (opset, notes)."""
     core = copy.deepcopy(core).eval()
     for _, m in core.neurons():
@@ -524,8 +530,8 @@ def export(core: Core, style: str, exporter: str, x: torch.Tensor, batch: int, p
     functions = style.startswith("functions")
     base = "unrolled" if style in ("unrolled", "functions-unrolled") else "stepwise"
     if base == "unrolled":
-        module = Unrolled(core, membrane).eval()
-        args = (xb,)
+        module = Unrolled(core, membrane, time_first).eval()
+        args = (xb.transpose(0, 1).contiguous(),) if time_first else (xb,)
         in_names, out_names = ["input"], ["output"]
     else:
         module = Stepwise(core, membrane).eval()
@@ -545,7 +551,7 @@ def export(core: Core, style: str, exporter: str, x: torch.Tensor, batch: int, p
         warnings.simplefilter("ignore")
         if exporter == "torchscript":
             opset = 17
-            dyn = {n: {0: "batch"} for n in in_names + out_names} if dynamic else None
+            dyn = {n: {1 if time_first else 0: "batch"} for n in in_names + out_names} if dynamic else None
             torch.onnx.export(module, args, str(path), dynamo=False, opset_version=opset, input_names=in_names,
                               output_names=out_names, dynamic_axes=dyn,
                               export_modules_as_functions=fn_classes)
@@ -558,7 +564,7 @@ def export(core: Core, style: str, exporter: str, x: torch.Tensor, batch: int, p
             opset = 18
             batch_dim = torch.export.Dim("batch", min=1, max=1024)
             # stepwise forward(x, *flat): dynamic_shapes mirror the signature, the varargs as one tuple
-            dyn_shapes = (({0: batch_dim},) if len(args) == 1
+            dyn_shapes = (({1 if time_first else 0: batch_dim},) if len(args) == 1
                           else ({0: batch_dim}, tuple({0: batch_dim} for _ in args[1:])))
             kwargs = {}
             if functions:
@@ -661,12 +667,12 @@ def simplify(src: Path, dst: Path, tool: str) -> str:
     return version
 
 
-def graph_batch(path: Path):
+def graph_batch(path: Path, time_first: bool = False):
     """The fixed batch size of the graph's first input, or None when it is symbolic."""
     import onnx
 
     m = onnx.load(str(path), load_external_data=False)
-    d = m.graph.input[0].type.tensor_type.shape.dim[0]
+    d = m.graph.input[0].type.tensor_type.shape.dim[1 if time_first else 0]
     return d.dim_value if d.HasField("dim_value") else None
 
 
@@ -675,7 +681,7 @@ def graph_batch(path: Path):
 
 
 def ort_compare(path: Path, style: str, core: Core, x: torch.Tensor, batch: int, torch_out, step_records,
-                fixed_batch, membrane: bool = False):
+                fixed_batch, membrane: bool = False, time_first: bool = False):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -701,7 +707,10 @@ def ort_compare(path: Path, style: str, core: Core, x: torch.Tensor, batch: int,
             xb = x[b0:b0 + batch].numpy()
             if fixed_batch and xb.shape[0] != fixed_batch:
                 raise RuntimeError("samples not a multiple of the fixed batch")
-            (o,) = sess.run(None, {in_names[0]: xb})
+            (o,) = sess.run(None, {in_names[0]: np.ascontiguousarray(xb.transpose(1, 0, *range(2, xb.ndim)))
+                                   if time_first else xb})
+            if time_first:
+                o = o.transpose(1, 0, *range(2, o.ndim))
             if membrane:  # the last layer's membrane record, from the PyTorch run's states
                 want = torch.stack([st_out[last][-1] for _, _, _, st_out in step_records[b0 // batch]], 1)
                 cmp(o, want.numpy())
@@ -800,7 +809,8 @@ def write_case(p: Prepared, style: str, exporter: str, out_dir: Path, variant: s
     try:
         external = (style, exporter) in net.external_data and not simplified
         opset, notes = export(p.core, style, exporter, p.x, net.batch_size, tmp / "model.onnx", external,
-                              dynamic=variant != "fixedbatch", membrane=net.returns_membrane)
+                              dynamic=variant != "fixedbatch", membrane=net.returns_membrane,
+                              time_first=net.time_first)
         if variant == "fixedbatch":
             notes.append(f"exported on purpose without a dynamic batch (batch {net.batch_size} fixed in the graph)")
         if simplified:
@@ -813,11 +823,11 @@ def write_case(p: Prepared, style: str, exporter: str, out_dir: Path, variant: s
             shutil.rmtree(raw)
             notes.append(f"simplified with {tool_version}")
         has_data = (tmp / "model.onnx.data").exists()
-        fixed = graph_batch(tmp / "model.onnx")
+        fixed = graph_batch(tmp / "model.onnx", net.time_first)
         if fixed and p.x.shape[0] % fixed:
             raise RuntimeError(f"graph fixes batch {fixed}, which does not divide {p.x.shape[0]} samples")
         ort_cmp, ort_updates = ort_compare(tmp / "model.onnx", style, p.core, p.x, net.batch_size, p.torch_out,
-                                           p.step_records, fixed, net.returns_membrane)
+                                           p.step_records, fixed, net.returns_membrane, net.time_first)
         for L in p.layers:  # stepwise: the membrane counts replayed through onnxruntime must equal PyTorch's
             key = f"{L['name']}.mem"
             if key in ort_updates and ort_updates[key] != L["membrane_updates"]:
@@ -849,6 +859,7 @@ def write_case(p: Prepared, style: str, exporter: str, out_dir: Path, variant: s
             "model": "model.onnx",
             "inputs": "inputs.npz",
             "input_layout": "(batch, time, features...)",
+            **({"model_input_layout": "(time, batch, features...)"} if net.time_first else {}),
             "time_axis": 1,
             "style": style_name,
             "exporter": exporter,
