@@ -471,6 +471,19 @@ def _custom_stepwise(b: _Builder, layer: str, new: str, theta: str, n_in: int, n
                              opset_imports=[helper.make_opsetid("", 17)])
 
 
+def delta_stepwise(weight: np.ndarray, beta: float = 0.9, delta: float = 0.5) -> onnx.ModelProto:
+    """A delta neuron (snnTorch's DeltaLeaky): U_t = β·U + I, and a spike when the membrane moved by more than δ,
+    H(|U_t − U| − δ); no reset."""
+    b = _Builder("torchscript")
+    n_in, n_out = weight.shape
+    new = b.op("Add", [b.op("Mul", [b.init(beta, "beta"), "d1.mem"]), b.synapse("input", weight)])
+    moved = b.op("Abs", [b.op("Sub", [new, "d1.mem"])])
+    b.nodes.append(helper.make_node("Identity", [new], ["d1.mem.next"]))
+    b.nodes.append(helper.make_node("Identity", [b.flag(moved, b.init(delta, "delta"))], ["output"]))
+    return helper.make_model(_one_state_graph(b.nodes, "d1", n_in, n_out, b.inits),
+                             opset_imports=[helper.make_opsetid("", 17)])
+
+
 def tanh_stepwise(weight: np.ndarray, threshold: float = 1.0) -> onnx.ModelProto:
     """A neuron with an activation inside its update, fed a rectified current: U_t = tanh(U) + ReLU(I) − R·θ."""
     b = _Builder("torchscript")

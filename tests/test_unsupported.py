@@ -8,6 +8,7 @@ import pytest
 from builders import (
     adaptive_threshold_stepwise,
     all_steps_at_once_then_leaky,
+    delta_stepwise,
     function_node_stepwise,
     gated_stepwise,
     quadratic_stepwise,
@@ -108,6 +109,16 @@ def test_a_whole_sequence_layer_is_set_aside_and_the_others_replayed(write_model
     assert want["spikes"][0] > 0 and not report.totals.complete
     assert any(note.startswith("layer1: not replayed (read as 1 time step(s), the inputs have 5") for note in
                report.notes)
+
+
+def test_a_delta_neuron_is_named_as_the_reason(write_model):
+    """snnTorch's DeltaLeaky fires on |U_t − U_{t−1}| > δ: the compared tensor is the size of a change, whose reading
+    stopped at the Abs ("ops the matcher cannot read (Abs)"), which told the user nothing."""
+    report = estimate(write_model(delta_stepwise(np.random.default_rng(6).normal(size=(6, 4)).astype(np.float32))),
+                      steps=5)
+    assert [row.kind for row in report.layers] == [None]
+    assert report.uncosted[0].reason.startswith("its spikes fire on the size of a change, |a − b| of two computed "
+                                                "tensors (a delta neuron, as snnTorch's DeltaLeaky)")
 
 
 def test_strict_turns_uncosted_into_exit_3(quadratic):
