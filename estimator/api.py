@@ -161,7 +161,8 @@ def estimate(
     deadline.check("analysing the model")
     if inputs is None:
         return finish_report(str(model), analysis, table, convention, None, steps, strict, analysis.warnings)
-    recorded = read_inputs(inputs, analysis.match.data_inputs, time_axis, max_bytes=memory_limit)
+    recorded = read_inputs(inputs, analysis.match.data_inputs, time_axis, max_bytes=memory_limit,
+                           static=analysis.match.static_steps())
     return replay_report(str(model), analysis, recorded, table, convention=convention, steps=steps, strict=strict,
                          batch_size=batch_size, threads=threads, allow_nonfinite=allow_nonfinite,
                          max_memory=memory_limit, deadline=deadline, progress=progress)

@@ -125,10 +125,13 @@ def _in_memory(source: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.nd
 
 
 def read_inputs(source: InputsSource, data_inputs: tuple[str, ...], time_axis: int = 1,
-                max_bytes: int | None = None) -> RecordedInputs:
+                max_bytes: int | None = None, static: Mapping[str, int] | None = None) -> RecordedInputs:
     """Match the arrays to the model's data inputs and put time on axis 1. `source` is a file (a `.npz` whose arrays
     would take more than `max_bytes` in memory is refused unread; a `.npy` is memory-mapped, so any size is fine) or
-    arrays already in memory: one array, or a mapping from input name to array."""
+    arrays already in memory: one array, or a mapping from input name to array. `static`: inputs every step of an
+    unrolled graph reads whole, by the graph's steps: their arrays have no time axis, and are seen as the same input
+    at each step (a view, nothing copied)."""
+    static = static or {}
     if isinstance(source, (np.ndarray, Mapping)):
         file_path = Path("<arrays>")
         found = _in_memory(source)
@@ -164,6 +167,12 @@ def read_inputs(source: InputsSource, data_inputs: tuple[str, ...], time_axis: i
             raise InputError(
                 f"input {name!r}: dtype {array.dtype} is not a real number type; save bool, integer or float arrays"
             )
+        if name in static and array.ndim >= 1:  # (batch, features…): the same input at every step
+            array = np.broadcast_to(np.expand_dims(array, 1), (array.shape[0], static[name], *array.shape[1:]))
+            if array.shape[0] == 0:
+                raise InputError(f"input {name!r}: shape {array.shape} is empty (no samples)")
+            checked[name] = array
+            continue
         if array.ndim < 2:
             raise InputError(f"input {name!r}: shape {array.shape} has no time axis; expected (batch, time, features…)")
         axis = time_axis if time_axis >= 0 else array.ndim + time_axis

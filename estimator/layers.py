@@ -69,6 +69,14 @@ class MatchResult:
     notes: tuple[str, ...]
     # unrolled: data inputs the graph takes time first, (T, B, …) (its time loop slices axis 0): fed so by the replay
     time_first_inputs: tuple[str, ...] = ()
+    # unrolled: data inputs every step reads whole (no time axis: the same input at each step, a static image)
+    static_inputs: tuple[str, ...] = ()
+
+    def static_steps(self) -> dict[str, int]:
+        """The steps the graph runs on each static input: its unrolled layers' (the recordings have no time axis)."""
+        steps = [layer.time_steps for layer in self.layers
+                 if layer.style == "unrolled" and layer.problem is None and layer.time_steps]
+        return {name: max(steps) for name in self.static_inputs} if steps else {}
 
 
 def match_to_json(match: MatchResult) -> dict[str, Any]:
@@ -80,7 +88,7 @@ def match_to_json(match: MatchResult) -> dict[str, Any]:
         layers.append(data)
     return {"layers": layers, "style": match.style, "state_pairs": [[p.input, p.output] for p in match.state_pairs],
             "data_inputs": list(match.data_inputs), "notes": list(match.notes),
-            "time_first_inputs": list(match.time_first_inputs)}
+            "time_first_inputs": list(match.time_first_inputs), "static_inputs": list(match.static_inputs)}
 
 
 def match_from_json(data: dict[str, Any]) -> MatchResult:
@@ -100,4 +108,5 @@ def match_from_json(data: dict[str, Any]) -> MatchResult:
             values["features"] = UpdateFeatures(**features)
         layers.append(NeuronLayer(**values))
     return MatchResult(tuple(layers), data["style"], tuple(StatePair(i, o) for i, o in data["state_pairs"]),
-                       tuple(data["data_inputs"]), tuple(data["notes"]), tuple(data.get("time_first_inputs", ())))
+                       tuple(data["data_inputs"]), tuple(data["notes"]), tuple(data.get("time_first_inputs", ())),
+                       tuple(data.get("static_inputs", ())))

@@ -785,8 +785,45 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
     if time_first:
         notes.append(f"the model takes {', '.join(map(repr, time_first))} time first, (time, batch, …): its time loop "
                      "slices axis 0; the replay feeds the recorded (batch, time, …) samples that way")
+    static = _static_inputs(graph, data_inputs, unrolled_steps) if style == "unrolled" and layers else ()
+    if static:
+        notes.append(f"every time step reads {', '.join(map(repr, static))} whole (no time axis: the same input at "
+                     "each of the graph's steps, as a static image is fed in snnTorch's tutorials): its recordings are "
+                     "(batch, features…), one per sample")
     return MatchResult(tuple(layers), style if layers else "none", tuple(pairs), data_inputs, tuple(notes),
-                       time_first)
+                       time_first, static)
+
+
+def _per_step_axes(graph: ModelGraph, name: str) -> Counter[int]:
+    """The axes along which ops slice one step out of `name` (x[t]: Gather of a constant scalar index, Slice of
+    one axis, Split), as the exporters trace a loop over time, with how many ops slice each."""
+    rank = len(graph.shape(name) or ()) or None
+    axes: Counter[int] = Counter()
+    for user in graph.users(name):
+        axis: int | None = None
+        if user.op_type == "Gather" and len(user.inputs) == 2:
+            index = graph.constant_value(user.inputs[1])
+            if index is not None and np.ndim(index) == 0:
+                axis = int(user.attributes.get("axis", 0))
+        elif user.op_type == "Split":
+            axis = int(user.attributes.get("axis", 0))
+        elif user.op_type == "Slice" and len(user.inputs) >= 4:
+            sliced = graph.constant_value(user.inputs[3])
+            axis = int(np.ravel(sliced)[0]) if sliced is not None and np.size(sliced) == 1 else None
+        if axis is not None:
+            axes[axis + rank if axis < 0 and rank else axis] += 1
+    return axes
+
+
+def _static_inputs(graph: ModelGraph, data_inputs: tuple[str, ...], steps: set[int | None]) -> tuple[str, ...]:
+    """Data inputs of an unrolled graph that no op slices per step and whose declared shape has no axis of the
+    layers' steps: every step reads them whole (`for t in range(T): fc(x)`, the same input at each step). (A fixed
+    batch that happens to equal the steps leaves an input unread as static: its recordings are then refused.)"""
+    return tuple(
+        name for name in data_inputs
+        if graph.users(name) and not _per_step_axes(graph, name) and (shape := graph.shape(name))
+        and not any(dim in steps for dim in shape if isinstance(dim, int))  # (T, batch, …): time first, not static
+    )
 
 
 def _time_first_inputs(graph: ModelGraph, data_inputs: tuple[str, ...], steps: set[int | None]) -> tuple[str, ...]:
@@ -797,22 +834,8 @@ def _time_first_inputs(graph: ModelGraph, data_inputs: tuple[str, ...], steps: s
     found = []
     for name in data_inputs:
         shape = graph.shape(name) or ()
-        rank = len(shape) or None
-        axes: Counter[int] = Counter()
-        for user in graph.users(name):
-            axis: int | None = None
-            if user.op_type == "Gather" and len(user.inputs) == 2:
-                index = graph.constant_value(user.inputs[1])
-                if index is not None and np.ndim(index) == 0:
-                    axis = int(user.attributes.get("axis", 0))
-            elif user.op_type == "Split":
-                axis = int(user.attributes.get("axis", 0))
-            elif user.op_type == "Slice" and len(user.inputs) >= 4:
-                sliced = graph.constant_value(user.inputs[3])
-                axis = int(np.ravel(sliced)[0]) if sliced is not None and np.size(sliced) == 1 else None
-            if axis is not None:
-                axes[axis + rank if axis < 0 and rank else axis] += 1
-        if axes and axes.most_common(1)[0][0] == 0 and (rank or 0) >= 2:
+        axes = _per_step_axes(graph, name)
+        if axes and axes.most_common(1)[0][0] == 0 and len(shape) >= 2:
             found.append(name)
         elif not axes and len(shape) >= 2 and shape[0] in steps and isinstance(shape[1], str):
             found.append(name)

@@ -195,7 +195,8 @@ def _model_for(shard: Shard, blob: bytes | None) -> tuple[Analysis, Any]:
 
 def _recorded(path: str, analysis: Analysis, time_axis: int) -> RecordedInputs:
     key = _file_key(path) + (time_axis, analysis.match.data_inputs)
-    return _cached(_INPUTS, key, _INPUT_CACHE, lambda: read_inputs(path, analysis.match.data_inputs, time_axis))
+    return _cached(_INPUTS, key, _INPUT_CACHE, lambda: read_inputs(path, analysis.match.data_inputs, time_axis,
+                                                                           static=analysis.match.static_steps()))
 
 
 @dataclass(frozen=True)
@@ -523,7 +524,8 @@ def _plan(index: int, job: ModelJob, backend: Backend, shard_size: int | None, t
     plan = _Plan(index, job, analysis, table, warnings=analysis.warnings)
     if job.inputs is None:
         return plan
-    recorded = read_inputs(job.inputs, analysis.match.data_inputs, job.time_axis)
+    recorded = read_inputs(job.inputs, analysis.match.data_inputs, job.time_axis,
+                           static=analysis.match.static_steps())
     assert analysis.plan is not None
     checked = check_inputs(analysis.plan, recorded, job.allow_nonfinite)  # once, for all shards
     plan.warnings, plan.notes = analysis.warnings + checked.warnings, checked.notes

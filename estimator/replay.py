@@ -310,7 +310,10 @@ def _batch_axis(plan: ReplayPlan, name: str) -> int:
 
 
 def _as_fed(plan: ReplayPlan, name: str, array: np.ndarray) -> np.ndarray:
-    """A (batch, time, …) array in the layout the model takes: time first for such an input (a contiguous copy)."""
+    """A (batch, time, …) array in the layout the model takes: time first for such an input (a contiguous copy),
+    one step of an input every step reads whole."""
+    if name in plan.match.static_inputs:
+        return np.ascontiguousarray(array[:, 0])
     return np.ascontiguousarray(np.swapaxes(array, 0, 1)) if _batch_axis(plan, name) else array
 
 
@@ -329,6 +332,8 @@ def _check_shape(plan: ReplayPlan, name: str, given: tuple[int, ...], what: str)
     batch_axis = _batch_axis(plan, name)
     if batch_axis and len(given) > 1:  # compared in the model's layout
         given, what = (given[1], given[0], *given[2:]), f"{what} (time first, as the model takes it)"
+    elif name in plan.match.static_inputs and len(given) > 1:  # one step: the model reads it whole at every step
+        given = (given[0], *given[2:])
     if len(expected) != len(given):
         raise InputError(
             f"input {name!r}: model expects {len(expected)} dims {_show(expected)}, {what} has shape {given}"
@@ -382,6 +387,8 @@ def _finite_sum(chunk: np.ndarray) -> bool:
 def _scan(array: np.ndarray, value_range: bool = True) -> _Scan:
     """Count NaN/±Inf and (if `value_range`: a cast needs it) find the range of the finite values, slice by slice."""
     found = _Scan()
+    if array.ndim > 1 and array.strides[1] == 0:  # the same input at every step (a static input): one step holds all
+        array = array[:, :1]
     row_bytes = max(1, array.itemsize * int(np.prod(array.shape[1:], dtype=object)))
     rows = max(1, SCAN_CHUNK_BYTES // row_bytes)
     for start in range(0, array.shape[0], rows):

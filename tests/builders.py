@@ -189,10 +189,12 @@ def _live(nodes: list[onnx.NodeProto], outputs: list[onnx.ValueInfoProto]) -> li
 
 
 def leaky_unrolled(net: LeakyNet, steps: int, spelling: str = "torchscript",
-                   batch: int | str = "batch", time_first: bool = False) -> onnx.ModelProto:
+                   batch: int | str = "batch", time_first: bool = False,
+                   static_input: bool = False) -> onnx.ModelProto:
     """The time loop traced: input (batch, steps, features) → stacked output spikes (batch, steps, out); with
     `time_first`, as a forward looping over x[step] of snnTorch's tutorials takes it: input (steps, batch, features)
-    → output (steps, batch, out)."""
+    → output (steps, batch, out); with `static_input`, as snnTorch's tutorials feed a static image: input (batch,
+    features), the same at every step."""
     b = _Builder(spelling)
     n_in = net.weights[0].shape[0]
     betas = [b.beta(net) for _ in net.weights]
@@ -202,7 +204,7 @@ def leaky_unrolled(net: LeakyNet, steps: int, spelling: str = "torchscript",
     for t in range(steps):
         index = b.name("t")
         b.inits.append(numpy_helper.from_array(np.asarray(t, dtype=np.int64), index))
-        x = b.op("Gather", ["input", index], axis=0 if time_first else 1)
+        x = "input" if static_input else b.op("Gather", ["input", index], axis=0 if time_first else 1)
         if net.binarise_input is not None:
             x = b.flag(b.op("Relu", [x]), b.const(net.binarise_input))
         fired: list[str] = []
@@ -231,6 +233,7 @@ def leaky_unrolled(net: LeakyNet, steps: int, spelling: str = "torchscript",
     graph = helper.make_graph(
         _live(b.nodes, outputs), "unrolled",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                       [batch, n_in] if static_input else
                                        [steps, batch, n_in] if time_first else [batch, steps, n_in])],
         outputs,
         b.inits,

@@ -458,6 +458,28 @@ def test_an_unrolled_model_taking_its_input_time_first_is_fed_so(write_model, tm
     assert any("the model takes 'input' time first" in note for note in report.notes)
 
 
+@pytest.mark.parametrize("spelling", ["torchscript", "dynamo"])
+def test_an_unrolled_model_reading_one_input_at_every_step_takes_it_without_a_time_axis(write_model, tmp_path,
+                                                                                         spelling):
+    """`for t in range(T): fc(x)`, the same input at every step (snnTorch's tutorials feed a static image so): the
+    model's input has no time axis, and recordings (batch, features) were refused ("unrolled for 7 time steps, the
+    inputs have 6 on axis 1"). They are read as the same input at each of the graph's steps, nothing copied."""
+    rng = np.random.default_rng(67)
+    net = random_net(rng, [6, 5, 4])
+    data = (rng.random((4, 6)) < 0.5).astype(np.float32)
+    path = write_model(leaky_unrolled(net, 7, spelling, static_input=True))
+    np.save(tmp_path / "inputs.npy", data)
+    report = estimate(path, tmp_path / "inputs.npy", convention="neurobench")
+    want = net.reference(np.repeat(data[:, None], 7, axis=1))
+    assert [row.spikes for row in report.layers] == want["spikes"] and sum(want["spikes"]) > 0
+    assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
+    assert report.time_steps == 7 and report.samples == 4
+    assert any("every time step reads 'input' whole" in note for note in report.notes)
+    np.save(tmp_path / "sequence.npy", np.repeat(data[:, None], 7, axis=1))  # a time axis the model does not have
+    with pytest.raises(InputError, match=r"model expects 2 dims \(batch, 6\), the inputs array has shape"):
+        estimate(path, tmp_path / "sequence.npy")
+
+
 def test_a_synapse_run_once_over_the_sequence_is_each_steps_input_current(write_model, tmp_path):
     """`cur = fc(x)` over the whole (B, T, F) sequence, then `lif(cur[:, t], mem)` in the loop: every step reads a
     slice of one tensor (a Gather), which the bias Add puts in the layer's component and upstream of every earlier
