@@ -148,16 +148,17 @@ class Unrolled(nn.Module):
     """forward(x: (batch, time, features...)) -> spikes (batch, time, out): the time loop inside the graph. With
     `membrane`, the last layer's membrane record instead of its spikes."""
 
-    def __init__(self, core: Core, membrane: bool = False, time_first: bool = False):
+    def __init__(self, core: Core, membrane: bool = False, time_first: bool = False, static_steps: int = 0):
         super().__init__()
-        self.core, self.membrane, self.time_first = core, membrane, time_first
+        self.core, self.membrane, self.time_first, self.static_steps = core, membrane, time_first, static_steps
         self.last = core.neurons()[-1][0]
 
     def forward(self, x):
         states = {n: init_state(m) for n, m in self.core.neurons()}
         outs = []
-        for t in range(x.shape[0] if self.time_first else x.shape[1]):
-            o, states, _ = self.core.step(x[t] if self.time_first else x[:, t], states)
+        for t in range(self.static_steps or (x.shape[0] if self.time_first else x.shape[1])):
+            step_input = x if self.static_steps else x[t] if self.time_first else x[:, t]
+            o, states, _ = self.core.step(step_input, states)
             outs.append(states[self.last][-1] if self.membrane else o)
         return torch.stack(outs, dim=0 if self.time_first else 1)
 
@@ -203,6 +204,9 @@ class Net:
     #                                 exporter then drops that layer's unused spike compare)
     time_first: bool = False  # the unrolled export takes (time, batch, features...) and loops over x[t], as snnTorch's
     #                           tutorials write a forward (the recorded inputs stay (batch, time, ...))
+    static_input: bool = False  # the unrolled export takes (batch, features...) and reads it at every step (a static
+    #                             image, as snnTorch's tutorials feed MNIST); the inputs repeat one frame over time,
+    #                             and inputs.npz holds that frame: (batch, features...)
 
 
 def binary(shape, p):
@@ -368,6 +372,11 @@ NETS: list[Net] = [
         "loops over x[t], as snnTorch's tutorials write a forward (the recorded inputs are (batch, time, features))",
         lambda: fc_stack([16, 12, 6], "leaky", "subtract"), binary((6, 10, 16), 0.3), 3, seed=45, time_first=True,
         styles=(("unrolled", "torchscript"), ("unrolled", "dynamo"))),
+    Net("leaky_sub_fc2_static", "2 layers fc, Leaky subtract; the unrolled export takes (batch, features) and reads it "
+        "at every step (a static image, as snnTorch's tutorials feed MNIST); inputs.npz holds that frame",
+        lambda: fc_stack([16, 12, 6], "leaky", "subtract"),
+        lambda rng: np.repeat(binary((6, 1, 16), 0.3)(rng), 10, axis=1), 3, seed=46, static_input=True,
+        styles=(("unrolled", "torchscript"), ("unrolled", "dynamo"))),
     Net("rleaky_sub_fc1", "RLeaky subtract, all-to-all Linear recurrence (NeuroBench: KeyError -> 0)",
         lambda: fc_stack([16, 12], "rleaky", "subtract"), binary((6, 12, 16), 0.3), 3, seed=16,
         styles=LEAKY_STYLES + FN),
@@ -520,7 +529,7 @@ def neurobench_run(core: Core, x: torch.Tensor, batch: int):
 
 
 def export(core: Core, style: str, exporter: str, x: torch.Tensor, batch: int, path: Path, external: bool,
-           dynamic: bool = True, membrane: bool = False, time_first: bool = False):
+           dynamic: bool = True, membrane: bool = False, time_first: bool = False, static_input: bool = False):
     """Export one style with one exporter. Returns (opset, notes)."""
     core = copy.deepcopy(core).eval()
     for _, m in core.neurons():
@@ -530,8 +539,8 @@ def export(core: Core, style: str, exporter: str, x: torch.Tensor, batch: int, p
     functions = style.startswith("functions")
     base = "unrolled" if style in ("unrolled", "functions-unrolled") else "stepwise"
     if base == "unrolled":
-        module = Unrolled(core, membrane, time_first).eval()
-        args = (xb.transpose(0, 1).contiguous(),) if time_first else (xb,)
+        module = Unrolled(core, membrane, time_first, xb.shape[1] if static_input else 0).eval()
+        args = (xb.transpose(0, 1).contiguous(),) if time_first else (xb[:, 0],) if static_input else (xb,)
         in_names, out_names = ["input"], ["output"]
     else:
         module = Stepwise(core, membrane).eval()
@@ -681,7 +690,7 @@ def graph_batch(path: Path, time_first: bool = False):
 
 
 def ort_compare(path: Path, style: str, core: Core, x: torch.Tensor, batch: int, torch_out, step_records,
-                fixed_batch, membrane: bool = False, time_first: bool = False):
+                fixed_batch, membrane: bool = False, time_first: bool = False, static_input: bool = False):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -705,6 +714,8 @@ def ort_compare(path: Path, style: str, core: Core, x: torch.Tensor, batch: int,
     if style in ("unrolled", "functions-unrolled"):
         for b0 in range(0, x.shape[0], batch):
             xb = x[b0:b0 + batch].numpy()
+            if static_input:
+                xb = np.ascontiguousarray(xb[:, 0])
             if fixed_batch and xb.shape[0] != fixed_batch:
                 raise RuntimeError("samples not a multiple of the fixed batch")
             (o,) = sess.run(None, {in_names[0]: np.ascontiguousarray(xb.transpose(1, 0, *range(2, xb.ndim)))
@@ -810,7 +821,7 @@ def write_case(p: Prepared, style: str, exporter: str, out_dir: Path, variant: s
         external = (style, exporter) in net.external_data and not simplified
         opset, notes = export(p.core, style, exporter, p.x, net.batch_size, tmp / "model.onnx", external,
                               dynamic=variant != "fixedbatch", membrane=net.returns_membrane,
-                              time_first=net.time_first)
+                              time_first=net.time_first, static_input=net.static_input)
         if variant == "fixedbatch":
             notes.append(f"exported on purpose without a dynamic batch (batch {net.batch_size} fixed in the graph)")
         if simplified:
@@ -827,7 +838,8 @@ def write_case(p: Prepared, style: str, exporter: str, out_dir: Path, variant: s
         if fixed and p.x.shape[0] % fixed:
             raise RuntimeError(f"graph fixes batch {fixed}, which does not divide {p.x.shape[0]} samples")
         ort_cmp, ort_updates = ort_compare(tmp / "model.onnx", style, p.core, p.x, net.batch_size, p.torch_out,
-                                           p.step_records, fixed, net.returns_membrane, net.time_first)
+                                           p.step_records, fixed, net.returns_membrane, net.time_first,
+                                           net.static_input)
         for L in p.layers:  # stepwise: the membrane counts replayed through onnxruntime must equal PyTorch's
             key = f"{L['name']}.mem"
             if key in ort_updates and ort_updates[key] != L["membrane_updates"]:
@@ -858,7 +870,7 @@ def write_case(p: Prepared, style: str, exporter: str, out_dir: Path, variant: s
             "description": net.description + (f" [{notes[-1]}]" if simplified else ""),
             "model": "model.onnx",
             "inputs": "inputs.npz",
-            "input_layout": "(batch, time, features...)",
+            "input_layout": "(batch, features...)" if net.static_input else "(batch, time, features...)",
             **({"model_input_layout": "(time, batch, features...)"} if net.time_first else {}),
             "time_axis": 1,
             "style": style_name,
@@ -894,7 +906,8 @@ def write_case(p: Prepared, style: str, exporter: str, out_dir: Path, variant: s
         shutil.move(str(tmp / "model.onnx"), d / "model.onnx")
         if has_data:
             shutil.move(str(tmp / "model.onnx.data"), d / "model.onnx.data")
-        np.savez_compressed(d / "inputs.npz", input=p.x.numpy().astype(np.float32))
+        recorded = p.x[:, 0] if net.static_input else p.x  # a static input: the frame every step reads
+        np.savez_compressed(d / "inputs.npz", input=recorded.numpy().astype(np.float32))
         (d / "expected.json").write_text(json.dumps(exp, indent=1) + "\n")
         return exp
     finally:
@@ -962,7 +975,8 @@ ONNX exports of small snnTorch networks, with recorded inputs and the figures th
 Each case folder `<kind>_<reset>_<net>__<style>__<exporter>` holds
 
 - `model.onnx` (and `model.onnx.data` where the weights are stored outside the model),
-- `inputs.npz` — key `input`, float32, layout (batch, time, features…), time on axis 1,
+- `inputs.npz` — key `input`, float32, layout (batch, time, features…), time on axis 1 (a model that reads one
+  static input at every step: (batch, features…), its `input_layout` says so),
 - `expected.json` — how the export was made (`style`, `exporter`, `opset`, `external_data`,
   `fixed_batch_in_graph`, `batch_size`), the expected totals **per sample** in both conventions
   (`expected.neurobench`, `expected.spikes`: `neuron_dense_ops`, `effective_neuron_ops`), what NeuroBench 2.3.0
