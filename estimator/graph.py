@@ -198,6 +198,12 @@ class ModelGraph:
                     graph.add_edge(node.index, name)
         return graph
 
+    @cached_property
+    def op_types(self) -> frozenset[str]:
+        """The op types the graph holds: lookups for rarer patterns (roundings, quantisation) skip graphs without
+        them instead of walking tens of thousands of nodes."""
+        return frozenset(map(attrgetter("op_type"), self.nodes))
+
     # --- rounding to levels ------------------------------------------------------------------------------------
     @cached_property
     def roundings(self) -> dict[str, Rounding]:
@@ -205,6 +211,8 @@ class ModelGraph:
         Gather: how exporters trace snnTorch's `state_quant` (flatten, unsqueeze, tile against the levels, Sub, Abs,
         ArgMin over the last axis, Gather from the levels). Found by that dataflow, whatever the node names."""
         found: dict[str, Rounding] = {}
+        if "ArgMin" not in self.op_types:
+            return found
         for node in self.nodes:
             if node.op_type != "Gather" or len(node.inputs) != 2 or node.attributes.get("axis", 0) != 0:
                 continue
@@ -263,6 +271,8 @@ class ModelGraph:
         """The float tensor a quantised model's data tensor stands for: back through QuantizeLinear of data (its
         integer form: onnxruntime's QOperator format) and DequantizeLinear(QuantizeLinear(x)) on one grid (the QDQ
         format's rounding), to x; otherwise the tensor itself."""
+        if not self.quantised:
+            return tensor
         for _ in range(64):
             node = self.node_of(tensor)
             if node is None or not node.inputs:
@@ -280,10 +290,20 @@ class ModelGraph:
         return tensor
 
     @cached_property
+    def quantised(self) -> int:
+        """How many QuantizeLinear ops quantise data (not constants): a quantised model's."""
+        if "QuantizeLinear" not in self.op_types:
+            return 0
+        return sum(1 for node in self.nodes if node.op_type == "QuantizeLinear" and node.inputs
+                   and not self.is_constant(node.inputs[0]))
+
+    @cached_property
     def float_forms(self) -> dict[str, str]:
         """A quantised model's integer tensors of data by the float tensor a DequantizeLinear makes of them: the
         QOperator format computes on the integer form (QLinearAdd, QLinearMul) and compares the float one."""
         forms: dict[str, str] = {}
+        if not self.quantised:
+            return forms
         for node in self.nodes:
             if node.op_type == "DequantizeLinear" and node.inputs and not self.is_constant(node.inputs[0]):
                 forms.setdefault(node.inputs[0], node.outputs[0])

@@ -765,10 +765,8 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
                          "inhibition=True?): the spikes convention counts every neuron over threshold, which may "
                          "be more than the spikes emitted; dense ops and the neurobench convention (membranes) are "
                          "not affected")
-    quantised = sum(1 for node in graph.nodes if node.op_type == "QuantizeLinear" and node.inputs
-                    and not graph.is_constant(node.inputs[0]))
-    if layers and quantised:
-        notes.append(f"the model is quantised ({quantised} QuantizeLinear on data: tensors rounded to an integer "
+    if layers and graph.quantised:
+        notes.append(f"the model is quantised ({graph.quantised} QuantizeLinear on data: tensors rounded to an integer "
                      "grid): updates are read through the quantisation, and the counts are those of the quantised "
                      "model, whose spikes can differ from the float model's")
     # activations outside the neurons' updates (a Tanh inside a custom neuron's update is that layer's, shown by
@@ -781,11 +779,12 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
             f"the graph also holds non-spiking activations ({listed}): not neurons in this metric, not counted"
         )
     unrolled_steps = {layer.time_steps for layer in layers if layer.style == "unrolled" and layer.problem is None}
-    time_first = _time_first_inputs(graph, data_inputs, unrolled_steps) if style == "unrolled" and layers else ()
+    sliced = {name: _per_step_axes(graph, name) for name in data_inputs} if style == "unrolled" and layers else {}
+    time_first = _time_first_inputs(graph, sliced, unrolled_steps)
     if time_first:
         notes.append(f"the model takes {', '.join(map(repr, time_first))} time first, (time, batch, …): its time loop "
                      "slices axis 0; the replay feeds the recorded (batch, time, …) samples that way")
-    static = _static_inputs(graph, data_inputs, unrolled_steps) if style == "unrolled" and layers else ()
+    static = _static_inputs(graph, sliced, unrolled_steps)
     if static:
         notes.append(f"every time step reads {', '.join(map(repr, static))} whole (no time axis: the same input at "
                      "each of the graph's steps, as a static image is fed in snnTorch's tutorials): its recordings are "
@@ -815,26 +814,25 @@ def _per_step_axes(graph: ModelGraph, name: str) -> Counter[int]:
     return axes
 
 
-def _static_inputs(graph: ModelGraph, data_inputs: tuple[str, ...], steps: set[int | None]) -> tuple[str, ...]:
+def _static_inputs(graph: ModelGraph, sliced: dict[str, Counter[int]], steps: set[int | None]) -> tuple[str, ...]:
     """Data inputs of an unrolled graph that no op slices per step and whose declared shape has no axis of the
     layers' steps: every step reads them whole (`for t in range(T): fc(x)`, the same input at each step). (A fixed
     batch that happens to equal the steps leaves an input unread as static: its recordings are then refused.)"""
     return tuple(
-        name for name in data_inputs
-        if graph.users(name) and not _per_step_axes(graph, name) and (shape := graph.shape(name))
+        name for name, axes in sliced.items()
+        if graph.users(name) and not axes and (shape := graph.shape(name))
         and not any(dim in steps for dim in shape if isinstance(dim, int))  # (T, batch, …): time first, not static
     )
 
 
-def _time_first_inputs(graph: ModelGraph, data_inputs: tuple[str, ...], steps: set[int | None]) -> tuple[str, ...]:
+def _time_first_inputs(graph: ModelGraph, sliced: dict[str, Counter[int]], steps: set[int | None]) -> tuple[str, ...]:
     """Data inputs whose per-step slices (x[t]: Gather of a constant scalar index, Slice of one axis, Split, as the
     exporters trace a loop over time) are taken along axis 0: a forward written `for t in range(T): fc(x[t])`, as in
     snnTorch's tutorials, takes its input time first. Without such slices (a synapse run over the whole sequence),
     a declared shape (T, batch, …) with T the layers' steps and a symbolic batch says the same."""
     found = []
-    for name in data_inputs:
+    for name, axes in sliced.items():
         shape = graph.shape(name) or ()
-        axes = _per_step_axes(graph, name)
         if axes and axes.most_common(1)[0][0] == 0 and len(shape) >= 2:
             found.append(name)
         elif not axes and len(shape) >= 2 and shape[0] in steps and isinstance(shape[1], str):
