@@ -305,7 +305,8 @@ class _OneModelCommand(click.Command):
               help="Samples per onnxruntime run (default: the graph's fixed batch, else 64). Results do not "
                    "depend on it.")
 @click.option("--time-axis", type=int, default=1, show_default=True,
-              help="Axis of the time steps in the inputs file (NeuroBench: 1).")
+              help="Axis of the time steps in the inputs file (NeuroBench: 1). The model's own layout (time "
+                   "first, or one static input read at every step) is read from its graph.")
 @click.option("--steps", type=click.IntRange(min=1),
               help="Time steps per sample for dense ops of a stepwise model when no --inputs are given.")
 @click.option("--cost-table", "cost_tables", multiple=True, type=click.Path(path_type=Path),

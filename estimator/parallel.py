@@ -194,7 +194,7 @@ def _model_for(shard: Shard, blob: bytes | None) -> tuple[Analysis, Any]:
 
 
 def _recorded(path: str, analysis: Analysis, time_axis: int) -> RecordedInputs:
-    key = _file_key(path) + (time_axis, analysis.match.data_inputs)
+    key = _file_key(path) + (time_axis, analysis.match.data_inputs, tuple(analysis.match.static_steps().items()))
     return _cached(_INPUTS, key, _INPUT_CACHE, lambda: read_inputs(path, analysis.match.data_inputs, time_axis,
                                                                            static=analysis.match.static_steps()))
 
