@@ -265,7 +265,7 @@ class ModelGraph:
         wanted = self.shape(tensor)
         if inner is None or not np.array_equal(inner.levels, outer.levels) or wanted is None or None in wanted:
             return tensor
-        return next((name for name in chain if self.shape(name) == wanted), tensor)
+        return next((name for name in chain if _same_layout(self.shape(name), wanted)), tensor)
 
     def unquantised(self, tensor: str) -> str:
         """The float tensor a quantised model's data tensor stands for: back through QuantizeLinear of data (its
@@ -479,13 +479,25 @@ class Rounding:
 LAYOUT_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
 
 
+def _same_layout(shape: tuple[Dim, ...] | None, wanted: tuple[Dim, ...]) -> bool:
+    """The same rank and the same fixed dims (symbolic ones may be named apart: a quantised model's shape inference
+    names its batch afresh per tensor)."""
+    return shape is not None and len(shape) == len(wanted) and all(
+        a == b for a, b in zip(shape, wanted, strict=True) if isinstance(a, int) or isinstance(b, int))
+
+
 def _through_layout(graph: ModelGraph, tensor: str) -> list[str]:
     """`tensor`, then the tensors it is a reshaping of (Reshape, Flatten, Squeeze, Unsqueeze: the same values in
-    the same order), upstream until another op."""
+    the same order; and a quantised model's QuantizeLinear / DequantizeLinear of them), upstream until another op."""
     chain = [tensor]
-    while (producer := graph.node_of(chain[-1])) is not None and producer.op_type in LAYOUT_OPS \
-            and producer.inputs and len(chain) < 64:
-        chain.append(producer.inputs[0])
+    while len(chain) < 64:
+        producer = graph.node_of(chain[-1])
+        if producer is not None and producer.op_type in LAYOUT_OPS and producer.inputs:
+            chain.append(producer.inputs[0])
+        elif (unquantised := graph.unquantised(chain[-1])) != chain[-1]:
+            chain.append(unquantised)
+        else:
+            break
     return chain
 
 

@@ -25,6 +25,7 @@ CASES = [
     ("synaptic_none_fc1__unrolled__torchscript", "QOperator"),
     ("leaky_zero_fc2__unrolled__dynamo", "QOperator"),
     ("lapicque_sub_conv__stepwise__dynamo", "QDQ"),
+    ("leaky_sub_fc2_statequant__unrolled__torchscript", "QDQ"),  # fire()'s second rounding reads a QDQ copy
 ]
 
 
