@@ -1163,6 +1163,12 @@ def _build_layer(
         # the previous steps: upstream of U_{t-1} within this layer (other layers only reach it through synapses)
         ancestors_of_prev = graph.ancestors(prev, stop=lambda name: not _inside(graph, name, in_component)
                                             or name in foreign) | {prev} if prev else set()
+        if len(read_steps) >= 3:
+            # what the first step's membrane is computed from existed before any step: no state carried from one
+            # step to the next but input every step reads (a static image's Conv → MaxPool, computed once). Its
+            # state, if any, is that of step 0, which the last step's update (read here) does not reach.
+            ancestors_of_prev -= graph.ancestors(read_steps[0][0], stop=lambda name: not _inside(
+                graph, name, in_component) or name in foreign)
         previous_region = ancestors_of_prev.__contains__
         own_state = {step[-1] for step in read_steps[:-1]}
     reader = _StepReader(graph, compare_of_output, in_component, prev, target, previous_region, own_state,

@@ -31,6 +31,7 @@ class LeakyNet:
     binarise_input: float | None = None  # c: the model thresholds its input first, x ← H(ReLU(x) − c) (no state)
     reset_before_decay: bool = False  # subtract, written by hand: U_t = β(U − θR) + I (mem = mem − spk·θ after the
     #                                   compare; the membrane compared is the one before the reset)
+    rectify_current: bool = False  # a ReLU between each synapse and its neuron (a conv net's activation or pooling)
 
     def reference(self, data: np.ndarray) -> dict[str, list[int]]:
         """Per layer: spikes and NeuroBench membrane updates over all samples of `data` (B, T, F)."""
@@ -49,6 +50,8 @@ class LeakyNet:
                 if self.residual and i == len(self.weights) - 1:
                     x = fired[-2] + fired[-1]
                 current = x @ w
+                if self.rectify_current:
+                    current = np.maximum(current, np.float32(0))
                 if self.membrane_residual and i > 0:
                     source = before[i - 1] if self.residual_reads_previous_step else mems[i - 1]
                     current = current + np.float32(self.membrane_residual) * source
@@ -199,6 +202,7 @@ def leaky_unrolled(net: LeakyNet, steps: int, spelling: str = "torchscript",
     n_in = net.weights[0].shape[0]
     betas = [b.beta(net) for _ in net.weights]
     thetas = [b.init(net.threshold, "threshold") for _ in net.weights]
+    shared = [b.init(w, "W") for w in net.weights] if static_input else []
     mems: list[str | None] = [None] * len(net.weights)
     stacked = []
     for t in range(steps):
@@ -212,7 +216,11 @@ def leaky_unrolled(net: LeakyNet, steps: int, spelling: str = "torchscript",
         for i, w in enumerate(net.weights):
             if net.residual and i == len(net.weights) - 1:
                 x = b.op("Add", [fired[-2], fired[-1]])
-            current = b.synapse(x, w)
+            # a static input's steps share their weights, as an exporter writes them (one parameter): the same
+            # synapse at every step, which the graph then computes once
+            current = b.op("MatMul", [x, shared[i]]) if static_input else b.synapse(x, w)
+            if net.rectify_current:
+                current = b.op("Relu", [current])
             if net.membrane_residual and i > 0:
                 source = before[i - 1] if net.residual_reads_previous_step else mems[i - 1]
                 if source is not None:  # (the previous step's, at the first step: the zero state, nothing to add)

@@ -480,6 +480,24 @@ def test_an_unrolled_model_reading_one_input_at_every_step_takes_it_without_a_ti
         estimate(path, tmp_path / "sequence.npy")
 
 
+def test_a_static_inputs_shaped_current_computed_once_is_input_not_state(write_model, tmp_path):
+    """snnTorch's tutorial 6: a static image through Conv → MaxPool at every step. The steps compute the same value,
+    which the graph computes once (the exporter, or the graph's common subexpressions): a tensor upstream of every
+    membrane, inside the layer's component through the pooling. It was read as carried state, and the Leaky layer as
+    Synaptic (cost 6, dense ops 1.5× NeuroBench's, silently). It is input current."""
+    rng = np.random.default_rng(68)
+    net = random_net(rng, [6, 5, 4])
+    net.rectify_current = True
+    data = (rng.random((4, 6)) < 0.5).astype(np.float32)
+    path = write_model(leaky_unrolled(net, 7, static_input=True))
+    np.save(tmp_path / "inputs.npy", data)
+    report = estimate(path, tmp_path / "inputs.npy", convention="neurobench")
+    assert [(row.kind, row.reset, row.cost_per_update) for row in report.layers] == [("leaky", "subtract", 4)] * 2
+    want = net.reference(np.repeat(data[:, None], 7, axis=1))
+    assert [row.spikes for row in report.layers] == want["spikes"] and sum(want["spikes"]) > 0
+    assert [row.membrane_updates for row in report.layers] == want["membrane_updates"]
+
+
 def test_a_synapse_run_once_over_the_sequence_is_each_steps_input_current(write_model, tmp_path):
     """`cur = fc(x)` over the whole (B, T, F) sequence, then `lif(cur[:, t], mem)` in the loop: every step reads a
     slice of one tensor (a Gather), which the bias Add puts in the layer's component and upstream of every earlier
