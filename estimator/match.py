@@ -485,15 +485,27 @@ def _scope_name(graph: ModelGraph, nodes: list[OpNode], tensors: list[str]) -> s
         raw = node.metadata.get("pkg.torch.onnx.name_scopes")
         if raw:
             parts = [p.strip(" '\"") for p in raw.strip("[]").split(",")]
-            if len(parts) >= 2 and parts[-2]:
-                scopes[parts[-2].split(".")[-1]] += 1
+            name = _module_name(parts[-2]) if len(parts) >= 2 else None
+            if name:
+                scopes[name] += 1
     if scopes:
         return scopes.most_common(1)[0][0]
     for text in list(tensors) + [node.name for node in nodes]:
-        match = re.match(r"^/([^/]+)/", text or "")
-        if match:
-            return match.group(1)
+        # TorchScript names a node /<module>/<submodule>/<Op>: the innermost module is the neuron's
+        path = [part for part in (text or "").split("/")[1:-1] if part] if (text or "").startswith("/") else []
+        name = _module_name(path[-1]) if path else None
+        if name:
+            return name
     return None
+
+
+def _module_name(scope: str) -> str | None:
+    """A layer's name from its module's dotted path: its own attribute name (`net.lif1` → lif1), or the whole path
+    when that is a position in a container (`net.1`, nn.Sequential's), never the tracer's `__self__`."""
+    last = scope.split(".")[-1]
+    if not last or last == "__self__":
+        return None
+    return scope if last.isdigit() else last
 
 
 def _state_base(name: str) -> str:

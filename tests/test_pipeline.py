@@ -849,3 +849,13 @@ def test_class_metadata_is_read_per_layer_in_a_joined_component(write_model, tmp
     assert [(row.kind, row.cost_per_update) for row in report.layers] == [("leaky", 4), ("lapicque", 11),
                                                                           ("lapicque", 11)]
     assert not any("metadata names" in note and note.startswith("lif1") for note in report.notes)
+
+
+@pytest.mark.parametrize(("scope", "name"), [("net.lif1", "lif1"), ("lif1", "lif1"), ("net.1", "net.1"),
+                                             ("net.__self__", None), ("", None)])
+def test_a_layer_is_named_after_its_module(scope, name):
+    """nn.Sequential's neurons are positions (`net.1`): named `1` (dynamo) or `net` for every layer (TorchScript's
+    outer scope) before; the tracer's `__self__` is no name."""
+    from estimator.match import _module_name
+
+    assert _module_name(scope) == name
