@@ -815,4 +815,12 @@ def _run(session, fetch_names: list[str], feeds: dict[str, np.ndarray], run_opti
     except Exception as err:
         if run_options is not None and run_options.terminate and deadline is not None:
             raise deadline.error(doing) from None
-        raise ReplayError(f"onnxruntime failed during replay: {ort_message(err)}") from None
+        message = ort_message(err)
+        hint = ""
+        if "broadcast" in message.lower():
+            # the batch is dynamic, but a tensor the graph holds is not: typically a module run before the export,
+            # whose state (the membrane or its reset flag of that run) the tracer baked in as a constant
+            hint = ("; the graph holds a tensor of a fixed batch although its inputs' batch is dynamic (a network run "
+                    "before the export keeps its last state, which the exporter writes as a constant): export from a "
+                    "freshly built or reset network, or pass --batch-size with that tensor's batch")
+        raise ReplayError(f"onnxruntime failed during replay: {message}{hint}") from None

@@ -1031,3 +1031,21 @@ def test_a_closed_stdout_pipe_is_no_error(tmp_path):
     finally:
         os.close(write_end)
     assert (done.returncode, done.stderr) == (141, "")
+
+
+def test_a_state_baked_in_at_a_fixed_batch_is_named_when_the_replay_fails(tmp_path):
+    """A network run before its export keeps its last state, which the tracer writes as a constant of that run's
+    batch while the inputs' batch stays dynamic: onnxruntime's broadcast error alone said nothing about why."""
+    net = random_net(np.random.default_rng(8), [6, 5])
+    model = leaky_unrolled(net, 3)
+    first = next(node for node in model.graph.node if node.op_type == "MatMul")
+    current = first.output[0]
+    first.output[0] = current + "_fresh"
+    stale = helper.make_node("Add", [current + "_fresh", "stale_state"], [current])
+    model.graph.node.insert(list(model.graph.node).index(first) + 1, stale)
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros((3, 5), np.float32), "stale_state"))
+    path = _model_file(tmp_path, model)
+    np.save(tmp_path / "in.npy", np.ones((4, 3, 6), np.float32))
+    result = CliRunner().invoke(main, ["estimate", str(path), "--inputs", str(tmp_path / "in.npy"), "--no-cache"])
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "the graph holds a tensor of a fixed batch although its inputs' batch is dynamic" in result.stderr
