@@ -795,7 +795,8 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
     time_first = _time_first_inputs(graph, sliced, unrolled_steps)
     if time_first:
         notes.append(f"the model takes {', '.join(map(repr, time_first))} time first, (time, batch, …): its time loop "
-                     "slices axis 0; the replay feeds the recorded (batch, time, …) samples that way")
+                     "slices axis 0; the replay feeds the recorded (batch, time, …) samples that way (a file recorded "
+                     "time first needs --time-axis 0)")
     static = _static_inputs(graph, sliced, unrolled_steps)
     if static:
         notes.append(f"every time step reads {', '.join(map(repr, static))} whole (no time axis: the same input at "
