@@ -45,6 +45,7 @@ WEIGHT_OPS = frozenset({
 # b, b_scale, b_zero, y_scale, y_zero); read as the values the operands stand for
 QUANTISED_ARITHMETIC = frozenset({"QLinearAdd", "QLinearMul"})
 QUANTISE_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+GEMM_OPS = frozenset({"Gemm", "FusedGemm"})  # Y = alpha·A·B + beta·C
 INDEXING_OPS = frozenset({"Gather", "Slice", "GatherElements"})  # x[t]: one step's slice of a whole-sequence tensor
 STEP_LAYOUT_OPS = frozenset({"Squeeze", "Unsqueeze", "Reshape", "Flatten", "Transpose"})
 NON_SPIKING_ACTIVATIONS = frozenset({
@@ -132,18 +133,31 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
+def _adds_data(graph: ModelGraph, node: OpNode) -> bool:
+    """A Gemm whose C is computed from data, Y = A·B + C: onnxruntime's MatMul + Add fusion folds a neuron's decay
+    term (β·U, α·I_syn) into the synapse's bias. C is added, not weighted: the op joins C's component."""
+    return (node.op_type in GEMM_OPS and len(node.inputs) > 2 and bool(node.inputs[2])
+            and not graph.is_constant(node.inputs[2]))
+
+
 def components(graph: ModelGraph) -> list[int]:
-    """Component id per op index: ops joined by non-constant tensors, cut at weight ops and shape-only ops."""
+    """Component id per op index: ops joined by non-constant tensors, cut at weight ops and shape-only ops (but for
+    a Gemm's added C computed from data: see _adds_data)."""
     uf = _UnionFind(len(graph.nodes))
     is_constant, node_of, union = graph.is_constant, graph.node_of, uf.union  # bound once: this loop sees every op
     for node in graph.nodes:
         if node.op_type in WEIGHT_OPS or node.op_type in SHAPE_ONLY_OPS:
+            if node.op_type in GEMM_OPS and _adds_data(graph, node):
+                producer = node_of(node.inputs[2])
+                if producer is not None and (producer.op_type not in WEIGHT_OPS or _adds_data(graph, producer)):
+                    union(node.index, producer.index)
             continue
         for name in node.inputs:
             if not name or is_constant(name):
                 continue
             producer = node_of(name)
-            if producer is not None and producer.op_type not in WEIGHT_OPS:
+            if producer is not None and (producer.op_type not in WEIGHT_OPS or (
+                    producer.op_type in GEMM_OPS and _adds_data(graph, producer))):
                 union(node.index, producer.index)
     return [uf.find(i) for i in range(len(graph.nodes))]
 
@@ -262,7 +276,8 @@ class _StepReader:
         node = self.graph.node_of(tensor)
         if node is None:
             return False
-        for name in map(self.graph.unquantised, node.inputs):  # a quantised synapse reads the spike's integer form
+        synapse = node.inputs[:2] if _adds_data(self.graph, node) else node.inputs  # a Gemm's C is no synapse input
+        for name in map(self.graph.unquantised, synapse):  # a quantised synapse reads the spike's integer form
             if not name or self.graph.is_constant(name):
                 continue
             if name in self.own_state:
@@ -316,6 +331,12 @@ class _StepReader:
             if tensor in self.spike_state:
                 return Poly.symbol("V:" + tensor)  # the layer's own previous spike, fed back (RLeaky)
             return Poly.symbol(("S:" if tensor in self.own_state else "I:") + tensor)
+        if _adds_data(graph, node) and self.in_component(node):
+            # Y = alpha·A·B + beta·C with C from the layer's state (a fused MatMul + Add): the product is the current,
+            # C is read on
+            beta = node.attributes.get("beta", 1.0)
+            current = Poly.symbol(("V:" if self.recurrent(tensor) else "I:") + tensor)
+            return current + Poly.constant(np.float32(beta)) * self.read(node.inputs[2], depth + 1)
         if not self.in_component(node):
             return Poly.symbol(("V:" if self.recurrent(tensor) else "I:") + tensor)
         if tensor != self.target and self.previous_region(tensor):
