@@ -147,7 +147,7 @@ def components(graph: ModelGraph) -> list[int]:
     is_constant, node_of, union = graph.is_constant, graph.node_of, uf.union  # bound once: this loop sees every op
     for node in graph.nodes:
         if node.op_type in WEIGHT_OPS or node.op_type in SHAPE_ONLY_OPS:
-            if node.op_type in GEMM_OPS and _adds_data(graph, node):
+            if _adds_data(graph, node):
                 producer = node_of(node.inputs[2])
                 if producer is not None and (producer.op_type not in WEIGHT_OPS or _adds_data(graph, producer)):
                     union(node.index, producer.index)
@@ -156,8 +156,7 @@ def components(graph: ModelGraph) -> list[int]:
             if not name or is_constant(name):
                 continue
             producer = node_of(name)
-            if producer is not None and (producer.op_type not in WEIGHT_OPS or (
-                    producer.op_type in GEMM_OPS and _adds_data(graph, producer))):
+            if producer is not None and (producer.op_type not in WEIGHT_OPS or _adds_data(graph, producer)):
                 union(node.index, producer.index)
     return [uf.find(i) for i in range(len(graph.nodes))]
 
@@ -201,7 +200,7 @@ def pair_states(graph: ModelGraph, compares: list[Compare], component_of: list[i
     for input_name in sorted(compared_inputs - paired_inputs):
         home = {component_of[n.index] for n in graph.users(input_name)}
         for output_name in graph.graph_outputs:
-            target = graph.unquantised(graph.canonical(output_name))
+            target = _output_target(graph, output_name)
             if output_name in taken or target not in computed:
                 continue
             producer = graph.node_of(target)
@@ -1046,9 +1045,14 @@ def _rebuild(graph: ModelGraph, steps: list[list[str]], spike_of: dict[str, str]
 
 
 def _target(graph: ModelGraph, pair: StatePair) -> str:
-    """The tensor a stepwise state's next value is: its output through Identity aliases (and a quantised model's
-    QuantizeLinear / DequantizeLinear, to the float value they stand for)."""
-    return graph.unquantised(graph.canonical(pair.output))
+    """The tensor a stepwise state's next value is (see _output_target)."""
+    return _output_target(graph, pair.output)
+
+
+def _output_target(graph: ModelGraph, output: str) -> str:
+    """The tensor a graph output is: through Identity aliases (and a quantised model's QuantizeLinear /
+    DequantizeLinear, to the float value they stand for)."""
+    return graph.unquantised(graph.canonical(output))
 
 
 def _in_component(component_of: list[int], component: int, node: OpNode) -> bool:
