@@ -246,6 +246,7 @@ class _StepReader:
         self.memo: dict[str, Poly] = {}
         self.unreadable: list[str] = []
         self.rounded: set[int] = set()  # level counts of the roundings read through (state_quant)
+        self.same_value: dict[tuple, str] = {}  # see _carried
 
     def stateful(self, tensor: str, flags: bool = True) -> bool:
         """Whether `tensor` depends, inside the component, on this layer's state (previous membrane, carried
@@ -299,6 +300,17 @@ class _StepReader:
         own = {self.prev, self.target, *self.own_state, *self.current_step} - {""}  # its flags come from these too
         return not (self.graph.ancestors(source) | {source}) & own
 
+    def _carried(self, tensor: str, node: OpNode) -> str:
+        """The name a carried tensor's symbol takes: in a quantised model, one for every op computing the same value
+        from the same tensors' QDQ copies (the graph's common subexpressions, which merge a TorchScript Alpha's base
+        update computed twice, cannot see through the copies)."""
+        if not self.graph.quantised:
+            return tensor
+        inputs = tuple(map(self.graph.unquantised, node.inputs))
+        key = (node.op_type, node.domain, tuple(sorted(inputs)) if node.op_type in ("Add", "Mul") else inputs,
+               repr(sorted(node.attributes.items())))
+        return self.same_value.setdefault(key, tensor)
+
     def read(self, tensor: str, depth: int = 0) -> Poly:
         if tensor in self.memo:
             return self.memo[tensor]
@@ -339,7 +351,7 @@ class _StepReader:
         if not self.in_component(node):
             return Poly.symbol(("V:" if self.recurrent(tensor) else "I:") + tensor)
         if tensor != self.target and self.previous_region(tensor):
-            return Poly.symbol("S:" + tensor)
+            return Poly.symbol("S:" + self._carried(tensor, node))
         if depth > 400:
             self.unreadable.append("depth")
             return Poly.symbol(f"X:{tensor}")

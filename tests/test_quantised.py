@@ -26,6 +26,7 @@ CASES = [
     ("leaky_zero_fc2__unrolled__dynamo", "QOperator"),
     ("lapicque_sub_conv__stepwise__dynamo", "QDQ"),
     ("leaky_sub_fc2_statequant__unrolled__torchscript", "QDQ"),  # fire()'s second rounding reads a QDQ copy
+    ("alpha_zero_fc1__unrolled__torchscript", "QDQ"),  # Alpha's base update computed twice, from different copies
 ]
 
 
