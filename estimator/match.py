@@ -791,6 +791,15 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
             layers = [layer for layer, drop in zip(layers, stateless, strict=True) if not drop]
             ordered_chains = [chain for chain, drop in zip(ordered_chains, stateless, strict=True) if not drop]
 
+    if style == "stepwise":
+        for layer, component in _uncompared_states(graph, pairs, layers, component_of, compare_of_output):
+            layers.append(layer)
+            ordered_chains.append((component, [list(layer.membranes)], None))
+    elif layers:
+        for layer, component in _uncompared_chains(graph, layers, component_of):
+            layers.append(layer)
+            ordered_chains.append((component, [[m] for m in layer.membranes], None))
+
     # names: unique, from scopes / state names, else kind + index
     used: Counter[str] = Counter()
     named = []
@@ -836,6 +845,88 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
                      "(batch, features…), one per sample")
     return MatchResult(tuple(layers), style if layers else "none", tuple(pairs), data_inputs, tuple(notes),
                        time_first, static)
+
+
+def _uncompared_states(graph: ModelGraph, pairs: list[StatePair], layers: list[NeuronLayer],
+                       component_of: list[int], compare_of_output: dict[str, Compare]
+                       ) -> list[tuple[NeuronLayer, int]]:
+    """Stepwise state that no layer found carries, updated as a membrane is (U_t = β·U + I, its previous value
+    decayed plus a current) with no threshold compare: a neuron layer whose spikes the exporter dropped (a membrane
+    readout, reset none, whose spike nothing uses). Listed as uncosted layers, so the totals say they are incomplete,
+    rather than left out silently."""
+    claimed: set[int] = set()
+    for layer in layers:
+        for name in (*layer.membranes, layer.state_input or ""):
+            producer = graph.node_of(name)
+            claimed.update([component_of[producer.index]] if producer is not None else
+                           (component_of[user.index] for user in graph.users(name)))
+    found = []
+    for pair in pairs:
+        target = _target(graph, pair)
+        producer = graph.node_of(target)
+        if producer is None or component_of[producer.index] in claimed or pair.input not in graph.ancestors(target):
+            continue
+        component = component_of[producer.index]
+        reader = _StepReader(graph, compare_of_output, lambda node, c=component: component_of[node.index] == c,
+                             pair.input, target, lambda name: False, {p.input for p in pairs}, set())
+        update = reader.read(target)
+        symbols = update.symbols()
+        if "U" not in symbols or not any(s.startswith("I:") for s in symbols) or reader.unreadable:
+            continue
+        features = features_of(update, reader.unreadable)
+        found.append((NeuronLayer(
+            name=_state_base(pair.input), kind=None, reset=None, style="stepwise", membranes=(target,), spikes=(),
+            neurons_shape=graph.shape(target), time_steps=None, state_input=pair.input, update=str(update),
+            features=features, location=f"tensor {target!r}",
+            problem=(f"a state updated as a membrane is (U_t = {update}) with no threshold compare: a neuron layer "
+                     "whose spikes the exporter dropped (a membrane readout, reset none?); its spikes cannot be "
+                     "counted, and it is not costed"),
+        ), component))
+    return found
+
+
+def _uncompared_chains(graph: ModelGraph, layers: list[NeuronLayer], component_of: list[int]
+                       ) -> list[tuple[NeuronLayer, int]]:
+    """Unrolled: chains U_t = β·U_{t−1} + I_t (a decayed previous value plus a synapse's current, from zero) that no
+    layer found holds and no threshold compares — a neuron layer whose spikes the exporter dropped (a membrane
+    readout, reset none). Listed as uncosted layers (see _uncompared_states)."""
+    claimed = {component_of[producer.index] for layer in layers for name in layer.membranes
+               if (producer := graph.node_of(name)) is not None}
+    previous: dict[str, str | None] = {}  # an accumulator's output → the accumulator it decays (None: from zero)
+    for node in graph.nodes:
+        if node.op_type != "Add" or len(node.inputs) != 2 or component_of[node.index] in claimed:
+            continue
+        for decayed, current in (node.inputs, node.inputs[::-1]):
+            scaled = graph.node_of(decayed)
+            source = graph.node_of(current)
+            if (scaled is None or scaled.op_type != "Mul" or source is None or source.op_type not in WEIGHT_OPS
+                    or len(scaled.inputs) != 2):
+                continue
+            factors = [name for name in scaled.inputs if graph.is_constant(name)]
+            states = [name for name in scaled.inputs if not graph.is_constant(name)]
+            if len(factors) == 1 and len(states) == 1 and states[0] in previous:
+                previous[node.outputs[0]] = states[0]
+            elif len(factors) == 2:  # β·0: the zero initial state, folded to a constant
+                previous[node.outputs[0]] = None
+            break
+    following = {before: after for after, before in previous.items() if before is not None}
+    found = []
+    for start in [name for name, before in previous.items() if before is None]:
+        chain = [start]
+        while chain[-1] in following and len(chain) <= len(previous):
+            chain.append(following[chain[-1]])
+        if len(chain) < 2:
+            continue
+        component = component_of[graph.producer[chain[-1]]]
+        found.append((NeuronLayer(
+            name=_scope_name(graph, [graph.nodes[graph.producer[chain[0]]]], []) or "", kind=None, reset=None,
+            style="unrolled", membranes=tuple(chain), spikes=(),
+            neurons_shape=graph.shape(chain[-1]), time_steps=len(chain), location=f"tensor {chain[0]!r}",
+            problem=("a state updated as a membrane is (U_t = β·U + I, from zero) over the steps with no threshold "
+                     "compare: a neuron layer whose spikes the exporter dropped (a membrane readout, reset none?); "
+                     "its spikes cannot be counted, and it is not costed"),
+        ), component))
+    return found
 
 
 def _per_step_axes(graph: ModelGraph, name: str) -> Counter[int]:

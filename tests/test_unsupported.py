@@ -11,6 +11,8 @@ from builders import (
     delta_stepwise,
     function_node_stepwise,
     gated_stepwise,
+    leaky_stepwise,
+    leaky_unrolled,
     quadratic_stepwise,
     random_net,
     tanh_stepwise,
@@ -330,3 +332,20 @@ def test_a_one_step_unrolled_layer_has_no_reset_reading(write_model):
     (row,) = estimate(write_model(model)).layers
     assert (row.kind, row.reset, row.cost_per_update) == (None, None, None)
     assert "only one time step in the graph" in estimate(write_model(model)).uncosted[0].reason
+
+
+@pytest.mark.parametrize("style", ["stepwise", "unrolled"])
+def test_a_membrane_readout_with_no_compare_left_is_listed_not_lost(write_model, tmp_path, style):
+    """A last layer with reset none whose membrane the model returns: its spike feeds nothing, so the exporter drops
+    the threshold compare, and the layer went missing from the report (totals 'complete', no warning; found by a
+    helper's sweep of larger nets). It is an uncosted layer saying why, and the replay counts the others."""
+    net = random_net(np.random.default_rng(9), [6, 5, 4])
+    net.reset, net.returns_membrane = "none", True
+    model = leaky_stepwise(net) if style == "stepwise" else leaky_unrolled(net, 5)
+    data = (np.random.default_rng(10).random((3, 5, 6)) < 0.5).astype(np.float32)
+    report = estimate(write_model(model, inputs=data), tmp_path / "inputs.npz")
+    assert [row.kind for row in report.layers] == ["leaky", None]
+    assert report.layers[0].spikes == net.reference(data)["spikes"][0] and report.layers[1].spikes is None
+    assert report.layers[1].neurons_per_sample == 4 and not report.totals.complete
+    assert report.uncosted[0].reason.startswith("a state updated as a membrane is (U_t = ")
+    assert "with no threshold compare: a neuron layer whose spikes the exporter dropped" in report.uncosted[0].reason
