@@ -892,7 +892,9 @@ def _uncompared_chains(graph: ModelGraph, layers: list[NeuronLayer], component_o
     readout, reset none). Listed as uncosted layers (see _uncompared_states)."""
     claimed = {component_of[producer.index] for layer in layers for name in layer.membranes
                if (producer := graph.node_of(name)) is not None}
-    previous: dict[str, str | None] = {}  # an accumulator's output → the accumulator it decays (None: from zero)
+    # an accumulator's output → the accumulator it decays (None: from zero; "": from the first step's current alone,
+    # U_0 = I_0, the zero state folded away by a simplifier)
+    previous: dict[str, str | None] = {}
     for node in graph.nodes:
         if node.op_type != "Add" or len(node.inputs) != 2 or component_of[node.index] in claimed:
             continue
@@ -908,10 +910,14 @@ def _uncompared_chains(graph: ModelGraph, layers: list[NeuronLayer], component_o
                 previous[node.outputs[0]] = states[0]
             elif len(factors) == 2:  # β·0: the zero initial state, folded to a constant
                 previous[node.outputs[0]] = None
+            elif len(factors) == 1 and len(states) == 1 and (first := graph.node_of(states[0])) is not None \
+                    and first.op_type in WEIGHT_OPS and component_of[first.index] not in claimed:
+                previous[states[0]] = ""  # U_0 = I_0: the first step is the synapse's output itself
+                previous[node.outputs[0]] = states[0]
             break
     following = {before: after for after, before in previous.items() if before is not None}
     found = []
-    for start in [name for name, before in previous.items() if before is None]:
+    for start in [name for name, before in previous.items() if before is None or before == ""]:
         chain = [start]
         while chain[-1] in following and len(chain) <= len(previous):
             chain.append(following[chain[-1]])

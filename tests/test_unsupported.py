@@ -349,3 +349,31 @@ def test_a_membrane_readout_with_no_compare_left_is_listed_not_lost(write_model,
     assert report.layers[1].neurons_per_sample == 4 and not report.totals.complete
     assert report.uncosted[0].reason.startswith("a state updated as a membrane is (U_t = ")
     assert "with no threshold compare: a neuron layer whose spikes the exporter dropped" in report.uncosted[0].reason
+
+
+def test_a_membrane_readout_whose_zero_state_was_folded_away_is_listed(write_model):
+    """The readout of the test above after a simplifier folded its zero initial state away (U_0 = I_0, the first
+    step's synapse output itself): still one uncosted layer of all the steps."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    net = random_net(np.random.default_rng(11), [6, 5])
+    model = leaky_unrolled(net, 4)  # one Leaky layer: output (batch, 4, 5) spikes
+    weight = np.random.default_rng(12).normal(size=(5, 3)).astype(np.float32)
+    graph = model.graph
+    graph.initializer.extend([numpy_helper.from_array(weight, "W_readout"),
+                              numpy_helper.from_array(np.float32(0.9), "beta_readout")])
+    membrane = None
+    for t in range(4):
+        graph.initializer.append(numpy_helper.from_array(np.asarray(t, np.int64), f"step_{t}"))
+        graph.node.extend([helper.make_node("Gather", ["output", f"step_{t}"], [f"s_{t}"], axis=1),
+                           helper.make_node("MatMul", [f"s_{t}", "W_readout"], [f"i_{t}"])])
+        if membrane is None:
+            membrane = f"i_{t}"  # U_0 = I_0
+            continue
+        graph.node.extend([helper.make_node("Mul", ["beta_readout", membrane], [f"decayed_{t}"]),
+                           helper.make_node("Add", [f"decayed_{t}", f"i_{t}"], [f"u_{t}"])])
+        membrane = f"u_{t}"
+    graph.output.append(helper.make_tensor_value_info(membrane, TensorProto.FLOAT, ["batch", 3]))
+    report = estimate(write_model(model))
+    assert [(row.kind, row.time_steps) for row in report.layers] == [("leaky", 4), (None, 4)]
+    assert report.layers[1].neurons_per_sample == 3 and not report.totals.complete
