@@ -351,7 +351,11 @@ class ProcessBackend(Backend):
         return cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
 
     def submit(self, function: Callable[..., Any], *args: Any) -> cf.Future:
-        return self._pool.submit(function, *args)
+        try:
+            return self._pool.submit(function, *args)
+        except cf.process.BrokenProcessPool:  # a worker died after its last shard (idle): no result was lost
+            self.recover()
+            return self._pool.submit(function, *args)
 
     def result(self, future: cf.Future) -> Any:
         try:
