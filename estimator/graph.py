@@ -265,7 +265,7 @@ class ModelGraph:
         wanted = self.shape(tensor)
         if inner is None or not np.array_equal(inner.levels, outer.levels) or wanted is None or None in wanted:
             return tensor
-        return next((name for name in chain if _same_layout(self.shape(name), wanted)), tensor)
+        return next((name for name in chain if same_layout(self.shape(name), wanted)), tensor)
 
     def unquantised(self, tensor: str) -> str:
         """The float tensor a quantised model's data tensor stands for: back through QuantizeLinear of data (its
@@ -479,10 +479,12 @@ class Rounding:
 LAYOUT_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
 
 
-def _same_layout(shape: tuple[Dim, ...] | None, wanted: tuple[Dim, ...]) -> bool:
-    """The same rank and the same fixed dims (symbolic ones may be named apart: a quantised model's shape inference
-    names its batch afresh per tensor)."""
-    return shape is not None and len(shape) == len(wanted) and all(
+def same_layout(shape: tuple[Dim, ...] | None, wanted: tuple[Dim, ...] | None) -> bool:
+    """The same shape, or the same rank and the same fixed dims (symbolic ones may be named apart: a quantised model's
+    shape inference names its batch afresh per tensor)."""
+    if shape == wanted:
+        return True
+    return shape is not None and wanted is not None and len(shape) == len(wanted) and all(
         a == b for a, b in zip(shape, wanted, strict=True) if isinstance(a, int) or isinstance(b, int))
 
 

@@ -28,7 +28,7 @@ import onnx
 from onnx import helper
 
 from .algebra import FLAGS, Poly
-from .graph import SHAPE_ONLY_OPS, ModelGraph, OpNode, no_gc
+from .graph import SHAPE_ONLY_OPS, ModelGraph, OpNode, no_gc, same_layout
 from .kinds import UpdateFeatures, classify, kind_for_class
 from .layers import Dim, MatchResult, NeuronLayer, StatePair
 
@@ -1084,7 +1084,7 @@ def _uncompared_step(graph: ModelGraph, last: str, component: int, component_of:
                     continue
                 seen.add(out)
                 stack.append(out)  # through the flag too: Alpha's next membrane reads `last` only through it
-                if out not in flags and user.op_type == op_type and graph.shape(out) == graph.shape(last):
+                if out not in flags and user.op_type == op_type and same_layout(graph.shape(out), graph.shape(last)):
                     pred, outside, flagged = predecessor(out, component)
                     if pred == last and outside and flagged:
                         found.append(out)
