@@ -847,6 +847,17 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
                        time_first, static)
 
 
+def _claimed(graph: ModelGraph, layers: list[NeuronLayer], component_of: list[int]) -> set[int]:
+    """The components holding the layers found: their membranes' producers, and the readers of a state input."""
+    claimed: set[int] = set()
+    for layer in layers:
+        for name in (*layer.membranes, layer.state_input or ""):
+            producer = graph.node_of(name)
+            claimed.update([component_of[producer.index]] if producer is not None else
+                           (component_of[user.index] for user in graph.users(name)))
+    return claimed
+
+
 def _uncompared_states(graph: ModelGraph, pairs: list[StatePair], layers: list[NeuronLayer],
                        component_of: list[int], compare_of_output: dict[str, Compare]
                        ) -> list[tuple[NeuronLayer, int]]:
@@ -854,12 +865,7 @@ def _uncompared_states(graph: ModelGraph, pairs: list[StatePair], layers: list[N
     decayed plus a current) with no threshold compare: a neuron layer whose spikes the exporter dropped (a membrane
     readout, reset none, whose spike nothing uses). Listed as uncosted layers, so the totals say they are incomplete,
     rather than left out silently."""
-    claimed: set[int] = set()
-    for layer in layers:
-        for name in (*layer.membranes, layer.state_input or ""):
-            producer = graph.node_of(name)
-            claimed.update([component_of[producer.index]] if producer is not None else
-                           (component_of[user.index] for user in graph.users(name)))
+    claimed = _claimed(graph, layers, component_of)
     found = []
     for pair in pairs:
         target = _target(graph, pair)
@@ -890,8 +896,7 @@ def _uncompared_chains(graph: ModelGraph, layers: list[NeuronLayer], component_o
     """Unrolled: chains U_t = β·U_{t−1} + I_t (a decayed previous value plus a synapse's current, from zero) that no
     layer found holds and no threshold compares — a neuron layer whose spikes the exporter dropped (a membrane
     readout, reset none). Listed as uncosted layers (see _uncompared_states)."""
-    claimed = {component_of[producer.index] for layer in layers for name in layer.membranes
-               if (producer := graph.node_of(name)) is not None}
+    claimed = _claimed(graph, layers, component_of)
     # an accumulator's output → the accumulator it decays (None: from zero; "": from the first step's current alone,
     # U_0 = I_0, the zero state folded away by a simplifier)
     previous: dict[str, str | None] = {}
