@@ -28,7 +28,7 @@ import onnx
 from onnx import helper
 
 from .algebra import FLAGS, Poly
-from .graph import SHAPE_ONLY_OPS, ModelGraph, OpNode, no_gc, same_layout
+from .graph import LAYOUT_OPS, SHAPE_ONLY_OPS, ModelGraph, OpNode, no_gc, same_layout
 from .kinds import UpdateFeatures, classify, kind_for_class
 from .layers import Dim, MatchResult, NeuronLayer, StatePair
 
@@ -47,7 +47,7 @@ QUANTISED_ARITHMETIC = frozenset({"QLinearAdd", "QLinearMul"})
 QUANTISE_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 GEMM_OPS = frozenset({"Gemm", "FusedGemm"})  # Y = alpha·A·B + beta·C
 INDEXING_OPS = frozenset({"Gather", "Slice", "GatherElements"})  # x[t]: one step's slice of a whole-sequence tensor
-STEP_LAYOUT_OPS = frozenset({"Squeeze", "Unsqueeze", "Reshape", "Flatten", "Transpose"})
+STEP_LAYOUT_OPS = LAYOUT_OPS | {"Transpose"}  # the same values, reshaped or (across steps and batch) transposed
 NON_SPIKING_ACTIVATIONS = frozenset({
     "Relu", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "Tanh", "Elu", "Selu", "Gelu", "Softplus", "HardSwish",
     "Softmax", "LogSoftmax", "Mish", "Celu",
