@@ -210,7 +210,85 @@ def pair_states(graph: ModelGraph, compares: list[Compare], component_of: list[i
                 pairs.append(StatePair(input_name, output_name))
                 taken.add(output_name)
                 break
+    pairs.extend(_pairs_by_dataflow(graph, compares, component_of, {p.input for p in pairs}, taken))
     return pairs
+
+
+def _pairs_by_dataflow(graph: ModelGraph, compares: list[Compare], component_of: list[int], paired: set[str],
+                       taken: set[str]) -> list[StatePair]:
+    """State inputs that neither their names nor a compare of their own pair (a hand-written export with free names,
+    or the exporter's own: onnx::Mul_1 → 15, flat_0 → sub): an input a neuron's update reads within its component
+    is paired with the graph output computed from it there in the fewest ops — its value after this step — when
+    that pairing is mutual and unique (the output is no nearer to another input, the input to no other output);
+    ties pair nothing (a state is never guessed). An input read only through a weight (an all-to-all recurrent
+    Linear: a spike state) pairs with a spike (a compare's output); any other, with a value that is no spike. The
+    first input is data (forward(x, *state)); an input read through a per-step slice (x[:, t]) is never state.
+    An input left unpaired is data: the replay asks for it by name, it never guesses a state."""
+    flags = {c.output for c in compares}
+    for node in graph.nodes:  # the spike: the flag, cast, scaled by a constant (graded_spikes_factor)
+        read = [name for name in node.inputs if name in flags]
+        if read and (node.op_type == "Cast" or node.op_type == "Mul" and len(read) == 1 and all(
+                graph.is_constant(name) for name in node.inputs if name not in flags)):
+            flags.add(node.outputs[0])
+    compared = {c.membrane for c in compares}
+    computed = compared - set(graph.graph_inputs)
+    # outputs that are one tensor (the spike returned and fed back, `output` and its Identity) are one candidate:
+    # the last listed, as the first output is the model's result (forward returns (spk, *state))
+    targets = list({_output_target(graph, name): name for name in graph.graph_outputs if name not in taken}.items())
+    unpaired = [name for name in graph.graph_inputs[1:] if name not in paired]
+    distances: dict[tuple[str, str], int] = {}  # (input, output) → ops from one to the other
+    for input_name in unpaired:
+        users = graph.users(input_name)
+        spike_state = bool(users) and all(n.op_type in WEIGHT_OPS for n in users)
+        starts = ([u for n in users for name in n.outputs for u in graph.users(name) if u.op_type not in WEIGHT_OPS]
+                  if spike_state else [n for n in users if n.op_type not in WEIGHT_OPS | INDEXING_OPS])
+        home = {component_of[n.index] for n in starts}
+        distance: dict[str, int] = {}
+        frontier, depth, seen = starts, 1 + spike_state, {n.index for n in starts}
+        while frontier:  # breadth first within the component
+            following = []
+            for node in frontier:
+                for name in node.outputs:
+                    if name and name not in distance:
+                        distance[name] = depth
+                        for user in graph.users(name):
+                            if user.index not in seen and component_of[user.index] in home:
+                                seen.add(user.index)
+                                following.append(user)
+            frontier, depth = following, depth + 1
+        if input_name not in compared and not computed & distance.keys():
+            continue  # no neuron's update reads it
+        for target, output_name in targets:
+            if target in distance and (target in flags) == spike_state and _shapes_compatible(
+                    graph.shape(input_name), graph.shape(output_name)):
+                distances[(input_name, output_name)] = distance[target]
+    found: list[StatePair] = []
+    while distances and len(paired) + len(found) + 1 < len(graph.graph_inputs):  # one input stays data
+        mutual = [(i, o) for (i, o) in distances
+                  if _nearest(distances, [p for p in distances if p[0] == i]) == (i, o)
+                  and _nearest(distances, [p for p in distances if p[1] == o]) == (i, o)]
+        if not mutual:
+            break
+        input_name, output_name = mutual[0]
+        found.append(StatePair(input_name, output_name))
+        taken.add(output_name)
+        distances = {p: d for p, d in distances.items() if p[0] != input_name and p[1] != output_name}
+    if paired or found:  # stepwise: a state input the step does not read (dynamo keeps Alpha's unused membrane)
+        unused = [name for name in unpaired if not graph.users(name) and all(p.input != name for p in found)]
+        for input_name in unused:
+            output_name = next((name for target, name in targets if name not in taken and target not in flags
+                                and _shapes_compatible(graph.shape(input_name), graph.shape(name))), None)
+            if output_name is not None:  # its value is never read: any state output of its shape keeps it fed
+                found.append(StatePair(input_name, output_name))
+                taken.add(output_name)
+    return found
+
+
+def _nearest(distances: dict[tuple[str, str], int], pairs: list[tuple[str, str]]) -> tuple[str, str] | None:
+    """The one pair at the least distance, or None on a tie."""
+    best = min(distances[p] for p in pairs)
+    closest = [p for p in pairs if distances[p] == best]
+    return closest[0] if len(closest) == 1 else None
 
 
 # --- reading one update step -----------------------------------------------------------------------------------------
@@ -470,6 +548,10 @@ def _reset_form(update: Poly, flag: str, theta: np.ndarray | None) -> tuple[str 
             base = update.coefficient(rest)
             if base is None or not np.allclose(base, -update.coefficient(monomial)):
                 return None, False
+        if alone is not None and flag == "Snow":
+            # X·(1 − S) + v·S with this step's own spike S: a hard reset to a value v other than 0 (SpikingJelly's
+            # and Norse's v_reset). A recurrent current would be the previous step's spike, never this one's.
+            return "value", False
         return "zero", alone is not None
     # subtract: the flag alone, times −θ; any other amount is θ plus a recurrent term (none + V·S reads the same
     # as subtract + (V + θ)·S; subtract is the one snnTorch users export, so that is the reading taken)
@@ -542,6 +624,11 @@ def _module_name(scope: str) -> str | None:
 
 def _state_base(name: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def _chosen_name(name: str) -> bool:
+    """A name someone chose, not the TorchScript exporter's own (onnx::Mul_1, 15): those name no layer."""
+    return "::" not in name and not name.isdigit()
 
 
 # --- the matcher ---------------------------------------------------------------------------------------------------
@@ -1199,6 +1286,48 @@ def _flag_entries(graph: ModelGraph, prev: str, target: str, compare_of_output: 
     return sum(sum(1 for name in node.inputs if name in flags) for node in nodes if not set(node.outputs) <= flags)
 
 
+def _reset_value(graph: ModelGraph, reader: _StepReader, prev: str, target: str,
+                 compare_of_output: dict[str, Compare], in_component: Callable[[OpNode], bool],
+                 previous_region: Callable[[str], bool]) -> float | None:
+    """U_t = β·U + I + c·R read from an unrolled step can be RLeaky one-to-one with a zero reset (V·S_{t-1}, the
+    previous spike being the flag R) or a hard reset to a value v, written after the previous step's compare:
+    P = U·(1 − S) + v·S, then U_t = β·P + I (c = β·v). The latter has one tensor P through which both the previous
+    membrane and its flag reach this step, computed from them alone (no input current) and reading as
+    U − U·R + v·R; RLeaky adds V·S apart from the decayed membrane. Returns v, or None."""
+    flags = {tensor for tensor, compare in compare_of_output.items() if compare.membrane == prev}
+    sources = flags | {prev}
+    region = graph.ancestors(target, stop=lambda name: name in sources or previous_region(name)
+                             or not _inside(graph, name, in_component))
+    order = graph.topological_index()
+    for candidate in sorted(region - sources, key=lambda name: order.get(name, -1)):  # the first that joins them
+        upstream = graph.ancestors(candidate, stop=lambda name: name in sources or previous_region(name)
+                                   or not _inside(graph, name, in_component))
+        producers = [graph.node_of(name) for name in upstream - sources if not graph.is_constant(name)]
+        if not (prev in upstream and upstream & flags) or not all(
+                node is not None and in_component(node) for node in producers):
+            continue  # not computed from the previous membrane and its flag alone
+        # every path from the membrane or its flag to this step's update passes through the candidate
+        seen, stack = {candidate}, list(sources)
+        while stack:
+            for user in graph.users(stack.pop()):
+                if not in_component(user):
+                    continue
+                for name in user.outputs:
+                    if name and name not in seen and (name in region or name == target):
+                        seen.add(name)
+                        stack.append(name)
+        if target in seen:
+            continue
+        reset = reader.read(candidate)
+        decay, flagged = reset.coefficient(["U"]), reset.coefficient(["R"])
+        both = reset.coefficient(["R", "U"])
+        if (decay is not None and flagged is not None and both is not None and np.allclose(decay, 1.0)
+                and np.allclose(both, -1.0) and np.size(flagged) == 1):
+            return float(np.asarray(flagged).reshape(()))
+        return None
+    return None
+
+
 @dataclass(frozen=True)
 class _MembranePair:
     pair: StatePair
@@ -1347,6 +1476,14 @@ def _build_layer(
         if any(m.count("R") > 1 for m in raw.read(target).monomials()):
             features = replace(features, recurrent=True)
 
+    if (layer_style == "unrolled" and prev and features.reset == "zero" and features.recurrent
+            and not any(symbol.startswith("V:") for symbol in update.symbols())):
+        value = _reset_value(graph, reader, prev, target, compare_of_output, in_component, previous_region)
+        if value is not None:
+            features = replace(features, reset="value", recurrent=False)
+            notes.append(f"a hard reset to {value:g}, not 0 (U = U·(1 − S) + {value:g}·S after its compare: "
+                         "SpikingJelly's and Norse's v_reset): reset 'value', costed from the cost tables")
+
     if (layer_style == "unrolled" and prev and features.reset == "subtract" and features.recurrent
             and not any(symbol.startswith("V:") for symbol in update.symbols())
             and _flag_entries(graph, prev, target, compare_of_output, in_component, previous_region) == 1):
@@ -1365,6 +1502,13 @@ def _build_layer(
             features = replace(features, reset="none")
             notes.append("R here is also the previous spike S_{t-1}: its one term is the elementwise recurrent "
                          "weight V·S_{t-1}, and there is no reset term (reset none)")
+
+    if layer_style == "stepwise" and features.reset == "value":
+        value = update.coefficient(["Snow"])
+        shown = f"{float(np.asarray(value).reshape(-1)[0]):g}" if value is not None and np.size(value) == 1 else "v"
+        notes.append(f"a hard reset to {shown}, not 0 (U·(1 − S) + {shown}·S: SpikingJelly's and Norse's v_reset): "
+                     "reset 'value'; the replay starts every state at 0, as snnTorch does — a framework that starts "
+                     "the membrane at v_reset (SpikingJelly) counts otherwise: export it unrolled to keep its start")
 
     kind_name: str | None = None
     near_misses: dict[str, str] = {}
@@ -1442,7 +1586,8 @@ def _build_layer(
         notes.append("the last step's post-reset membrane is not in the graph (the exporter dropped it as unused); "
                      "the replay rebuilds it from that step's spike and reset flag")
     tensors = ([stepwise_pair.input] if stepwise_pair else []) + list(chain)
-    name = _state_base((stepwise_pair or own_pairs[0]).input) if layer_style == "stepwise" else None
+    state_input = (stepwise_pair or own_pairs[0]).input if layer_style == "stepwise" else ""
+    name = _state_base(state_input) if _chosen_name(state_input) and state_input else None
     first_step_nodes = [n for n in component_nodes if n.index <= graph.producer[chain[0]]]
     if shared:  # only this layer's: the ops its first membrane is computed by
         first_step_nodes = own_nodes_of(chain[0], first_step_nodes)
