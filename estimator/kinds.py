@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-RESETS = ("subtract", "zero", "none")
+RESETS = ("subtract", "zero", "none", "value")  # value: a hard reset to a constant other than 0 (v_reset)
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class UpdateFeatures:
     membrane_feedback: bool  # U_t depends on U_{t-1} directly (a decay term), not only through the reset flag
     recurrent: bool  # a current computed by a weight op from the layer's own previous output is added (RLeaky…)
     input_gain: float | None  # coefficient of the input current in U_t (1 for Leaky, Δt/C for Lapicque)
-    reset: str | None  # "subtract", "zero", "none", or None when the reset term has an unknown form
+    reset: str | None  # "subtract", "zero", "none", "value", or None when the reset term has an unknown form
     unreadable_ops: tuple[str, ...] = ()  # ops in the update the matcher could not read symbolically
     nonlinear_terms: tuple[str, ...] = ()  # products of state/input terms (snnTorch updates are linear in them)
 

@@ -339,23 +339,88 @@ def adaptive_threshold_stepwise(weight: np.ndarray, beta: float = 0.9, rho: floa
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def _hand_written_reset(b: _Builder, base: str, spike: str, theta: str, reset: str, v_reset: float) -> str:
+    if reset == "zero":
+        return b.op("Mul", [base, b.op("Sub", [b.const(1.0, "one"), spike])])
+    if reset == "value":  # SpikingJelly's / Norse's hard reset to v_reset: mem·(1 − spk) + v_reset·spk
+        kept = b.op("Mul", [base, b.op("Sub", [b.const(1.0, "one"), spike])])
+        return b.op("Add", [kept, b.op("Mul", [spike, b.const(v_reset, "v_reset")])])
+    return b.op("Sub", [base, b.op("Mul", [spike, theta])])
+
+
 def hand_written_lif_stepwise(weight: np.ndarray, reset: str = "subtract", beta: float = 0.9,
-                              threshold: float = 1.0) -> onnx.ModelProto:
+                              threshold: float = 1.0, v_reset: float = 0.0) -> onnx.ModelProto:
     """A LIF written in plain PyTorch, one step: mem' = β·mem + x; spk = H(mem' − θ); the state carried is the
-    membrane after its reset, mem' − spk·θ (subtract) or mem'·(1 − spk) (zero). No compare reads the state."""
+    membrane after its reset, mem' − spk·θ (subtract), mem'·(1 − spk) (zero) or mem'·(1 − spk) + v_reset·spk
+    (value). No compare reads the state."""
     b = _Builder("torchscript")
     n_in, n_out = weight.shape
     theta = b.init(threshold, "threshold")
     base = b.op("Add", [b.op("Mul", [b.init(beta, "beta"), "h1.mem"]), b.synapse("input", weight)])
     spike = b.flag(base, theta)
-    if reset == "zero":
-        new = b.op("Mul", [base, b.op("Sub", [b.const(1.0, "one"), spike])])
-    else:
-        new = b.op("Sub", [base, b.op("Mul", [spike, theta])])
+    new = _hand_written_reset(b, base, spike, theta, reset, v_reset)
     b.nodes.append(helper.make_node("Identity", [new], ["h1.mem.next"]))
     b.nodes.append(helper.make_node("Identity", [spike], ["output"]))
     return helper.make_model(_one_state_graph(b.nodes, "h1", n_in, n_out, b.inits),
                              opset_imports=[helper.make_opsetid("", 17)])
+
+
+def hand_written_lif_unrolled(weights: list[np.ndarray], steps: int, reset: str = "value", beta: float = 0.9,
+                              threshold: float = 1.0, v_reset: float = 0.0,
+                              spelling: str = "torchscript") -> onnx.ModelProto:
+    """The same hand-written LIF layers with the time loop traced: input (batch, steps, features) → stacked spikes.
+    Each step's membrane is reset after its compare, and the next step decays that reset membrane."""
+    b = _Builder(spelling)
+    theta = b.init(threshold, "threshold")
+    decay = b.init(beta, "beta")
+    mems: list[str | None] = [None] * len(weights)
+    stacked = []
+    for t in range(steps):
+        index = b.name("t")
+        b.inits.append(numpy_helper.from_array(np.asarray(t, dtype=np.int64), index))
+        x = b.op("Gather", ["input", index], axis=1)
+        for i, weight in enumerate(weights):
+            current = b.synapse(x, weight)
+            base = current if mems[i] is None else b.op("Add", [b.op("Mul", [decay, mems[i]]), current])
+            x = b.flag(base, theta)
+            mems[i] = _hand_written_reset(b, base, x, theta, reset, v_reset)
+        axes = b.name("axes")
+        b.inits.append(numpy_helper.from_array(np.asarray([1], dtype=np.int64), axes))
+        stacked.append(b.op("Unsqueeze", [x, axes]))
+    b.nodes.append(helper.make_node("Concat", stacked, ["output"], axis=1))
+    outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", steps, weights[-1].shape[1]])]
+    graph = helper.make_graph(
+        _live(b.nodes, outputs), "unrolled",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", steps, weights[0].shape[0]])],
+        outputs, b.inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def hand_written_lif_reference(weights: list[np.ndarray], data: np.ndarray, reset: str = "value",
+                               beta: float = 0.9, threshold: float = 1.0,
+                               v_reset: float = 0.0) -> dict[str, list[int]]:
+    """Spikes and membrane updates per layer of the hand-written LIF, the membrane counted after its reset
+    (stepwise: the state carried) and before it (unrolled: the tensor the compare reads)."""
+    samples, steps = data.shape[:2]
+    mems = [np.zeros((samples, w.shape[1]), np.float32) for w in weights]
+    bases = [np.zeros((samples, w.shape[1]), np.float32) for w in weights]
+    spikes, after, before = [0] * len(weights), [0] * len(weights), [0] * len(weights)
+    for t in range(steps):
+        x = data[:, t]
+        for i, weight in enumerate(weights):
+            base = np.float32(beta) * mems[i] + x @ weight
+            spike = (base - np.float32(threshold) > 0).astype(np.float32)
+            if reset == "value":
+                new = base * (np.float32(1.0) - spike) + spike * np.float32(v_reset)
+            elif reset == "zero":
+                new = base * (np.float32(1.0) - spike)
+            else:
+                new = base - spike * np.float32(threshold)
+            spikes[i] += int(spike.sum())
+            after[i] += new.size if t == 0 else int(np.count_nonzero(new != mems[i]))
+            before[i] += base.size if t == 0 else int(np.count_nonzero(base != bases[i]))
+            mems[i], bases[i], x = new, base, spike
+    return {"spikes": spikes, "after_reset": after, "before_reset": before}
 
 
 def rounded_lif_stepwise(weight: np.ndarray, levels: np.ndarray, spelling: str = "tile", beta: float = 0.9,

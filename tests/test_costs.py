@@ -62,7 +62,7 @@ def test_each_table_is_recorded_with_its_file_digest(tmp_path):
     ('[costs.leaky]\nsubtract = "four"', "costs.leaky.subtract = 'four' is not a number"),
     ("[costs.leaky]\nsubtract = true", "costs.leaky.subtract = true is not a number"),
     ("[costs.leakyy]\nsubtract = 4", "costs.leakyy: unknown neuron kind"),
-    ("[costs.leaky]\nsubstract = 4", "costs.leaky.substract: unknown reset (known: subtract, zero, none)"),
+    ("[costs.leaky]\nsubstract = 4", "costs.leaky.substract: unknown reset (known: subtract, zero, none, value)"),
     ("[costs.leaky.zero]\nsplit = { add = 1 }", "costs.leaky.zero: missing 'total'"),
     ("[costs.leaky.zero]\ntotal = 4\nsplit = { add = 1 }", "costs.leaky.zero.split adds up to 1, but total is 4"),
     ("[meta]\nname = 'x'", "no [costs.<kind>] entries"),

@@ -7,7 +7,9 @@ import onnx
 import pytest
 from builders import (
     LeakyNet,
+    hand_written_lif_reference,
     hand_written_lif_stepwise,
+    hand_written_lif_unrolled,
     leaky_stepwise,
     leaky_unrolled,
     leaky_unrolled_sequence_synapses,
@@ -410,6 +412,32 @@ def test_a_hand_written_lif_carrying_its_reset_membrane_is_leaky_stepwise(write_
         updates += new.size if t == 0 else int(np.count_nonzero(new != mem))
         mem = new
     assert (report.layers[0].spikes, report.layers[0].membrane_updates) == (spikes, updates) and spikes > 0
+
+
+@pytest.mark.parametrize("spelling", ["torchscript", "dynamo"])
+@pytest.mark.parametrize("style", ["stepwise", "unrolled"])
+@pytest.mark.parametrize("v_reset", [0.1, -0.3])
+def test_a_hard_reset_to_a_nonzero_value_is_leaky_with_reset_value(write_model, tmp_path, style, spelling, v_reset):
+    """SpikingJelly's and Norse's v_reset, written mem·(1 − spk) + v_reset·spk after the compare: the v_reset·spk
+    term was read as a one-to-one recurrent weight (RLeaky zero, exit 0, totals complete). It is Leaky with reset
+    'value', costed from the extension table (zero's 4 + one addition)."""
+    rng = np.random.default_rng(62)
+    weights = [rng.normal(0.0, 0.8, size=(6, 5)).astype(np.float32), rng.normal(0.0, 0.9, size=(5, 3)).astype(
+        np.float32)]
+    data = _data(rng, 4, 9, 6)
+    if style == "stepwise":
+        weights = weights[:1]
+        model = hand_written_lif_stepwise(weights[0], "value", v_reset=v_reset)
+    else:
+        model = hand_written_lif_unrolled(weights, 9, "value", v_reset=v_reset, spelling=spelling)
+    report = estimate(write_model(model, inputs=data), tmp_path / "inputs.npz", convention="neurobench")
+    assert [(row.kind, row.reset, row.cost_per_update) for row in report.layers] == [("leaky", "value", 5)] * len(
+        weights)
+    want = hand_written_lif_reference(weights, data, "value", v_reset=v_reset)
+    assert [row.spikes for row in report.layers] == want["spikes"] and all(want["spikes"])
+    counted = want["after_reset"] if style == "stepwise" else want["before_reset"]
+    assert [row.membrane_updates for row in report.layers] == counted
+    assert report.totals.complete
 
 
 @pytest.mark.parametrize("spelling", ["tile", "expand"])
