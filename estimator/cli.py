@@ -6,7 +6,7 @@ import functools
 import importlib.util
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,17 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def write_atomic(path: Path, text: str) -> None:
     """Write via a temporary file in the same folder, flushed to disk, then renamed over `path`: a crash or Ctrl-C
-    leaves either the old file or the whole new one, never a half-written report."""
+    leaves either the old file or the whole new one, never a half-written report. A symlink is followed (the file
+    it points to is replaced, the link kept); a device or a pipe (/dev/null, a FIFO) is written to, never replaced."""
+    if path.exists() and not path.is_file() and not path.is_dir():
+        try:
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as err:
+            raise OutputError(f"{path}: cannot write the report there ({err.strerror or err})") from None
+        return
+    if path.is_symlink():
+        path = path.resolve()
     if path.parent.exists() and not path.parent.is_dir():
         raise OutputError(f"{path}: cannot write the report there ({path.parent} is not a folder)")
     try:
@@ -105,9 +115,21 @@ SUFFIX_FORMATS = {".json": "json", ".csv": "csv", ".md": "markdown", ".markdown"
 FORMAT_HELP = "Default: the format -o's suffix names (.json, .csv, .md, .html, .txt), else table."
 
 
-def output_format(fmt: str | None, output: Path | None, offered: list[str]) -> str:
+def output_format(fmt: str | None, output: Path | None, offered: list[str],
+                  reads: Iterable[Path | None] = ()) -> str:
     """The format to write: --format if given, else the one -o's suffix names (a report.json holds JSON), else
-    table. A --format that contradicts the suffix is obeyed, with a warning."""
+    table. A --format that contradicts the suffix is obeyed, with a warning. An -o naming a file the command reads
+    (`reads`: its model, inputs, tables, reports) is refused before any work: the report would replace it."""
+    from .errors import UsageError
+
+    for source in reads:
+        try:
+            same = output is not None and source is not None and os.path.samefile(output, source)
+        except OSError:  # either is missing: nothing to overwrite
+            same = False
+        if same:
+            raise UsageError(f"-o {output} is {source}, which this command reads (the report would replace it); "
+                             "write the report to another file")
     named = SUFFIX_FORMATS.get(output.suffix.lower()) if output is not None else None
     named = named if named in offered else None
     if fmt is None:
@@ -350,7 +372,7 @@ def estimate(model: Path, inputs: Path | None, convention: str, fmt: str | None,
     from .errors import FeasibilityError, UsageError
     from .formats import REPORT_FORMATS
 
-    fmt = output_format(fmt, output, REPORT_FORMAT_NAMES)
+    fmt = output_format(fmt, output, REPORT_FORMAT_NAMES, (model, inputs, energy_table, *cost_tables))
     if budget is not None and step_rate is None:  # checked before a long replay, not after it
         raise FeasibilityError("--budget needs --step-rate (time steps per second) to turn ops per sample into ops/s")
     if budget is not None and budget_basis == "effective" and inputs is None:
@@ -468,7 +490,7 @@ def compare(reports: tuple[Path, ...], fmt: str | None, output: Path | None, ste
     from .feasibility import read_energy_table
     from .formats_compare import COMPARE_FORMATS
 
-    fmt = output_format(fmt, output, REPORT_FORMAT_NAMES)
+    fmt = output_format(fmt, output, REPORT_FORMAT_NAMES, (*reports, energy_table))
     energy = read_energy_table(energy_table) if energy_table is not None else None
     comparison = run_compare(_expanded(reports), step_rate, budget, budget_basis, energy)
     emit(COMPARE_FORMATS[fmt](comparison), output)
@@ -505,7 +527,7 @@ def layers(model: Path, fmt: str | None, output: Path | None, cache: bool) -> No
     from .api import analyse
     from .formats import format_layers, layers_json
 
-    fmt = output_format(fmt, output, ["table", "json"])
+    fmt = output_format(fmt, output, ["table", "json"], (model,))
     analysis = analyse(model, cache=cache)
     shown = layers_json if fmt == "json" else format_layers
     emit(shown(str(model), analysis.match, analysis.warnings), output)
@@ -521,7 +543,7 @@ def explain(model: Path, fmt: str | None, output: Path | None, cache: bool) -> N
     from .api import analyse
     from .formats import explain_json, format_explain
 
-    fmt = output_format(fmt, output, ["table", "json"])
+    fmt = output_format(fmt, output, ["table", "json"], (model,))
     analysis = analyse(model, cache=cache)
     shown = explain_json if fmt == "json" else format_explain
     emit(shown(str(model), analysis.match, analysis.warnings), output)

@@ -299,3 +299,42 @@ def test_package_version_is_the_distribution_version():
     except Exception:  # a source checkout on sys.path
         installed = "0+unknown"
     assert estimator.__version__ == installed
+
+
+@pytest.mark.parametrize("target", ["unrolled.onnx", "inputs.npz", "link.onnx"])
+def test_o_never_replaces_a_file_the_command_reads(workdir, target):
+    """-o onto the model or its inputs (or a link to one) replaced it with the report, exit 0: refused up front."""
+    (workdir / "link.onnx").symlink_to("unrolled.onnx")
+    before = {name: (workdir / name).read_bytes() for name in ("unrolled.onnx", "inputs.npz")}
+    result = run("estimate", "unrolled.onnx", "-i", "inputs.npz", "-o", target)
+    assert result.exit_code == 2
+    assert result.output.startswith("error: -o ") and "which this command reads" in result.output
+    assert result.output.count("\n") == 1
+    assert {name: (workdir / name).read_bytes() for name in before} == before
+
+
+def test_compare_o_never_replaces_a_report_it_reads(workdir):
+    assert run("estimate", "unrolled.onnx", "-f", "json", "-o", "r.json").exit_code == 0
+    saved = (workdir / "r.json").read_text()
+    result = run("compare", "r.json", "-o", "r.json")
+    assert result.exit_code == 2 and "which this command reads" in result.output
+    assert (workdir / "r.json").read_text() == saved
+
+
+def test_o_writes_through_a_symlink_and_into_a_fifo(workdir):
+    """A symlink keeps pointing at the report (its target is replaced); a FIFO (or /dev/null) is written to, not
+    replaced by a regular file (as root, -o /dev/null turned the device into a file)."""
+    (workdir / "real.txt").write_text("old")
+    (workdir / "report.txt").symlink_to("real.txt")
+    assert run("layers", "unrolled.onnx", "-o", "report.txt").exit_code == 0
+    assert (workdir / "report.txt").is_symlink() and (workdir / "real.txt").read_text().startswith("model: ")
+    fifo = workdir / "pipe"
+    os.mkfifo(fifo)
+    import threading
+
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    assert run("layers", "unrolled.onnx", "-o", "pipe").exit_code == 0
+    reader.join(timeout=30)
+    assert fifo.is_fifo() and received and received[0].startswith(b"model: ")
