@@ -70,6 +70,13 @@ def _check_external_data(model: onnx.ModelProto, folder: Path) -> None:
     """Refuse external-data locations that leave the model's folder, and missing or short data files, before any of
     it is read."""
     base = folder.resolve()
+    for graph in (model.graph, *model.functions):
+        for sparse in _sparse_tensors(graph):
+            if any(onnx.external_data_helper.uses_external_data(part) for part in (sparse.values, sparse.indices)):
+                # onnx's loader leaves them to onnxruntime, which resolves their location against the working
+                # folder, not the model's: never read
+                raise ModelLoadError(f"sparse tensor {sparse.values.name!r}: its data is stored outside the model, "
+                                     "which is not supported for sparse tensors; save the model with them inline")
     for tensor in onnx.external_data_helper._get_all_tensors(model):
         if not onnx.external_data_helper.uses_external_data(tensor):
             continue
@@ -122,6 +129,20 @@ def _tensors(graph: onnx.GraphProto | onnx.FunctionProto, initializers: bool):
                 yield from _tensors(subgraph, True)
 
 
+def _sparse_tensors(graph: onnx.GraphProto | onnx.FunctionProto):
+    """Every sparse tensor of a graph: sparse initializers, node attributes, subgraphs'."""
+    yield from getattr(graph, "sparse_initializer", ())
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("sparse_tensor"):
+                yield attribute.sparse_tensor
+            yield from attribute.sparse_tensors
+            if attribute.HasField("g"):
+                yield from _sparse_tensors(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from _sparse_tensors(subgraph)
+
+
 def _uses_external_data(model: onnx.ModelProto, raw: bytes | None = None) -> bool:
     """Whether any tensor lives outside the file. Every external tensor names its file under the key "location":
     a file without those bytes has none, and is spared a walk over every node's attributes (a tenth of a second on
@@ -131,7 +152,8 @@ def _uses_external_data(model: onnx.ModelProto, raw: bytes | None = None) -> boo
     uses = onnx.external_data_helper.uses_external_data
     return any(uses(tensor) for tensor in _tensors(model.graph, True)) or any(
         uses(tensor) for function in model.functions for tensor in _tensors(function, False)
-    )
+    ) or any(uses(sparse.values) or uses(sparse.indices) for graph in (model.graph, *model.functions)
+             for sparse in _sparse_tensors(graph))
 
 
 def _strip_tags(model: onnx.ModelProto) -> None:

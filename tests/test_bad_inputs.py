@@ -261,6 +261,23 @@ def _symlink_out(tmp: Path) -> Path:
     return path
 
 
+def _sparse_outside(tmp: Path) -> Path:
+    """A sparse initializer whose values name a file by a path relative to the working folder: onnx's loader leaves
+    it to onnxruntime, which opened it there, outside the model's folder."""
+    model = leaky_stepwise(_net())
+    values = helper.make_tensor("sparse", TensorProto.FLOAT, [2], [0.0, 0.0])
+    values.ClearField("float_data")
+    values.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "secret.bin"), ("offset", "0"), ("length", "8")):
+        entry = values.external_data.add()
+        entry.key, entry.value = key, value
+    model.graph.sparse_initializer.append(helper.make_sparse_tensor(
+        values, helper.make_tensor("sparse_at", TensorProto.INT64, [2], [0, 1]), [4]))
+    (tmp / "secret.bin").write_bytes(b"\0" * 64)
+    (tmp / "model").mkdir()
+    return _model_file(tmp / "model", model)
+
+
 def _huge_with_inputs(tmp: Path) -> tuple:
     model = _model_file(tmp, huge_model(10**12))
     np.savez(tmp / "inputs.npz", input=np.ones((2, 3, 1), np.float32))
@@ -310,6 +327,8 @@ CASES = [
                                                          [], {}), M, "points outside the model's folder"),
     Case("external data symlink out", lambda t: (_symlink_out(t), None, [], {}), M,
          "points outside the model's folder"),
+    Case("sparse external data", lambda t: (_sparse_outside(t), None, [], {}), M,
+         "sparse tensor 'sparse': its data is stored outside the model"),
     Case("external data bad offset", lambda t: (_external(t, "offset", "-5"), None, [], {}), M,
          "external data offset '-5' is not a byte count"),
     Case("external data wrong length", lambda t: (_external(t, "length", "3"), None, [], {}), M,
