@@ -96,6 +96,12 @@ def _read_npz(path: Path, max_bytes: int | None) -> dict[str, np.ndarray]:
 
     with zipfile.ZipFile(path) as archive:  # sizes first: a zip bomb or a huge archive is refused unread
         unpacked = sum(info.file_size for info in archive.infolist())
+        for info in archive.infolist():  # and what each member's own header declares: numpy allocates that first
+            declared = _declared_bytes(archive, info)
+            if declared is not None and declared > info.file_size:
+                raise InputError(f"{path}: member {info.filename!r} declares {format_size(declared)} of data but "
+                                 f"holds {format_size(info.file_size)}: the file is damaged; write it again with "
+                                 "numpy.savez")
     if max_bytes is not None and unpacked > max_bytes:
         raise InputError(
             f"{path}: its arrays take {format_size(unpacked)} once unpacked, more than --max-memory "
@@ -109,6 +115,29 @@ def _read_npz(path: Path, max_bytes: int | None) -> dict[str, np.ndarray]:
                 raise InputError(f"{path}: member {key!r} is not a numpy array (write inputs with numpy.savez)")
             arrays[key] = value
     return arrays
+
+
+def _declared_bytes(archive, info) -> int | None:
+    """The bytes a .npz member's .npy header says its array takes (None: no readable .npy header)."""
+    from numpy.lib import format as npy_format
+
+    if not info.filename.endswith(".npy"):
+        return None
+    with archive.open(info) as member:
+        try:
+            version = npy_format.read_magic(member)
+            if version == (1, 0):
+                shape, _, dtype = npy_format.read_array_header_1_0(member)
+            elif version == (2, 0):
+                shape, _, dtype = npy_format.read_array_header_2_0(member)
+            else:
+                return None
+        except ValueError:
+            return None  # np.load says what is wrong with it
+    count = 1
+    for size in shape:
+        count *= int(size)
+    return count * dtype.itemsize
 
 
 def _in_memory(source: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -55,6 +55,7 @@ DEFAULT_MAX_SHARD_BYTES = 256 * 2**20
 DEFAULT_RETRIES = 2
 SHARDS_PER_WORKER = 4  # several shards per worker per model: balances uneven workers and moves the progress bar
 MIN_SHARD_SAMPLES = 256  # below this, a model's samples stay one job (by default)
+OUT_OF_MEMORY = "out of memory while estimating this model: try a smaller --batch-size or set --max-memory"
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,8 @@ def run_model(job: ModelJob, shown_as: str, threads: int = 1, kinds: KindsSpec |
                                          max_memory=job.max_memory, deadline=deadline, session=session))
     except NeuronopsError as err:
         return ModelResult(None, str(err), err.exit_code)
+    except MemoryError:  # this model's failure: the batch goes on with the others
+        return ModelResult(None, OUT_OF_MEMORY, EXIT_ERROR)
 
 
 def run_shard(shard: Shard, blob: bytes | None = None, arrays: dict[str, np.ndarray] | None = None,
@@ -663,10 +666,12 @@ def run_jobs(
                 continue
             try:
                 plan = _plan(index, job, backend, shard_size, threads)
-            except NeuronopsError as err:
+            except (NeuronopsError, MemoryError) as err:
                 known = peek_samples(job.inputs) if job.inputs else None
                 report_samples(known or 0)
-                yield JobOutcome(index, job, error=str(err), exit_code=err.exit_code)
+                message, code = ((str(err), err.exit_code) if isinstance(err, NeuronopsError)
+                                 else (OUT_OF_MEMORY, EXIT_ERROR))
+                yield JobOutcome(index, job, error=message, exit_code=code)
                 continue
             if not plan.shards:
                 yield _finish(plan)

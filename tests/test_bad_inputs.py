@@ -261,6 +261,23 @@ def _symlink_out(tmp: Path) -> Path:
     return path
 
 
+def _forged_npz(tmp: Path) -> tuple[Path, Path]:
+    """A 1 kB .npz whose member's .npy header declares a (10^11, 15, 16) array: numpy tried to allocate 96 TB (an
+    out-of-memory error that, in a batch, lost every other model's results)."""
+    import io
+    import zipfile
+
+    from numpy.lib import format as npy_format
+
+    member = io.BytesIO()
+    npy_format.write_array_header_1_0(member, {"descr": "<f4", "fortran_order": False, "shape": (10**11, 15, 16)})
+    member.write(b"\0" * 1000)
+    path = tmp / "forged.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("input.npy", member.getvalue())
+    return _good(tmp)[0], path
+
+
 def _sparse_outside(tmp: Path) -> Path:
     """A sparse initializer whose values name a file by a path relative to the working folder: onnx's loader leaves
     it to onnxruntime, which opened it there, outside the model's folder."""
@@ -345,6 +362,8 @@ CASES = [
          "cannot read (File name too long)"),
     Case("inputs not numpy", lambda t: (_good(t)[0], _write(t, "x.npz", b"time,value\n0,1\n"), [], {}), InputError,
          "not a .npy or .npz file"),
+    Case("npz member declaring more than it holds", lambda t: (*_forged_npz(t), [], {}), InputError,
+         "member 'input.npy' declares 96.0 TB of data but holds 1.1 kB: the file is damaged"),
     Case("truncated npz", lambda t: (_good(t)[0], _write(t, "x.npz", (_good(t)[1]).read_bytes()[:200]), [], {}),
          InputError, "not a readable .npy/.npz file"),
     Case("wrong names", lambda t: (*_inputs(t, x=_data(), y=_data()), [], {}), InputError,
@@ -826,9 +845,10 @@ def test_only_write_atomic_writes_files():
     writers = re.compile(r"write_text|write_bytes|open\([^)]*['\"][wax]b?['\"]|os\.fdopen|np\.save|onnx\.save")
     found = [f"{path.name}:{n}" for path in sorted(package.glob("*.py"))
              for n, line in enumerate(path.read_text().splitlines(), 1) if writers.search(line)]
-    # cli.write_atomic for reports; the analysis cache (cache.py) and parallel.py's worker-side model cache write
-    # bytes the same way (temp + rename)
+    # cli.write_atomic for reports (and its write into a device or FIFO, which no rename may replace); the analysis
+    # cache (cache.py) and parallel.py's worker-side model cache write bytes the same way (temp + rename)
     assert found == ["cache.py:" + str(_line_of(package / "cache.py", "os.fdopen")),
+                     "cli.py:" + str(_line_of(package / "cli.py", 'open(path, "w"')),
                      "cli.py:" + str(_line_of(package / "cli.py", "os.fdopen")),
                      "parallel.py:" + str(_line_of(package / "parallel.py", 'open(tmp, "wb")'))]
 

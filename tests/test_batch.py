@@ -87,6 +87,29 @@ def test_broken_model_in_the_middle_is_reported_and_the_others_written(tmp_path)
     assert sorted(p.name for p in out.rglob("*") if p.name.startswith(".")) == []  # no temporary files left
 
 
+def test_a_model_running_out_of_memory_fails_alone(tmp_path, monkeypatch):
+    """An out-of-memory error in one model's replay ended the whole batch (exit 1, no summary, no results): it is
+    that model's failure; the others are written."""
+    import estimator.parallel as parallel
+
+    built = build_models(tmp_path / "models", count=3, broken=None)
+    real = parallel.replay_report
+
+    def exhausted(shown_as, *args, **kwargs):
+        if "net1" in str(shown_as):
+            raise MemoryError
+        return real(shown_as, *args, **kwargs)
+
+    monkeypatch.setattr(parallel, "replay_report", exhausted)
+    out = tmp_path / "out"
+    result = run("batch", str(tmp_path / "models" / "*" / "model.onnx"), "--out", str(out), "--jobs", "1")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    rows = {row["name"]: row for row in summary_rows(out)}
+    assert [rows[b.name]["status"] for b in built] == ["ok", "error", "ok"]
+    assert rows["net1"]["error"].startswith("out of memory while estimating this model")
+    assert (out / "results" / "net0.json").exists() and (out / "results" / "net2.json").exists()
+
+
 def test_a_failing_shard_is_reported_with_its_sample_range(tmp_path):
     built = build_models(tmp_path / "models", count=3, broken=None, samples=300)
     fail_above_one(built[1].model)  # onnxruntime fails on the batch holding sample 150, and only there
