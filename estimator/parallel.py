@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import pickle
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -351,7 +352,8 @@ class ProcessBackend(Backend):
         self._pool = self._new_pool()
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
-        return cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_ignore_interrupts)
 
     def submit(self, function: Callable[..., Any], *args: Any) -> cf.Future:
         try:
@@ -372,6 +374,20 @@ class ProcessBackend(Backend):
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __exit__(self, kind: object, *exc: object) -> None:
+        if kind is KeyboardInterrupt:  # Ctrl-C: the workers ignore it (no traceback from each), so stop them here
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        else:
+            self.close()
+
+
+def _ignore_interrupts() -> None:
+    """Worker processes leave Ctrl-C to the client: it is sent to the whole process group, and an idle worker
+    interrupted in its queue wait printed a traceback; the client stops them (ProcessBackend.__exit__)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _import_distributed() -> Any:

@@ -283,6 +283,31 @@ def test_kill_and_resume_gives_the_same_summary_without_recomputing(tmp_path):
             assert int(rows[b.name]["effective_neuron_ops_run"]) == b.expected_run("spikes")
 
 
+def test_ctrl_c_on_a_batch_with_worker_processes_is_one_line(tmp_path):
+    """Ctrl-C reaches the whole process group: each worker process printed its own KeyboardInterrupt traceback
+    (23 lines). The workers leave it to the client, which stops them and exits 130 with one line."""
+    # net0 (unrolled) is done in a moment and its worker then waits idle; net1 (stepwise, driven step by step, one
+    # sample per run) keeps the other busy for seconds
+    build_models(tmp_path / "models", count=2, broken=None, samples=200, steps=1500, features=8, hidden=8)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "estimator", "batch", str(tmp_path / "models"), "--out", str(out),
+               "--jobs", "2", "--batch-size", "1", "--no-progress"]
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        while process.poll() is None and not any((out / "results").glob("*.json")):
+            time.sleep(0.01)  # the workers are up and replaying
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "error: interrupted"
+    assert len(stderr.strip().splitlines()) == 1, stderr
+
+
 def test_resume_recomputes_what_is_damaged_or_was_made_differently(tmp_path):
     build_models(tmp_path / "models", count=3, broken=None)
     out = tmp_path / "out"
