@@ -141,9 +141,21 @@ def output_format(fmt: str | None, output: Path | None, offered: list[str],
 
 def emit(text: str, output: Path | None) -> None:
     if output is None:
-        click.echo(text, nl=False)
+        if sys.stdout is None:  # started with stdout closed (`>&-`): the report would vanish, exit 0
+            raise OutputError("standard output is closed; write the report to a file with -o FILE")
+        try:
+            click.echo(text, nl=False)
+        except BrokenPipeError:
+            raise
+        except OSError as err:  # a full disk, /dev/full
+            raise OutputError(f"cannot write the report to standard output ({err.strerror or err}); write it to "
+                              "a file with -o FILE") from None
     else:
         write_atomic(output, text)
+
+
+def _stderr_is_terminal() -> bool:
+    return sys.stderr is not None and sys.stderr.isatty()  # None: started with stderr closed (`2>&-`)
 
 
 def _version() -> str:
@@ -178,6 +190,11 @@ class OneLineErrors(click.Group):
             _fail(err.format_message(), err.exit_code)
         except click.Abort:
             _fail("interrupted", 130)
+        except BrokenPipeError:  # --help or --version into `| head -1`
+            _quiet_stdout()
+            sys.exit(EXIT_BROKEN_PIPE)
+        except OSError as err:  # --help or --version into a full disk (/dev/full); our commands' own are caught
+            _fail(f"cannot write to standard output ({err.strerror or err})", EXIT_ERROR)
 
 
 cache_option = click.option(
@@ -269,9 +286,30 @@ class PositiveRate(click.ParamType):
         if not number > 0 or number == float("inf"):  # also NaN
             self.fail(f"{value!r} is not a positive number (e.g. 1000, 1e5, 100k, 1.5M{', 1k' + self.unit})",
                       param, ctx)
+        if number > self.MAX:  # rates multiply ops per sample: keep every derived figure a finite float
+            self.fail(f"{value!r} is more than {self.MAX:g} {self.unit}", param, ctx)
+        return number
+
+    MAX = 1e18
+
+
+class Seconds(click.ParamType):
+    """A positive, finite number of seconds (up to a year: a longer deadline is none)."""
+
+    name = "SECONDS"
+    MAX = 366 * 24 * 3600.0
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not 0 < number <= self.MAX:  # also NaN and infinity
+            self.fail(f"{value!r} is not a number of seconds above 0 and up to {self.MAX:,.0f} (a year)", param, ctx)
         return number
 
 
+MAX_THREADS = 256  # onnxruntime starts them all: 20 000 took minutes and gigabytes before the first run
 CONVENTION_CHOICE = click.Choice(["spikes", "neurobench"], case_sensitive=False)
 
 
@@ -335,7 +373,7 @@ class _OneModelCommand(click.Command):
               help="A TOML cost table laid over the bundled ones (repeatable); the format is in the README's "
                    "Cost tables section.")
 @click.option("--strict", is_flag=True, help="Exit 3 when any neuron-like layer could not be costed.")
-@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--threads", type=click.IntRange(min=0, max=MAX_THREADS), default=0, show_default=True,
               help="onnxruntime intra-op threads (0: its default; idle threads then spin between runs while a "
                    "core is free). Set it when sharing the machine: a set count never spins.")
 @click.option("--progress/--no-progress", default=None,
@@ -346,7 +384,7 @@ class _OneModelCommand(click.Command):
               help="Memory the replay may use, e.g. 2GB, 512MiB (default: half the RAM; with --jobs/--scheduler: "
                    "per job, no default). The batch is shrunk to fit, or the replay refused, from an estimate made "
                    "before it runs.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+@click.option("--timeout", type=Seconds(), default=None, metavar="SECONDS",
               help="Give up (exit 1) when the estimate takes longer; a running onnxruntime call is stopped.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1),
               help="Split the replay's samples across N local worker processes (one onnxruntime thread each); "
@@ -389,7 +427,7 @@ def estimate(model: Path, inputs: Path | None, convention: str, fmt: str | None,
         if alone:
             raise UsageError(f"{' and '.join(alone)} cannot be combined with --jobs/--scheduler (a split replay); "
                              "drop one or the other")
-    show = sys.stderr.isatty() if progress is None else progress
+    show = _stderr_is_terminal() if progress is None else progress
     bar = None
 
     def on_progress(done: int, total: int) -> None:
@@ -606,7 +644,7 @@ def cache_command(clear: bool) -> None:
 @click.option("--strict", is_flag=True, help="A model with uncosted layers fails (exit 3 if that is all that failed).")
 @click.option("--allow-nonfinite", is_flag=True,
               help="Replay inputs holding NaN or ±Inf (with a warning) instead of failing those models.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+@click.option("--timeout", type=Seconds(), default=None, metavar="SECONDS",
               help="Give up on a job (a whole model, or one shard of its samples) that runs longer: that model "
                    "fails, the others go on.")
 @click.option("--max-memory", type=MemorySize(), default=None,
@@ -648,7 +686,7 @@ def batch(sources: tuple[str, ...], out: Path, inputs_pattern: str | None, conve
     entries = collect(sources, defaults, inputs_pattern)
     backend = open_backend(jobs or 1, scheduler, str(scheduler_file) if scheduler_file else None, ship,
                            max_shard_mb * 2**20, retries)
-    show = sys.stderr.isatty() if progress is None else progress
+    show = _stderr_is_terminal() if progress is None else progress
     total = total_samples(entries)
     done_models = 0
     bar = click.progressbar(length=total or len(entries), label=f"0/{len(entries)} models", file=sys.stderr,

@@ -62,6 +62,9 @@ def bundled_tables_dir() -> Path:
     raise CostTableError(f"bundled cost tables not found (looked in {here / 'cost_tables'})")
 
 
+MAX_COST = 10**9  # operations per neuron update
+
+
 def _whole_number(path: Path, key: str, value: object) -> int:
     if isinstance(value, bool):  # in the file's own spelling
         raise CostTableError(f"{path}: {key} = {str(value).lower()} is not a number")
@@ -71,6 +74,9 @@ def _whole_number(path: Path, key: str, value: object) -> int:
         raise CostTableError(f"{path}: {key} = {value!r} is not a whole number of operations")
     if value < 0:
         raise CostTableError(f"{path}: {key} = {value!r} is negative")
+    if value > MAX_COST:  # (the totals multiply it by neurons, steps and rates: keep them finite)
+        raise CostTableError(f"{path}: {key} = {value!r} is more operations per update than any neuron needs "
+                             f"(at most {MAX_COST:,})")
     return int(value)
 
 

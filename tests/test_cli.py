@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -338,3 +340,47 @@ def test_o_writes_through_a_symlink_and_into_a_fifo(workdir):
     assert run("layers", "unrolled.onnx", "-o", "pipe").exit_code == 0
     reader.join(timeout=30)
     assert fifo.is_fifo() and received and received[0].startswith(b"model: ")
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--timeout", "inf", "'inf' is not a number of seconds above 0"),
+    ("--timeout", "nan", "'nan' is not a number of seconds above 0"),
+    ("--timeout", "1e12", "'1e12' is not a number of seconds above 0"),
+    ("--threads", "20000", "20000 is not in the range 0<=x<=256"),
+    ("--step-rate", "1e308", "'1e308' is more than 1e+18 Hz"),
+])
+def test_out_of_range_option_values_are_usage_errors(workdir, option, value, message):
+    """--timeout inf printed a thread's traceback (and no deadline ran), nan exited 1, --threads 20000 ran for
+    minutes, --step-rate 1e308 overflowed into an 'unexpected OverflowError'."""
+    result = run("estimate", "unrolled.onnx", "-i", "inputs.npz", option, value)
+    assert result.exit_code == 2 and message in result.output and result.output.count("\n") == 1
+
+
+def test_a_cost_beyond_any_neuron_is_refused_naming_file_and_key(workdir):
+    (workdir / "huge.toml").write_text("[costs.leaky]\nsubtract = 1" + "0" * 320 + "\n")
+    result = run("estimate", "unrolled.onnx", "-i", "inputs.npz", "--cost-table", "huge.toml")
+    assert result.exit_code == 1
+    assert "huge.toml: costs.leaky.subtract = 1000" in result.output and "(at most 1,000,000,000)" in result.output
+
+
+def _cli(*args: str, **streams) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "estimator", *args], cwd=Path.cwd(), text=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}, **streams)
+
+
+def test_closed_or_full_standard_streams(workdir):
+    """stdout closed: the report was lost with exit 0; stderr closed: a good estimate failed (isatty on None);
+    /dev/full: a traceback (--help) or an 'unexpected OSError'."""
+    closed = _cli("estimate", "unrolled.onnx", "-i", "inputs.npz", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                  pass_fds=(), close_fds=True, preexec_fn=lambda: os.close(1))
+    assert closed.returncode == 1 and closed.stderr.startswith("error: standard output is closed")
+    no_stderr = _cli("estimate", "unrolled.onnx", "-i", "inputs.npz", stdout=subprocess.PIPE,
+                     preexec_fn=lambda: os.close(2))
+    assert no_stderr.returncode == 0 and no_stderr.stdout.startswith("model: unrolled.onnx")
+    if Path("/dev/full").exists():
+        with open("/dev/full", "w") as full:
+            for args in (("--help",), ("layers", "unrolled.onnx")):
+                result = _cli(*args, stdout=full, stderr=subprocess.PIPE)
+                assert result.returncode == 1, result.stderr
+                assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+                assert "No space left on device" in result.stderr
