@@ -78,7 +78,7 @@ def write_atomic(path: Path, text: str) -> None:
     it points to is replaced, the link kept); a device or a pipe (/dev/null, a FIFO) is written to, never replaced."""
     if path.exists() and not path.is_file() and not path.is_dir():
         try:
-            with open(path, "w", encoding="utf-8") as handle:
+            with open(path, "w", encoding="utf-8", errors="backslashreplace") as handle:
                 handle.write(text)
         except OSError as err:
             raise OutputError(f"{path}: cannot write the report there ({err.strerror or err})") from None
@@ -95,7 +95,7 @@ def write_atomic(path: Path, text: str) -> None:
     except OSError as err:
         raise OutputError(f"{path}: cannot write the report there ({err.strerror or err})") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())

@@ -594,3 +594,16 @@ def test_a_worker_that_died_idle_is_replaced_at_the_next_submission():
         assert backend.result(backend.submit(os.getpid)) != pid
     finally:
         backend.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a file name that is not UTF-8 needs a POSIX file system")
+def test_a_file_name_that_is_not_utf8_keeps_the_summary(tmp_path):
+    """`m\\xff.onnx` failed the batch with 'unexpected UnicodeEncodeError' and no summary.csv."""
+    build_models(tmp_path / "models", count=1, broken=None)
+    folder = tmp_path / "models" / "net0"
+    os.rename(folder / "model.onnx", os.fsdecode(bytes(folder / "model.onnx")[:-5] + b"\xff.onnx"))
+    out = tmp_path / "out"
+    result = run("batch", str(folder), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    rows = summary_rows(out)
+    assert len(rows) == 1 and rows[0]["status"] == "ok" and rows[0]["model"].endswith("model\\udcff.onnx")
