@@ -204,6 +204,11 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
         except (OSError, ValueError) as err:
             raise ModelLoadError(f"{model_path}: cannot read external data ({err})") from None
     warnings, objection = _checker_warnings(original if external else raw, original)
+    if any(node.op_type == "BatchNormalization" and any(a.name == "training_mode" and a.i for a in node.attribute)
+           for node in original.graph.node):
+        warnings.append("the graph normalises each batch by its own statistics (BatchNormalization in training "
+                        "mode): samples in a batch interact, so the counts depend on --batch-size; export the model "
+                        "in eval mode (model.eval(), torch.onnx.export(..., training=TrainingMode.EVAL))")
 
     had_functions = len(original.functions) > 0
     if had_functions:

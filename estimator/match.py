@@ -474,7 +474,14 @@ def _div(node: OpNode, args: list[Poly]) -> Poly | None:
     return args[0].scale(1.0 / denominator)
 
 
+_INTEGER_TYPES = frozenset({onnx.TensorProto.INT8, onnx.TensorProto.INT16, onnx.TensorProto.INT32,
+                            onnx.TensorProto.INT64, onnx.TensorProto.UINT8, onnx.TensorProto.UINT16,
+                            onnx.TensorProto.UINT32, onnx.TensorProto.UINT64})
+
+
 def _cast(node: OpNode, args: list[Poly]) -> Poly | None:
+    if node.attributes.get("to") in _INTEGER_TYPES and not args[0].symbols() <= FLAGS:
+        return None  # a value cast to integers is truncated (sinabs' multi-spike count, trunc(U/θ)): not the value
     return args[0]
 
 
@@ -840,6 +847,15 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
             layer = replace(layer, extra_nodes=layer.extra_nodes + made, notes=layer.notes + (
                 "this step's spike is not in the graph (the export does not use it: it returns the membrane); the "
                 "replay computes it from the membrane with the layer's own threshold compare",))
+        if layer.spikes and _counted_spikes(graph, compare_of_output, layer.spikes[-1]):
+            # the spike sent on is a count, not a flag: the compare counted is not what the layer emits
+            counted = ("a multi-spike neuron: the spike it sends on is its threshold compare times a count computed "
+                       "from the membrane (sinabs' MultiSpike: trunc(U/θ) spikes a step); its spikes column counts "
+                       "the steps over threshold, not the spikes emitted")
+            if layer.kind is None:
+                layer = replace(layer, problem=f"{counted}; {layer.problem}")
+            else:
+                layer = replace(layer, notes=(*layer.notes, counted))
         gates = {node.op_type for node in component_nodes} & {"Sigmoid", "Tanh"}
         if layer.kind is None and len(gates) == 2:
             # a gated cell: what it is matters more to the reader than the op the matcher stopped at
@@ -932,6 +948,27 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
                      "(batch, features…), one per sample")
     return MatchResult(tuple(layers), style if layers else "none", tuple(pairs), data_inputs, tuple(notes),
                        time_first, static)
+
+
+def _counted_spikes(graph: ModelGraph, compare_of_output: dict[str, Compare], spike: str) -> bool:
+    """Whether the compare's flag is multiplied by a value computed from its own membrane before it is sent on
+    (a spike count), through no winner-take-all (inhibition=True multiplies by a one-hot mask of the membrane)."""
+    compare = compare_of_output.get(spike)
+    if compare is None:
+        return False
+    flags = {spike} | {u.outputs[0] for u in graph.users(spike) if u.op_type == "Cast"}
+    for flag in flags:
+        for user in graph.users(flag):
+            if user.op_type != "Mul":
+                continue
+            for other in user.inputs:
+                if other in flags or not other or graph.is_constant(other):
+                    continue
+                upstream = graph.ancestors(other, stop=lambda name: name == compare.membrane)
+                producers = {graph.node_of(name).op_type for name in upstream if graph.node_of(name) is not None}
+                if compare.membrane in upstream and not producers & WINNER_OPS:
+                    return True
+    return False
 
 
 def _claimed(graph: ModelGraph, layers: list[NeuronLayer], component_of: list[int]) -> set[int]:

@@ -572,6 +572,25 @@ def tanh_stepwise(weight: np.ndarray, threshold: float = 1.0) -> onnx.ModelProto
     return _custom_stepwise(b, "t1", new, theta, n_in, n_out)
 
 
+def multi_spike_stepwise(weight: np.ndarray, threshold: float = 1.0, spelling: str = "cast") -> onnx.ModelProto:
+    """sinabs' IAF with MultiSpike, one step: U' = U + I; S = H(U') · trunc(U'/θ) (several spikes a step, the
+    truncation spelled as a cast to int32 and back by TorchScript, as Floor by dynamo); U = U' − S·θ."""
+    b = _Builder("torchscript")
+    n_in, n_out = weight.shape
+    theta = b.init(threshold, "threshold")
+    base = b.op("Add", ["m1.mem", b.synapse("input", weight)])
+    ratio = b.op("Div", [base, theta])
+    count = (b.op("Cast", [b.op("Cast", [ratio], to=TensorProto.INT32)], to=TensorProto.FLOAT)
+             if spelling == "cast" else b.op("Floor", [ratio]))
+    above = b.op("Cast", [b.op("Greater", [base, b.const(0.0, "zero")])], to=TensorProto.FLOAT)
+    spikes = b.op("Mul", [above, count])
+    new = b.op("Sub", [base, b.op("Mul", [spikes, theta])])
+    b.nodes.append(helper.make_node("Identity", [new], ["m1.mem.next"]))
+    b.nodes.append(helper.make_node("Identity", [spikes], ["output"]))
+    return helper.make_model(_one_state_graph(b.nodes, "m1", n_in, n_out, b.inits),
+                             opset_imports=[helper.make_opsetid("", 17)])
+
+
 def gated_stepwise(weight: np.ndarray, threshold: float = 1.0) -> onnx.ModelProto:
     """An LSTM-like gated neuron (as snnTorch's SLSTM): U_t = σ(I)·tanh(U) + I − R·θ."""
     b = _Builder("torchscript")

@@ -261,6 +261,16 @@ def _symlink_out(tmp: Path) -> Path:
     return path
 
 
+def _batch_norm_training(tmp: Path) -> tuple:
+    model = with_extra_node(leaky_stepwise(_net()), helper.make_node(
+        "BatchNormalization", ["output", "bn_scale", "bn_bias", "bn_mean", "bn_var"], ["normalised"],
+        training_mode=1))
+    for name, value in (("bn_scale", 1.0), ("bn_bias", 0.0), ("bn_mean", 0.0), ("bn_var", 1.0)):
+        model.graph.initializer.append(numpy_helper.from_array(np.full(4, value, np.float32), name))
+    model.opset_import[0].version = max(model.opset_import[0].version, 15)
+    return _model_file(tmp, model), None, [], {}
+
+
 def _forged_npz(tmp: Path) -> tuple[Path, Path]:
     """A 1 kB .npz whose member's .npy header declares a (10^11, 15, 16) array: numpy tried to allocate 96 TB (an
     out-of-memory error that, in a batch, lost every other model's results)."""
@@ -455,7 +465,8 @@ CASES = [
     Case("bad --max-memory", lambda t: (*_good(t), ["--max-memory", "lots"], {}), None,
          "'lots' is not a size; use e.g. 2GB", exit_code=2),
     Case("bad --timeout", lambda t: (*_good(t), ["--timeout", "0"], {}), None,
-         "Invalid value for '--timeout': 0.0 is not in the range x>0. (see 'main estimate --help')", exit_code=2),
+         "Invalid value for '--timeout': '0' is not a number of seconds above 0 and up to 31,622,400 (a year) (see "
+         "'main estimate --help')", exit_code=2),
     Case("bad --batch-size", lambda t: (*_good(t), ["--batch-size", "0"], {}), None, "--batch-size", exit_code=2),
     Case("unknown option", lambda t: (*_good(t), ["--fast"], {}), None,
          "No such option '--fast'. (Did you mean one of: '--format'", exit_code=2),
@@ -1088,3 +1099,12 @@ def test_a_state_baked_in_at_a_fixed_batch_is_named_when_the_replay_fails(tmp_pa
     result = CliRunner().invoke(main, ["estimate", str(path), "--inputs", str(tmp_path / "in.npy"), "--no-cache"])
     assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
     assert "the graph holds a tensor of a fixed batch although its inputs' batch is dynamic" in result.stderr
+
+
+def test_batch_norm_in_training_mode_is_a_warning(tmp_path: Path):
+    """A graph exported in training mode normalises each batch by its own statistics: the counts depended on
+    --batch-size with nothing said (found on fc → BatchNorm1d → Leaky, training=TrainingMode.TRAINING)."""
+    model = _batch_norm_training(tmp_path)[0]
+    warned = [w for w in estimate(model, steps=3).warnings if "BatchNormalization in training mode" in w]
+    assert warned and "depend on --batch-size" in warned[0]
+    assert not any("BatchNormalization" in w for w in estimate(_good(tmp_path)[0], steps=3).warnings)

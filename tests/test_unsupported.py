@@ -13,6 +13,7 @@ from builders import (
     gated_stepwise,
     leaky_stepwise,
     leaky_unrolled,
+    multi_spike_stepwise,
     quadratic_stepwise,
     random_net,
     tanh_stepwise,
@@ -377,3 +378,16 @@ def test_a_membrane_readout_whose_zero_state_was_folded_away_is_listed(write_mod
     report = estimate(write_model(model))
     assert [(row.kind, row.time_steps) for row in report.layers] == [("leaky", 4), (None, 4)]
     assert report.layers[1].neurons_per_sample == 3 and not report.totals.complete
+
+
+@pytest.mark.parametrize("spelling", ["cast", "floor"])
+def test_a_multi_spike_neuron_is_uncosted_and_says_its_spikes_are_counts(write_model, tmp_path, spelling):
+    """sinabs' MultiSpike sends H(U)·trunc(U/θ) on: TorchScript's int cast was read as the value itself, and the
+    layer costed as Leaky zero with the steps over 0 counted as its spikes (1197 for 874 emitted)."""
+    rng = np.random.default_rng(63)
+    path = write_model(multi_spike_stepwise(rng.normal(0.0, 1.5, size=(6, 4)).astype(np.float32), spelling=spelling))
+    np.save(tmp_path / "inputs.npy", (rng.random((3, 5, 6)) < 0.5).astype(np.float32))
+    report = estimate(path, tmp_path / "inputs.npy")
+    assert [row.kind for row in report.layers] == [None] and report.totals.complete is False
+    assert report.uncosted[0].reason.startswith("a multi-spike neuron: the spike it sends on is its threshold "
+                                                "compare times a count computed from the membrane")
