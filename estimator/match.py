@@ -934,8 +934,21 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
         notes.append(
             f"the graph also holds non-spiking activations ({listed}): not neurons in this metric, not counted"
         )
-    unrolled_steps = {layer.time_steps for layer in layers if layer.style == "unrolled" and layer.problem is None}
     sliced = {name: _per_step_axes(graph, name) for name in data_inputs} if style == "unrolled" and layers else {}
+    declared = [dim for name, axes in sliced.items() if len(axes) == 1
+                for dim in [(graph.shape(name) or ())[next(iter(axes))] if next(iter(axes)) < len(
+                    graph.shape(name) or ()) else None] if isinstance(dim, int)]
+    if declared:
+        held = max(declared)  # the time steps the (fixed-size) input holds
+        for index, layer in enumerate(layers):
+            if layer.style == "unrolled" and layer.problem is None and 1 < (layer.time_steps or 0) < held:
+                # a state that reaches the membrane a step late (v reads the previous step's current, from a zero
+                # start): the first membranes are constants the exporter computed, the last inputs go unused
+                layers[index] = replace(layer, kind=None, problem=(
+                    f"its membrane is computed at {layer.time_steps} of the {held} time steps its input holds: the "
+                    "others are constants the exporter computed (a state reaching the membrane a step late, from a "
+                    "zero start) or were dropped as unused, which the matcher cannot count; export it stepwise"))
+    unrolled_steps = {layer.time_steps for layer in layers if layer.style == "unrolled" and layer.problem is None}
     time_first = _time_first_inputs(graph, sliced, unrolled_steps)
     if time_first:
         notes.append(f"the model takes {', '.join(map(repr, time_first))} time first, (time, batch, …): its time loop "

@@ -391,3 +391,16 @@ def test_a_multi_spike_neuron_is_uncosted_and_says_its_spikes_are_counts(write_m
     assert [row.kind for row in report.layers] == [None] and report.totals.complete is False
     assert report.uncosted[0].reason.startswith("a multi-spike neuron: the spike it sends on is its threshold "
                                                 "compare times a count computed from the membrane")
+
+
+def test_an_unrolled_layer_with_fewer_membranes_than_its_input_has_steps_is_uncosted(write_model):
+    """A hand-written current-based LIF whose membrane reads the previous step's current, from a zero start, has
+    constant first membranes (folded by the exporter) and unused last inputs: 13 membranes for an input of 15 steps.
+    Dense ops were computed for 13 steps, exit 0, totals complete. Here: 6 steps traced of an input declaring 8."""
+    rng = np.random.default_rng(64)
+    model = leaky_unrolled(random_net(rng, [5, 4, 3]), 6)
+    model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 8
+    report = estimate(write_model(model))
+    assert [row.kind for row in report.layers] == [None, None] and report.totals.complete is False
+    assert all(u.reason.startswith("its membrane is computed at 6 of the 8 time steps its input holds")
+               for u in report.uncosted)
