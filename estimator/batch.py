@@ -50,8 +50,10 @@ def _int(value: Any, key: str, where: str, minimum: int | None = None) -> int | 
     if value is None or value == "":
         return None
     try:
+        if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+            raise ValueError  # JSON's true is no batch size, 1.5 no axis (int() would take both)
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ManifestError(f"{where}: {key} must be a whole number, got {value!r}") from None
     if minimum is not None and number < minimum:
         raise ManifestError(f"{where}: {key} must be at least {minimum}, got {number}")
@@ -79,6 +81,12 @@ def _row_job(row: dict[str, Any], base: Path, defaults: ModelJob, where: str) ->
     model = row.get("model")
     if not model:
         raise ManifestError(f"{where}: no model")
+    for key in ("model", "inputs", "name", "convention"):
+        if row.get(key) not in (None, "") and not isinstance(row[key], str):
+            raise ManifestError(f"{where}: {key} must be a string (a path or a name), got {row[key]!r}")
+    if row.get("cost_table") not in (None, "") and not (isinstance(row["cost_table"], str) or isinstance(
+            row["cost_table"], list) and all(isinstance(item, str) for item in row["cost_table"])):
+        raise ManifestError(f"{where}: cost_table must be a path or a list of paths, got {row['cost_table']!r}")
 
     def path(value: str) -> str:
         return str(base / value) if not os.path.isabs(value) else value  # relative to the manifest's folder

@@ -8,6 +8,7 @@ or, failing that, those saved in the report). Computing only; formats_compare.py
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, fields, replace
@@ -16,7 +17,7 @@ from typing import Any
 
 from .errors import FeasibilityError, ReportFileError
 from .feasibility import EnergyTable, Feasibility, assess, judge_budget
-from .report import SCHEMA, LayerRow, Report, Totals, Uncosted
+from .report import CONVENTIONS, SCHEMA, LayerRow, Report, Totals, Uncosted
 
 PathLike = str | os.PathLike[str]
 
@@ -41,11 +42,42 @@ def _digests(data: dict[str, Any]) -> tuple[str, ...]:
     return ()
 
 
+# figures a report holds: counts and ops, never negative, never NaN (a hand-edited or damaged file is refused)
+_FIGURES = ("samples", "time_steps", "neuron_dense_ops", "effective_neuron_ops", "effective_neuron_ops_run",
+            "neurons_per_sample", "cost_per_update", "dense_ops", "effective_ops", "spikes", "membrane_updates")
+
+
+def _check_figures(data: dict[str, Any], where: str) -> None:
+    for key in _FIGURES:
+        value = data.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{where}{key} = {value!r} is not a count (a number ≥ 0)")
+
+
 def report_from_dict(data: dict[str, Any]) -> Report:
     """A Report from its `to_dict()` form (without its feasibility section: that is recomputed)."""
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise ValueError(f"not a neuronops report (schema {found!r}, expected {SCHEMA!r})")
+    if data.get("convention") not in CONVENTIONS:
+        raise ValueError(f"convention {data.get('convention')!r} is none of {', '.join(CONVENTIONS)}")
+    for key in ("layers", "uncosted", "warnings", "notes"):
+        if not isinstance(data.get(key, []), list):
+            raise ValueError(f"{key!r} is not a list")
+    for key in ("totals", "layers"):
+        if key not in data:
+            raise ValueError(f"report lacks {key!r}")
+    if not isinstance(data.get("totals"), dict):
+        raise ValueError("'totals' is not an object")
+    _check_figures(data, "")
+    _check_figures(data["totals"], "totals.")
+    if data.get("samples") == 0:
+        raise ValueError("samples = 0: a replay has at least one sample")
+    for index, row in enumerate(data.get("layers", [])):
+        if isinstance(row, dict):
+            _check_figures(row, f"layers[{index}].")
     layers = []
     for index, row in enumerate(data.get("layers", [])):
         layer: LayerRow = _build(LayerRow, row, f"layers[{index}]")
@@ -86,6 +118,8 @@ def load_report(path: PathLike) -> SavedReport:
         raise ReportFileError(f"{file}: no such report file")
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ReportFileError(f"{file}: not a neuronops report (nested too deeply to read)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ReportFileError(f"{file}: not a readable JSON report ({err})") from None
     try:

@@ -203,6 +203,7 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
             onnx.external_data_helper.load_external_data_for_model(original, str(model_path.parent))
         except (OSError, ValueError) as err:
             raise ModelLoadError(f"{model_path}: cannot read external data ({err})") from None
+    _refuse_without_parameters(model_path, original)
     warnings, objection = _checker_warnings(original if external else raw, original)
     if any(node.op_type == "BatchNormalization" and any(a.name == "training_mode" and a.i for a in node.attribute)
            for node in original.graph.node):
@@ -237,6 +238,20 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
         _strip_tags(working)  # the file's own: only the loader says which function a node came from
     return LoadedModel(path=model_path, model=working, original=original, had_functions=had_functions,
                        warnings=tuple(warnings), external_data=external, checker_objection=objection)
+
+
+def _refuse_without_parameters(path: Path, model: onnx.ModelProto) -> None:
+    """torch.onnx.export(..., export_params=False) leaves every parameter (weights, β, θ) a graph input and the
+    graph without initializers: nothing can be read (θ looks computed) and nothing replayed without them."""
+    if model.graph.initializer:
+        return
+    inputs = {value.name for value in model.graph.input}
+    weights = [node.input[1] for node in model.graph.node
+               if node.op_type in ("MatMul", "Gemm", "Conv") and len(node.input) > 1 and node.input[1] in inputs]
+    if weights:
+        shown = ", ".join(map(repr, list(dict.fromkeys(weights))[:3])) + (" …" if len(set(weights)) > 3 else "")
+        raise ModelLoadError(f"{path}: the model holds no parameters: its weights ({shown}) are graph inputs "
+                             "(exported with export_params=False?); export it with its parameters")
 
 
 def _checker_warnings(source: onnx.ModelProto | bytes, model: onnx.ModelProto) -> tuple[list[str], str | None]:

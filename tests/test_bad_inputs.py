@@ -271,6 +271,15 @@ def _batch_norm_training(tmp: Path) -> tuple:
     return _model_file(tmp, model), None, [], {}
 
 
+def _without_parameters(tmp: Path) -> Path:
+    """export_params=False: every initializer becomes a graph input, none stays in the file."""
+    model = leaky_stepwise(_net())
+    for tensor in model.graph.initializer:
+        model.graph.input.append(helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+    del model.graph.initializer[:]
+    return _model_file(tmp, model)
+
+
 def _forged_npz(tmp: Path) -> tuple[Path, Path]:
     """A 1 kB .npz whose member's .npy header declares a (10^11, 15, 16) array: numpy tried to allocate 96 TB (an
     out-of-memory error that, in a batch, lost every other model's results)."""
@@ -372,6 +381,8 @@ CASES = [
          "cannot read (File name too long)"),
     Case("inputs not numpy", lambda t: (_good(t)[0], _write(t, "x.npz", b"time,value\n0,1\n"), [], {}), InputError,
          "not a .npy or .npz file"),
+    Case("exported without parameters", lambda t: (_without_parameters(t), None, [], {}), M,
+         "the model holds no parameters: its weights ("),
     Case("npz member declaring more than it holds", lambda t: (*_forged_npz(t), [], {}), InputError,
          "member 'input.npy' declares 96.0 TB of data but holds 1.1 kB: the file is damaged"),
     Case("truncated npz", lambda t: (_good(t)[0], _write(t, "x.npz", (_good(t)[1]).read_bytes()[:200]), [], {}),

@@ -383,6 +383,20 @@ def test_bad_manifests_are_usage_errors_naming_the_line(tmp_path, text, message)
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(("line", "message"), [
+    ('{"model": 5}', "m.jsonl:1: model must be a string (a path or a name), got 5"),
+    ('{"model": ["a.onnx"]}', "m.jsonl:1: model must be a string (a path or a name), got ['a.onnx']"),
+    ('{"model": "a.onnx", "batch_size": true}', "m.jsonl:1: batch_size must be a whole number, got True"),
+    ('{"model": "a.onnx", "time_axis": 1.5}', "m.jsonl:1: time_axis must be a whole number, got 1.5"),
+    ('{"model": "a.onnx", "cost_table": 3}', "m.jsonl:1: cost_table must be a path or a list of paths, got 3"),
+])
+def test_manifest_values_of_the_wrong_type_are_refused(tmp_path, line, message):
+    """JSON values were taken whatever their type: 5 as a path, true as batch size 1, 1.5 as axis 1."""
+    (tmp_path / "m.jsonl").write_text(line + "\n")
+    result = run("batch", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2 and result.stderr.strip().endswith(message), result.stderr
+
+
 def test_bad_json_line_names_its_line(tmp_path):
     (tmp_path / "m.jsonl").write_text('{"model": "a.onnx"}\n{"model": \n')
     with pytest.raises(ManifestError, match=r"m.jsonl:2: not a JSON object"):

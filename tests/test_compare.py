@@ -137,6 +137,31 @@ def test_a_json_that_is_not_a_report(workdir):
     assert "error: broken.json: report lacks 'totals'" in run("compare", "broken.json").stderr
 
 
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda r: r.update(convention="bogus"), "convention 'bogus' is none of spikes, neurobench"),
+    (lambda r: r.update(layers=None), "'layers' is not a list"),
+    (lambda r: r["totals"].update(neuron_dense_ops=float("nan")), "totals.neuron_dense_ops = nan is not a count"),
+    (lambda r: r["totals"].update(neuron_dense_ops=-5), "totals.neuron_dense_ops = -5 is not a count"),
+    (lambda r: r["totals"].update(neuron_dense_ops="5"), "totals.neuron_dense_ops = '5' is not a count"),
+    (lambda r: r["layers"][0].update(spikes=True), "layers[0].spikes = True is not a count"),
+    (lambda r: r.update(samples=0), "samples = 0: a replay has at least one sample"),
+])
+def test_a_damaged_report_is_refused_in_one_line(workdir, change, message):
+    """A hand-edited or damaged report was shown as it was (nan, -5) or failed with 'unexpected KeyError'."""
+    report = json.loads((workdir / "plain.json").read_text())
+    change(report)
+    (workdir / "damaged.json").write_text(json.dumps(report))
+    result = run("compare", "damaged.json")
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.startswith(f"error: damaged.json: {message}") and result.stderr.count("\n") == 1
+
+
+def test_a_report_nested_too_deeply_is_refused(workdir):
+    (workdir / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    result = run("compare", "deep.json")
+    assert result.exit_code == 1 and "nested too deeply" in result.stderr and "Traceback" not in result.output
+
+
 def test_help_names_the_new_options(workdir):
     estimate_help = run("estimate", "--help").stdout
     for option in ("--step-rate", "--budget", "--budget-basis", "--energy-table", "csv", "markdown", "html"):
