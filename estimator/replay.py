@@ -721,7 +721,9 @@ def replay(
                         and not np.isfinite(chunk).all()):  # (a sum can overflow: then the exact check decides)
                     bad = start + int(np.argwhere(~np.isfinite(chunk))[0][0])
                     raise InputError(f"input {name!r}: sample {bad} holds NaN or ±Inf; clean the data first")
-                if fixed and real < size:  # the graph fixes the batch: pad, count only the real rows
+                if (fixed or batch_size is not None) and real < size:
+                    # the graph fixes the batch, or a tensor in it does (state baked in at the batch the user gave
+                    # with --batch-size): pad, count only the real rows
                     pad = np.zeros((size - real,) + chunk.shape[1:], dtype=chunk.dtype)
                     chunk = np.concatenate([chunk, pad])
                 batch[name] = chunk

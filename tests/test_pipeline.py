@@ -887,3 +887,28 @@ def test_a_layer_is_named_after_its_module(scope, name):
     from estimator.match import _module_name
 
     assert _module_name(scope) == name
+
+
+def test_a_state_baked_at_a_fixed_batch_replays_with_that_batch_size(write_model, tmp_path):
+    """A network run before its TorchScript export keeps its last state, written as a constant of that run's batch
+    (here 4) although the input's batch is dynamic. The error said to pass --batch-size 4; that failed too whenever
+    the samples were no multiple of 4 (the last batch was not padded). Here the constant is zero: the figures must be
+    those of the same model without it."""
+    rng = np.random.default_rng(65)
+    net = random_net(rng, [6, 5, 3])
+    plain = leaky_unrolled(net, 5)
+    baked = onnx.ModelProto()
+    baked.CopyFrom(plain)
+    first = next(node for node in baked.graph.node if node.op_type == "MatMul")
+    synapse = first.output[0]
+    first.output[0] = synapse + ".raw"
+    baked.graph.initializer.append(onnx.numpy_helper.from_array(np.zeros((4, 5), np.float32), "baked_state"))
+    baked.graph.node.insert(list(baked.graph.node).index(first) + 1,
+                            onnx.helper.make_node("Add", [synapse + ".raw", "baked_state"], [synapse]))
+    data = _data(rng, 7, 5, 6)
+    want = estimate(write_model(plain, inputs=data), tmp_path / "inputs.npz", convention="neurobench")
+    path = tmp_path / "baked.onnx"
+    onnx.save(baked, path)
+    got = estimate(path, tmp_path / "inputs.npz", convention="neurobench", batch_size=4)
+    assert [(r.spikes, r.membrane_updates) for r in got.layers] == [(r.spikes, r.membrane_updates) for r in want.layers]
+    assert got.samples == 7
