@@ -954,7 +954,9 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
         notes.append(f"the model takes {', '.join(map(repr, time_first))} time first, (time, batch, …): its time loop "
                      "slices axis 0; the replay feeds the recorded (batch, time, …) samples that way (a file recorded "
                      "time first needs --time-axis 0)")
-    static = _static_inputs(graph, sliced, unrolled_steps)
+    # (every unrolled layer's steps, uncosted ones too: an input holding them is not static)
+    static = _static_inputs(graph, sliced, unrolled_steps | {layer.time_steps for layer in layers
+                                                              if layer.style == "unrolled"})
     if static:
         notes.append(f"every time step reads {', '.join(map(repr, static))} whole (no time axis: the same input at "
                      "each of the graph's steps, as a static image is fed in snnTorch's tutorials): its recordings are "

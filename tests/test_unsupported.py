@@ -13,6 +13,7 @@ from builders import (
     gated_stepwise,
     leaky_stepwise,
     leaky_unrolled,
+    leaky_unrolled_sequence_synapses,
     multi_spike_stepwise,
     quadratic_stepwise,
     random_net,
@@ -404,3 +405,22 @@ def test_an_unrolled_layer_with_fewer_membranes_than_its_input_has_steps_is_unco
     assert [row.kind for row in report.layers] == [None, None] and report.totals.complete is False
     assert all(u.reason.startswith("its membrane is computed at 6 of the 8 time steps its input holds")
                for u in report.uncosted)
+
+
+def test_an_input_holding_the_steps_of_uncosted_layers_is_not_static(write_model, tmp_path):
+    """A synapse run over the whole sequence (the input is never sliced per step) in front of layers no kind
+    recognises: the input (batch, T, features) was taken for a static image read whole at every step (layers with a
+    reason held no steps to compare T with), and the replay refused the recordings as (batch, features)."""
+    rng = np.random.default_rng(66)
+    net = random_net(rng, [6, 5, 3])
+    model = leaky_unrolled_sequence_synapses(net, 5)
+    betas = {node.output[0] for node in model.graph.node if node.op_type == "Clip"}
+    for node in model.graph.node:  # β·U → U·U: a quadratic update, uncosted
+        if node.op_type == "Mul" and betas & set(node.input):
+            other = next(name for name in node.input if name not in betas)
+            node.input[:] = [other, other]
+    path = write_model(model, inputs=(rng.random((4, 5, 6)) < 0.4).astype(np.float32))
+    report = estimate(path, tmp_path / "inputs.npz")
+    assert [row.kind for row in report.layers] == [None, None]
+    assert not any("no time axis" in note for note in report.notes)
+    assert report.samples == 4 and report.time_steps == 5
