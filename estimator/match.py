@@ -647,8 +647,9 @@ def match_layers(graph: ModelGraph) -> MatchResult:
 def _match_layers(graph: ModelGraph) -> MatchResult:
     compares = find_compares(graph)
     compare_of_output = {c.output: c for c in compares}
-    for node in graph.nodes:  # Cast(H(·)) to float is the same flag
-        if node.op_type == "Cast" and node.inputs and node.inputs[0] in compare_of_output:
+    for node in graph.nodes:  # Cast(H(·)) to float is the same flag, and so is torch.where(H(·), 1.0, 0.0)
+        if node.inputs and node.inputs[0] in compare_of_output and (node.op_type == "Cast" or _where_one_zero(
+                graph, node)):
             compare_of_output[node.outputs[0]] = compare_of_output[node.inputs[0]]
     component_of = components(graph)
     pairs = pair_states(graph, compares, component_of)
@@ -984,6 +985,15 @@ def _counted_spikes(graph: ModelGraph, compare_of_output: dict[str, Compare], sp
                 if compare.membrane in upstream and not producers & WINNER_OPS:
                     return True
     return False
+
+
+def _where_one_zero(graph: ModelGraph, node: OpNode) -> bool:
+    """Where(flag, 1, 0): a spike written torch.where(mem > θ, 1.0, 0.0), the flag as a number."""
+    if node.op_type != "Where" or len(node.inputs) != 3:
+        return False
+    one, zero = (graph.constant_value(name) for name in node.inputs[1:])
+    return (one is not None and zero is not None and np.size(one) == 1 and np.size(zero) == 1
+            and float(np.ravel(one)[0]) == 1.0 and float(np.ravel(zero)[0]) == 0.0)
 
 
 def _claimed(graph: ModelGraph, layers: list[NeuronLayer], component_of: list[int]) -> set[int]:

@@ -912,3 +912,29 @@ def test_a_state_baked_at_a_fixed_batch_replays_with_that_batch_size(write_model
     got = estimate(path, tmp_path / "inputs.npz", convention="neurobench", batch_size=4)
     assert [(r.spikes, r.membrane_updates) for r in got.layers] == [(r.spikes, r.membrane_updates) for r in want.layers]
     assert got.samples == 7
+
+
+@pytest.mark.parametrize("style", ["stepwise", "unrolled"])
+def test_a_spike_written_with_where_is_the_flag(write_model, tmp_path, style):
+    """spk = torch.where(mem > θ, 1.0, 0.0) is the compare as a number, as its Cast is: the layer was uncosted
+    ("ops the matcher cannot read (Where)"). Leaky subtract, counted as the Cast spelling is."""
+    rng = np.random.default_rng(67)
+    weights = [rng.normal(0.0, 0.8, size=(6, 5)).astype(np.float32)]
+    data = _data(rng, 4, 9, 6)
+    model = (hand_written_lif_stepwise(weights[0], "subtract") if style == "stepwise"
+             else hand_written_lif_unrolled(weights, 9, "subtract"))
+    one = onnx.numpy_helper.from_array(np.array(1.0, np.float32), "where_one")
+    zero = onnx.numpy_helper.from_array(np.array(0.0, np.float32), "where_zero")
+    model.graph.initializer.extend([one, zero])
+    greater = {node.output[0] for node in model.graph.node if node.op_type == "Greater"}
+    for index, node in enumerate(model.graph.node):
+        if node.op_type == "Cast" and node.input[0] in greater:
+            model.graph.node[index].CopyFrom(onnx.helper.make_node(
+                "Where", [node.input[0], "where_one", "where_zero"], list(node.output)))
+    assert any(node.op_type == "Where" for node in model.graph.node)
+    report = estimate(write_model(model, inputs=data), tmp_path / "inputs.npz", convention="neurobench")
+    assert [(row.kind, row.reset) for row in report.layers] == [("leaky", "subtract")]
+    want = hand_written_lif_reference(weights, data, "subtract")
+    assert [row.spikes for row in report.layers] == want["spikes"] and all(want["spikes"])
+    counted = want["after_reset"] if style == "stepwise" else want["before_reset"]
+    assert [row.membrane_updates for row in report.layers] == counted
