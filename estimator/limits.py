@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -105,18 +106,62 @@ class Deadline:
 
     @contextmanager
     def watch(self) -> Iterator[Any]:
-        """onnxruntime RunOptions whose `terminate` flag is raised when the deadline passes (None: no limit)."""
+        """onnxruntime RunOptions whose `terminate` flag is raised when the deadline passes, or on Ctrl-C (None: no
+        limit, and no Ctrl-C to watch for)."""
         left = self.remaining()
-        if left is None:
+        interruptible = (threading.current_thread() is threading.main_thread()
+                         and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+        if left is None and not interruptible:
             yield None
             return
         import onnxruntime as ort
 
         options = ort.RunOptions()
-        timer = threading.Timer(max(left, 0.0), lambda: setattr(options, "terminate", True))
-        timer.daemon = True  # never keeps the process alive
-        timer.start()
+        timer = None
+        if left is not None:
+            timer = threading.Timer(max(left, 0.0), lambda: setattr(options, "terminate", True))
+            timer.daemon = True  # never keeps the process alive
+            timer.start()
         try:
-            yield options
+            with _terminate_on_interrupt(options) if interruptible else nullcontext():
+                yield options
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
+
+
+@contextmanager
+def _terminate_on_interrupt(options: Any) -> Iterator[None]:
+    """Ctrl-C during an onnxruntime call: Python runs its handler only when the call returns (a large batch can take
+    seconds, a pathological graph minutes). The C-level handler also writes the signal number to a wakeup fd; a
+    thread waiting on it raises `terminate`, the call returns at once, and the KeyboardInterrupt follows."""
+    reader, writer = os.pipe()
+    os.set_blocking(writer, False)
+    try:
+        previous = signal.set_wakeup_fd(writer, warn_on_full_buffer=False)
+    except ValueError:  # not the main thread after all
+        os.close(reader)
+        os.close(writer)
+        yield
+        return
+
+    def wait() -> None:
+        while True:
+            try:
+                received = os.read(reader, 64)
+            except OSError:
+                return
+            if not received:  # the writer closed: the watch is over
+                return
+            if signal.SIGINT in received:
+                options.terminate = True
+
+    watcher = threading.Thread(target=wait, name="neuronops-interrupt", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(writer)
+        watcher.join(timeout=1.0)
+        os.close(reader)

@@ -815,8 +815,10 @@ def _run(session, fetch_names: list[str], feeds: dict[str, np.ndarray], run_opti
     try:
         return session.run(fetch_names, feeds, run_options)
     except Exception as err:
-        if run_options is not None and run_options.terminate and deadline is not None:
-            raise deadline.error(doing) from None
+        if run_options is not None and run_options.terminate:
+            if deadline is not None and deadline.expired():
+                raise deadline.error(doing) from None
+            raise KeyboardInterrupt from None  # Ctrl-C stopped the call (limits._terminate_on_interrupt)
         message = ort_message(err)
         hint = ""
         if "broadcast" in message.lower():

@@ -1119,3 +1119,29 @@ def test_batch_norm_in_training_mode_is_a_warning(tmp_path: Path):
     warned = [w for w in estimate(model, steps=3).warnings if "BatchNormalization in training mode" in w]
     assert warned and "depend on --batch-size" in warned[0]
     assert not any("BatchNormalization" in w for w in estimate(_good(tmp_path)[0], steps=3).warnings)
+
+
+def test_ctrl_c_stops_a_running_onnxruntime_call(tmp_path):
+    """Python runs its SIGINT handler only when the onnxruntime call returns: Ctrl-C during one long run (a large
+    batch through a long graph) waited for it, minutes for a pathological one. The run is now terminated at once."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = _model_file(tmp_path, slow_model(depth=2000))
+    np.save(tmp_path / "in.npy", np.ones((1024, 2, 1024), np.float32))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "estimator", "estimate", str(path), "--inputs", str(tmp_path / "in.npy"),
+         "--batch-size", "1024", "--no-cache"],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)  # loaded, analysed, and inside the first (long) run
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=20)  # the run alone takes far longer
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130 and stderr.strip() == "error: interrupted", stderr
