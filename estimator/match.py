@@ -806,7 +806,17 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
         mem = mem − spk·θ) carries the reset membrane, which no compare reads."""
         read = graph.ancestors(p.input_target, stop=membrane_set.__contains__)
         before = [m for m in read & membrane_set if spike_of.get(m) in read]
-        return len(before) == 1 and p.pair.input in graph.ancestors(before[0])
+        if len(before) != 1:
+            return False
+        membrane = before[0]
+        compare = compare_of_output.get(spike_of.get(membrane, ""))
+        producer = graph.node_of(membrane)
+        if compare is not None and compare.computed_threshold and producer is not None and \
+                producer.op_type == "Sub":
+            # H(U − θ_t) with θ_t computed (an adaptive threshold): U is the membrane, the state θ_t is computed from
+            # (ALIF's adaptation b, which its spike also updates) is not
+            membrane = producer.inputs[0]
+        return p.pair.input in graph.ancestors(membrane) | {membrane}
 
     membrane_pairs = [  # stepwise: the computed next membrane of each compared state input
         p for p in (_MembranePair(pair, _target(graph, pair)) for pair in pairs)

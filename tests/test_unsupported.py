@@ -62,12 +62,25 @@ def test_an_adaptive_threshold_is_named_as_the_reason(write_model, tmp_path, com
     # (Alpha's near miss); the reason says what the neuron has instead (found on a hand-written ALIF export). Spelled
     # U > θ_t, the compare of two computed tensors was not read as a threshold at all: the layer went missing
     rng = np.random.default_rng(4)
-    path = write_model(adaptive_threshold_stepwise(rng.normal(size=(6, 4)).astype(np.float32), compare=compare))
-    np.save(tmp_path / "inputs.npy", (rng.random((3, 5, 6)) < 0.5).astype(np.float32))
+    weight = rng.normal(size=(6, 4)).astype(np.float32)
+    path = write_model(adaptive_threshold_stepwise(weight, compare=compare))
+    data = (rng.random((3, 5, 6)) < 0.5).astype(np.float32)
+    np.save(tmp_path / "inputs.npy", data)
     report = estimate(path, tmp_path / "inputs.npy")
     assert [row.kind for row in report.layers] == [None] and report.layers[0].spikes is not None
     assert report.uncosted[0].reason.startswith(
         "its threshold is computed by the graph, not constant (an adaptive threshold?), which no registered kind has")
+    # the row counts the membrane's changes, not the adaptation state's (b, which the compare also reads)
+    mem, adapted, spikes, updates = np.zeros((3, 4), np.float32), np.zeros((3, 4), np.float32), 0, 0
+    for t in range(5):
+        theta = np.float32(1.0) + np.float32(0.5) * adapted
+        base = np.float32(0.9) * mem + data[:, t] @ weight
+        fired = (base - theta > 0).astype(np.float32)
+        new = base - fired * theta
+        spikes += int(fired.sum())
+        updates += new.size if t == 0 else int(np.count_nonzero(new != mem))
+        mem, adapted = new, np.float32(0.8) * adapted + fired
+    assert (report.layers[0].spikes, report.layers[0].membrane_updates) == (spikes, updates)
 
 
 @pytest.mark.parametrize("spelling", ["rnn", "concat", "conv"])
