@@ -77,9 +77,14 @@ class Compare:
 # --- compares --------------------------------------------------------------------------------------------------------
 def find_compares(graph: ModelGraph) -> list[Compare]:
     compares = []
+    flags: set[str] = set()  # compare outputs and their casts, so far (nodes come in topological order)
     for node in graph.nodes:
+        if node.op_type == "Cast" and node.inputs and node.inputs[0] in flags:
+            flags.add(node.outputs[0])
         if node.op_type not in COMPARE_OPS or len(node.inputs) != 2:
             continue
+        if node.inputs[0] in flags or node.inputs[1] in flags:
+            continue  # a spike compared again (torch.where(spk > 0, 0, mem)): the same flag, no neuron of its own
         upper, lower = node.inputs if node.op_type.startswith("Greater") else node.inputs[::-1]
         if graph.is_constant(upper):
             continue  # the data on the wrong side (or none): not a threshold
@@ -104,6 +109,7 @@ def find_compares(graph: ModelGraph) -> list[Compare]:
         membrane = graph.rounded_again(membrane)  # state_quant: fire() rounds the rounded membrane again
         membrane = graph.unquantised(membrane)  # a QDQ model compares the membrane as its QDQ pair rounds it
         compares.append(Compare(node.index, node.outputs[0], membrane, threshold, computed))
+        flags.add(node.outputs[0])
     return compares
 
 
@@ -450,6 +456,9 @@ class _StepReader:
             result = args[0].multiply(args[1], self.flags)
         elif node.op_type == "QLinearMul" and len(args) >= 6:
             result = _dequantised(args, 0).multiply(_dequantised(args, 3), self.flags)
+        elif node.op_type == "Where" and len(args) == 3 and args[0].symbols() and args[0].symbols() <= FLAGS:
+            # torch.where(spk > 0, 0, mem): a reset spelled as a choice on the spike, B + F·(A − B)
+            result = args[2] + args[0].multiply(args[1] - args[2], self.flags)
         else:
             result = handler(node, args)
         if result is not None and result.symbols() and all(s.startswith("I:") for s in result.symbols()) and (
@@ -526,6 +535,7 @@ _SYMBOLIC: dict[str, Callable[[OpNode, list[Poly]], Poly | None]] = {
     "DequantizeLinear": lambda node, a: a[0],
     "QLinearAdd": _quantised_add,
     "QLinearMul": lambda node, a: None,  # read in _StepReader._read (the reset flags need its multiply)
+    "Where": lambda node, a: None,  # read in _StepReader._read when its condition is a spike flag
 }
 
 
@@ -649,7 +659,7 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
     compare_of_output = {c.output: c for c in compares}
     for node in graph.nodes:  # Cast(H(·)) to float is the same flag, and so is torch.where(H(·), 1.0, 0.0)
         if node.inputs and node.inputs[0] in compare_of_output and (node.op_type == "Cast" or _where_one_zero(
-                graph, node)):
+                graph, node) or _spike_over_zero(graph, node)):
             compare_of_output[node.outputs[0]] = compare_of_output[node.inputs[0]]
     component_of = components(graph)
     pairs = pair_states(graph, compares, component_of)
@@ -995,6 +1005,14 @@ def _counted_spikes(graph: ModelGraph, compare_of_output: dict[str, Compare], sp
                 if compare.membrane in upstream and not producers & WINNER_OPS:
                     return True
     return False
+
+
+def _spike_over_zero(graph: ModelGraph, node: OpNode) -> bool:
+    """Greater(S, c) with 0 ≤ c < 1 of a 0/1 spike S: S itself (spk > 0, as a where-reset tests it)."""
+    if node.op_type != "Greater" or len(node.inputs) != 2:
+        return False
+    bound = graph.constant_value(node.inputs[1])
+    return bound is not None and np.size(bound) == 1 and 0.0 <= float(np.ravel(bound)[0]) < 1.0
 
 
 def _where_one_zero(graph: ModelGraph, node: OpNode) -> bool:

@@ -342,6 +342,8 @@ def adaptive_threshold_stepwise(weight: np.ndarray, beta: float = 0.9, rho: floa
 def _hand_written_reset(b: _Builder, base: str, spike: str, theta: str, reset: str, v_reset: float) -> str:
     if reset == "zero":
         return b.op("Mul", [base, b.op("Sub", [b.const(1.0, "one"), spike])])
+    if reset == "where":  # torch.where(spk > 0, 0.0, mem): a zero reset spelled as a choice
+        return b.op("Where", [b.op("Greater", [spike, b.const(0.0, "zero")]), b.const(0.0, "zero"), base])
     if reset == "value":  # SpikingJelly's / Norse's hard reset to v_reset: mem·(1 − spk) + v_reset·spk
         kept = b.op("Mul", [base, b.op("Sub", [b.const(1.0, "one"), spike])])
         return b.op("Add", [kept, b.op("Mul", [spike, b.const(v_reset, "v_reset")])])
@@ -412,7 +414,7 @@ def hand_written_lif_reference(weights: list[np.ndarray], data: np.ndarray, rese
             spike = (base - np.float32(threshold) > 0).astype(np.float32)
             if reset == "value":
                 new = base * (np.float32(1.0) - spike) + spike * np.float32(v_reset)
-            elif reset == "zero":
+            elif reset in ("zero", "where"):
                 new = base * (np.float32(1.0) - spike)
             else:
                 new = base - spike * np.float32(threshold)

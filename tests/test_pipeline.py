@@ -938,3 +938,25 @@ def test_a_spike_written_with_where_is_the_flag(write_model, tmp_path, style):
     assert [row.spikes for row in report.layers] == want["spikes"] and all(want["spikes"])
     counted = want["after_reset"] if style == "stepwise" else want["before_reset"]
     assert [row.membrane_updates for row in report.layers] == counted
+
+
+@pytest.mark.parametrize("style", ["stepwise", "unrolled"])
+def test_a_reset_written_with_where_is_a_zero_reset(write_model, tmp_path, style):
+    """mem = torch.where(spk > 0, 0.0, mem): uncosted ("ops the matcher cannot read (Where)") stepwise; unrolled, the
+    second compare (spk > 0) was taken for the layer's own, and its reason misread ("membrane decay term missing").
+    It is Leaky with a zero reset, counted as mem·(1 − spk) is."""
+    rng = np.random.default_rng(68)
+    weights = [rng.normal(0.0, 0.8, size=(6, 5)).astype(np.float32), rng.normal(0.0, 0.9, size=(5, 3)).astype(
+        np.float32)]
+    data = _data(rng, 4, 9, 6)
+    if style == "stepwise":
+        weights = weights[:1]
+        model = hand_written_lif_stepwise(weights[0], "where")
+    else:
+        model = hand_written_lif_unrolled(weights, 9, "where")
+    report = estimate(write_model(model, inputs=data), tmp_path / "inputs.npz", convention="neurobench")
+    assert [(row.kind, row.reset) for row in report.layers] == [("leaky", "zero")] * len(weights)
+    want = hand_written_lif_reference(weights, data, "where")
+    assert [row.spikes for row in report.layers] == want["spikes"] and all(want["spikes"])
+    counted = want["after_reset"] if style == "stepwise" else want["before_reset"]
+    assert [row.membrane_updates for row in report.layers] == counted
