@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import EXIT_ERROR, EXIT_OK, EXIT_UNCOSTED, ManifestError
+from .errors import EXIT_ERROR, EXIT_OK, EXIT_UNCOSTED, ManifestError, require_file
 from .formats_text import _cell
 from .parallel import Backend, JobOutcome, ModelJob, peek_samples, run_jobs
 from .report import CONVENTIONS, SCHEMA
@@ -198,8 +198,7 @@ def collect(sources: Sequence[str], defaults: ModelJob, inputs_pattern: str | No
     for source in sources:
         path = Path(source)
         if path.suffix in MANIFEST_SUFFIXES:
-            if not path.is_file():
-                raise ManifestError(f"{source}: no such manifest")
+            require_file(path, ManifestError, "no such manifest", "a manifest file (.csv, .jsonl, .json)")
             found.extend(read_manifest(path, defaults))
             continue
         if path.is_dir():

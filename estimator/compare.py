@@ -15,7 +15,7 @@ from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import FeasibilityError, ReportFileError
+from .errors import FeasibilityError, ReportFileError, require_file
 from .feasibility import EnergyTable, Feasibility, assess, judge_budget
 from .report import CONVENTIONS, SCHEMA, LayerRow, Report, Totals, Uncosted
 
@@ -114,8 +114,7 @@ class SavedReport:
 
 def load_report(path: PathLike) -> SavedReport:
     file = Path(path)
-    if not file.is_file():
-        raise ReportFileError(f"{file}: no such report file")
+    require_file(file, ReportFileError, "no such report file", "a JSON report (estimate --format json)")
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except RecursionError:

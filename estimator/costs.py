@@ -21,7 +21,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CostTableError
+from .errors import CostTableError, require_file
 from .kinds import RESETS, registered_kinds
 
 BUNDLED_TABLES = ("neurobench.toml", "neuronops-extension.toml")
@@ -132,8 +132,7 @@ def parse_table(path: Path, text: str, digest: str = "") -> CostTable:
 
 def read_table(path: str | Path) -> CostTable:
     table_path = Path(path)
-    if not table_path.is_file():
-        raise CostTableError(f"{table_path}: no such cost table file")
+    require_file(table_path, CostTableError, "no such cost table file", "a TOML cost table")
     try:
         data = table_path.read_bytes()
         text = data.decode("utf-8")

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .costs import bundled_tables_dir
-from .errors import EnergyTableError, FeasibilityError
+from .errors import EnergyTableError, FeasibilityError, require_file
 from .report import LayerRow, Report
 
 BASES = ("dense", "effective")
@@ -114,6 +114,8 @@ def read_energy_table(path: str | Path) -> EnergyTable:
         bundled = bundled_tables_dir() / f"{table_path.name.removesuffix('.toml')}.toml"
         if bundled.is_file() and bundled.stem.startswith("energy-"):
             table_path = bundled
+    if table_path.exists():
+        require_file(table_path, EnergyTableError, "no such energy table file", "a TOML energy table")
     if not table_path.is_file():
         raise EnergyTableError(f"{table_path}: no such energy table file (bundled tables: "
                                f"{', '.join(bundled_energy_tables()) or 'none'})")

@@ -1145,3 +1145,19 @@ def test_ctrl_c_stops_a_running_onnxruntime_call(tmp_path):
             process.kill()
             process.wait()
     assert process.returncode == 130 and stderr.strip() == "error: interrupted", stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["estimate", "{model}", "--cost-table", "{folder}"], "is a directory, expected a TOML cost table"),
+    (["estimate", "{model}", "--energy-table", "{folder}"], "is a directory, expected a TOML energy table"),
+    (["compare", "{folder}"], "is a directory, expected a JSON report"),
+    (["batch", "{folder}.csv", "--out", "{out}"], "is a directory, expected a manifest file"),
+])
+def test_a_folder_where_a_file_is_expected_is_named_as_such(tmp_path, args, message):
+    """A folder given as cost table, energy table, report or manifest was reported as 'no such … file'."""
+    model = _good(tmp_path)[0]
+    folder = tmp_path / "given"
+    folder.mkdir()
+    (tmp_path / "given.csv").mkdir()
+    filled = [a.format(model=model, folder=folder, out=tmp_path / "out") for a in args]
+    assert_cli_error(run_cli(*filled), 2 if filled[0] == "batch" else 1, message)
