@@ -112,35 +112,41 @@ def _check_external_data(model: onnx.ModelProto, folder: Path) -> None:
             )
 
 
+def _graphs(graph: onnx.GraphProto | onnx.FunctionProto):
+    """The graph and every subgraph in its nodes' attributes (If, Loop, Scan bodies), depth first."""
+    yield graph
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("g"):
+                yield from _graphs(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from _graphs(subgraph)
+
+
 def _tensors(graph: onnx.GraphProto | onnx.FunctionProto, initializers: bool):
     """Every tensor of a graph that onnx.external_data_helper._get_all_tensors visits (initializers, node attribute
     tensors, subgraphs'), in one flat pass: that helper's nested generators cost more than the rest of loading on a
-    long unrolled graph, and are run only when some tensor does live outside the file."""
-    if initializers:
-        yield from graph.initializer
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.HasField("t"):
-                yield attribute.t
-            yield from attribute.tensors
-            if attribute.HasField("g"):
-                yield from _tensors(attribute.g, True)
-            for subgraph in attribute.graphs:
-                yield from _tensors(subgraph, True)
+    long unrolled graph, and are run only when some tensor does live outside the file. `initializers`: the top
+    graph's too (a function has none)."""
+    for inner in _graphs(graph):
+        if initializers or inner is not graph:
+            yield from inner.initializer
+        for node in inner.node:
+            for attribute in node.attribute:
+                if attribute.HasField("t"):
+                    yield attribute.t
+                yield from attribute.tensors
 
 
 def _sparse_tensors(graph: onnx.GraphProto | onnx.FunctionProto):
     """Every sparse tensor of a graph: sparse initializers, node attributes, subgraphs'."""
-    yield from getattr(graph, "sparse_initializer", ())
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.HasField("sparse_tensor"):
-                yield attribute.sparse_tensor
-            yield from attribute.sparse_tensors
-            if attribute.HasField("g"):
-                yield from _sparse_tensors(attribute.g)
-            for subgraph in attribute.graphs:
-                yield from _sparse_tensors(subgraph)
+    for inner in _graphs(graph):
+        yield from getattr(inner, "sparse_initializer", ())
+        for node in inner.node:
+            for attribute in node.attribute:
+                if attribute.HasField("sparse_tensor"):
+                    yield attribute.sparse_tensor
+                yield from attribute.sparse_tensors
 
 
 def _uses_external_data(model: onnx.ModelProto, raw: bytes | None = None) -> bool:

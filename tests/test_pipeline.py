@@ -414,6 +414,18 @@ def test_a_hand_written_lif_carrying_its_reset_membrane_is_leaky_stepwise(write_
     assert (report.layers[0].spikes, report.layers[0].membrane_updates) == (spikes, updates) and spikes > 0
 
 
+def _hand_written(seed: int, style: str, reset: str, v_reset: float = 0.0, spelling: str = "torchscript"
+                  ) -> tuple[list[np.ndarray], np.ndarray, onnx.ModelProto]:
+    """A hand-written LIF net (one layer stepwise, two unrolled over 9 steps), its weights and 4 samples of data."""
+    rng = np.random.default_rng(seed)
+    weights = [rng.normal(0.0, 0.8, size=(6, 5)).astype(np.float32), rng.normal(0.0, 0.9, size=(5, 3)).astype(
+        np.float32)]
+    data = _data(rng, 4, 9, 6)
+    if style == "stepwise":
+        return weights[:1], data, hand_written_lif_stepwise(weights[0], reset, v_reset=v_reset)
+    return weights, data, hand_written_lif_unrolled(weights, 9, reset, v_reset=v_reset, spelling=spelling)
+
+
 @pytest.mark.parametrize("spelling", ["torchscript", "dynamo"])
 @pytest.mark.parametrize("style", ["stepwise", "unrolled"])
 @pytest.mark.parametrize("v_reset", [0.1, -0.3])
@@ -421,15 +433,7 @@ def test_a_hard_reset_to_a_nonzero_value_is_leaky_with_reset_value(write_model, 
     """SpikingJelly's and Norse's v_reset, written mem·(1 − spk) + v_reset·spk after the compare: the v_reset·spk
     term was read as a one-to-one recurrent weight (RLeaky zero, exit 0, totals complete). It is Leaky with reset
     'value', costed from the extension table (zero's 4 + one addition)."""
-    rng = np.random.default_rng(62)
-    weights = [rng.normal(0.0, 0.8, size=(6, 5)).astype(np.float32), rng.normal(0.0, 0.9, size=(5, 3)).astype(
-        np.float32)]
-    data = _data(rng, 4, 9, 6)
-    if style == "stepwise":
-        weights = weights[:1]
-        model = hand_written_lif_stepwise(weights[0], "value", v_reset=v_reset)
-    else:
-        model = hand_written_lif_unrolled(weights, 9, "value", v_reset=v_reset, spelling=spelling)
+    weights, data, model = _hand_written(62, style, "value", v_reset=v_reset, spelling=spelling)
     report = estimate(write_model(model, inputs=data), tmp_path / "inputs.npz", convention="neurobench")
     assert [(row.kind, row.reset, row.cost_per_update) for row in report.layers] == [("leaky", "value", 5)] * len(
         weights)
@@ -945,15 +949,7 @@ def test_a_reset_written_with_where_is_a_zero_reset(write_model, tmp_path, style
     """mem = torch.where(spk > 0, 0.0, mem): uncosted ("ops the matcher cannot read (Where)") stepwise; unrolled, the
     second compare (spk > 0) was taken for the layer's own, and its reason misread ("membrane decay term missing").
     It is Leaky with a zero reset, counted as mem·(1 − spk) is."""
-    rng = np.random.default_rng(68)
-    weights = [rng.normal(0.0, 0.8, size=(6, 5)).astype(np.float32), rng.normal(0.0, 0.9, size=(5, 3)).astype(
-        np.float32)]
-    data = _data(rng, 4, 9, 6)
-    if style == "stepwise":
-        weights = weights[:1]
-        model = hand_written_lif_stepwise(weights[0], "where")
-    else:
-        model = hand_written_lif_unrolled(weights, 9, "where")
+    weights, data, model = _hand_written(68, style, "where")
     report = estimate(write_model(model, inputs=data), tmp_path / "inputs.npz", convention="neurobench")
     assert [(row.kind, row.reset) for row in report.layers] == [("leaky", "zero")] * len(weights)
     want = hand_written_lif_reference(weights, data, "where")
