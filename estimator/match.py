@@ -225,11 +225,12 @@ def _pairs_by_dataflow(graph: ModelGraph, compares: list[Compare], component_of:
     """State inputs that neither their names nor a compare of their own pair (a hand-written export with free names,
     or the exporter's own: onnx::Mul_1 → 15, flat_0 → sub): an input a neuron's update reads within its component
     is paired with the graph output computed from it there in the fewest ops — its value after this step — when
-    that pairing is mutual and unique (the output is no nearer to another input, the input to no other output);
-    ties pair nothing (a state is never guessed). An input read only through a weight (an all-to-all recurrent
-    Linear: a spike state) pairs with a spike (a compare's output); any other, with a value that is no spike. The
-    first input is data (forward(x, *state)); an input read through a per-step slice (x[:, t]) is never state.
-    An input left unpaired is data: the replay asks for it by name, it never guesses a state."""
+    that pairing is mutual and unique (the output is no nearer to another input, the input to no other output).
+    An input read only through a weight (an all-to-all recurrent Linear: a spike state) pairs with a spike (a
+    compare's output); any other, with a value that is no spike. The first input is data (forward(x, *state)); an
+    input read through a per-step slice (x[:, t]) is never state. A state is never guessed: when a tie leaves a
+    state input unpaired, or the first input reads as a state (the data comes last), nothing is paired here, and
+    the replay asks for the unpaired inputs by name."""
     flags = {c.output for c in compares}
     for node in graph.nodes:  # the spike: the flag, cast, scaled by a constant (graded_spikes_factor)
         read = [name for name in node.inputs if name in flags]
@@ -238,36 +239,35 @@ def _pairs_by_dataflow(graph: ModelGraph, compares: list[Compare], component_of:
             flags.add(node.outputs[0])
     compared = {c.membrane for c in compares}
     computed = compared - set(graph.graph_inputs)
-    # outputs that are one tensor (the spike returned and fed back, `output` and its Identity) are one candidate:
-    # the last listed, as the first output is the model's result (forward returns (spk, *state))
-    targets = list({_output_target(graph, name): name for name in graph.graph_outputs if name not in taken}.items())
+    # outputs that are one tensor (the spike returned and fed back, `output` and its Identity or alias) are one
+    # candidate: the last listed, as the first output is the model's result (forward returns (spk, *state)); a tensor
+    # already fed back is no candidate under another name
+    fed_back = {_output_target(graph, name) for name in taken}
+    targets = [(target, name) for target, name in {_output_target(graph, name): name for name in graph.graph_outputs
+                                                   if name not in taken}.items() if target not in fed_back]
     unpaired = [name for name in graph.graph_inputs[1:] if name not in paired]
-    distances: dict[tuple[str, str], int] = {}  # (input, output) → ops from one to the other
-    for input_name in unpaired:
-        users = graph.users(input_name)
-        spike_state = bool(users) and all(n.op_type in WEIGHT_OPS for n in users)
-        starts = ([u for n in users for name in n.outputs for u in graph.users(name) if u.op_type not in WEIGHT_OPS]
-                  if spike_state else [n for n in users if n.op_type not in WEIGHT_OPS | INDEXING_OPS])
-        home = {component_of[n.index] for n in starts}
-        distance: dict[str, int] = {}
-        frontier, depth, seen = starts, 1 + spike_state, {n.index for n in starts}
-        while frontier:  # breadth first within the component
-            following = []
-            for node in frontier:
-                for name in node.outputs:
-                    if name and name not in distance:
-                        distance[name] = depth
-                        for user in graph.users(name):
-                            if user.index not in seen and component_of[user.index] in home:
-                                seen.add(user.index)
-                                following.append(user)
-            frontier, depth = following, depth + 1
+    if not graph.graph_inputs or not unpaired:
+        return []
+
+    def state_candidates(input_name: str) -> dict[str, int] | None:
+        """Outputs this input may be the state of, with their distance; None when no neuron's update reads it."""
+        spike_state, distance = _reach(graph, component_of, input_name)
         if input_name not in compared and not computed & distance.keys():
-            continue  # no neuron's update reads it
-        for target, output_name in targets:
-            if target in distance and (target in flags) == spike_state and _shapes_compatible(
-                    graph.shape(input_name), graph.shape(output_name)):
-                distances[(input_name, output_name)] = distance[target]
+            return None
+        return {output_name: distance[target] for target, output_name in targets
+                if target in distance and (target in flags) == spike_state
+                and _shapes_compatible(graph.shape(input_name), graph.shape(output_name))}
+
+    first = graph.graph_inputs[0]
+    if first not in paired and not _reach(graph, component_of, first)[0] and state_candidates(first):
+        return []  # the first input reads as a membrane: the data input is elsewhere, and which one is a guess
+    distances: dict[tuple[str, str], int] = {}  # (input, output) → ops from one to the other
+    states = []  # inputs a neuron's update reads: each must be paired, or none is
+    for input_name in unpaired:
+        candidates = state_candidates(input_name)
+        if candidates is not None:
+            states.append(input_name)
+            distances.update({(input_name, output_name): d for output_name, d in candidates.items()})
     found: list[StatePair] = []
     while distances and len(paired) + len(found) + 1 < len(graph.graph_inputs):  # one input stays data
         mutual = [(i, o) for (i, o) in distances
@@ -277,8 +277,10 @@ def _pairs_by_dataflow(graph: ModelGraph, compares: list[Compare], component_of:
             break
         input_name, output_name = mutual[0]
         found.append(StatePair(input_name, output_name))
-        taken.add(output_name)
         distances = {p: d for p, d in distances.items() if p[0] != input_name and p[1] != output_name}
+    if found and set(states) - {p.input for p in found}:
+        return []  # a state left over (a tie, or an output already taken): the pairs found may hold its output
+    taken.update(p.output for p in found)
     if paired or found:  # stepwise: a state input the step does not read (dynamo keeps Alpha's unused membrane)
         unused = [name for name in unpaired if not graph.users(name) and all(p.input != name for p in found)]
         for input_name in unused:
@@ -288,6 +290,30 @@ def _pairs_by_dataflow(graph: ModelGraph, compares: list[Compare], component_of:
                 found.append(StatePair(input_name, output_name))
                 taken.add(output_name)
     return found
+
+
+def _reach(graph: ModelGraph, component_of: list[int], input_name: str) -> tuple[bool, dict[str, int]]:
+    """Whether `input_name` is read only through weights (a spike state), and the tensors computed from it in its
+    component(s), with how many ops away (breadth first)."""
+    users = graph.users(input_name)
+    spike_state = bool(users) and all(n.op_type in WEIGHT_OPS for n in users)
+    starts = ([u for n in users for name in n.outputs for u in graph.users(name) if u.op_type not in WEIGHT_OPS]
+              if spike_state else [n for n in users if n.op_type not in WEIGHT_OPS | INDEXING_OPS])
+    home = {component_of[n.index] for n in starts}
+    distance: dict[str, int] = {}
+    frontier, depth, seen = starts, 1 + spike_state, {n.index for n in starts}
+    while frontier:
+        following = []
+        for node in frontier:
+            for name in node.outputs:
+                if name and name not in distance:
+                    distance[name] = depth
+                    for user in graph.users(name):
+                        if user.index not in seen and component_of[user.index] in home:
+                            seen.add(user.index)
+                            following.append(user)
+        frontier, depth = following, depth + 1
+    return spike_state, distance
 
 
 def _nearest(distances: dict[tuple[str, str], int], pairs: list[tuple[str, str]]) -> tuple[str, str] | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from builders import leaky_stepwise, random_net
 from conftest import SAMPLES
 from parity import check_case
 
@@ -102,3 +103,41 @@ def test_one_input_always_stays_data(tmp_path: Path):
     path = tmp_path / "m.onnx"
     onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), str(path))
     assert analyse(path).match.state_pairs == ()
+
+
+def test_a_state_left_over_by_a_tie_pairs_nothing(tmp_path: Path):
+    """RLeaky one-to-one with reset none, unnamed: its spike input (read elementwise, V·S, as a membrane is) is nearer
+    the membrane's output than the membrane input is, and was paired with it; only the refusal of the membrane input
+    hid the wrong pair. A state dataflow leaves unpaired now voids the pairs it made."""
+    case = SAMPLES / "rleaky_none_fc1_onetoone__stepwise__torchscript"
+    copy = _anonymise(case, tmp_path, "free")
+    assert analyse(copy / "model.onnx", cache=False).match.state_pairs == ()
+
+
+def test_data_given_last_pairs_nothing(write_model):
+    """forward(mem, x): the first input reads as a membrane, so the data is elsewhere and which input it is would be a
+    guess (with as many features as neurons, x read through its synapse looked like a recurrent spike state, and the
+    membrane was fed the recordings). The inputs stay unpaired and the replay asks for them by name."""
+    model = leaky_stepwise(random_net(np.random.default_rng(69), [4, 4], reset="none"))
+    data, state = model.graph.input[0].name, model.graph.input[1].name
+    _rename(model, {data: "x", state: "a", model.graph.output[0].name: "y", model.graph.output[1].name: "b"})
+    inputs = list(model.graph.input)
+    del model.graph.input[:]
+    model.graph.input.extend([inputs[1], inputs[0]])  # the data input last
+    assert analyse(write_model(model), cache=False).match.state_pairs == ()
+
+
+def test_an_output_alias_of_a_paired_state_is_no_candidate(tmp_path: Path):
+    """dynamo writes a tensor returned twice as an alias (sub_12, sub_12_alias_3): with the membrane paired to one
+    name, the alias was still a candidate, and a one-to-one RLeaky's spike input was fed the membrane."""
+    case = SAMPLES / "rleaky_sub_fc1_onetoone__stepwise__dynamo"
+    copy = _anonymise(case, tmp_path, "free")
+    (membrane,) = analyse(copy / "model.onnx", cache=False).match.state_pairs  # the spike input is left unpaired
+    model = onnx.load(str(copy / "model.onnx"))
+    model.graph.node.append(onnx.helper.make_node("Identity", [membrane.output], ["alias"]))
+    extra = onnx.ValueInfoProto()
+    extra.CopyFrom(next(v for v in model.graph.output if v.name == membrane.output))
+    extra.name = "alias"
+    model.graph.output.append(extra)
+    onnx.save(model, str(copy / "model.onnx"))
+    assert analyse(copy / "model.onnx", cache=False).match.state_pairs == (membrane,)
