@@ -259,9 +259,13 @@ def _pairs_by_dataflow(graph: ModelGraph, compares: list[Compare], component_of:
                 and _shapes_compatible(graph.shape(input_name), graph.shape(output_name))}
 
     first = graph.graph_inputs[0]
-    if first not in paired and not _reach(graph, component_of, first)[0] and state_candidates(first):
-        return []  # the first input reads as a membrane: the data input is elsewhere, and which one is a guess
     distances: dict[tuple[str, str], int] = {}  # (input, output) → ops from one to the other
+    if first not in paired:
+        if not _reach(graph, component_of, first)[0] and state_candidates(first):
+            return []  # the first input reads as a membrane: the data input is elsewhere, and which one is a guess
+        # read through a synapse, the data input looks like a spike state (when it has as many features as the layer
+        # neurons): it is never paired, but an output as near to it as to a state input is no state's for certain
+        distances.update({(first, output_name): d for output_name, d in (state_candidates(first) or {}).items()})
     states = []  # inputs a neuron's update reads: each must be paired, or none is
     for input_name in unpaired:
         candidates = state_candidates(input_name)
@@ -270,8 +274,8 @@ def _pairs_by_dataflow(graph: ModelGraph, compares: list[Compare], component_of:
             distances.update({(input_name, output_name): d for output_name, d in candidates.items()})
     found: list[StatePair] = []
     while distances and len(paired) + len(found) + 1 < len(graph.graph_inputs):  # one input stays data
-        mutual = [(i, o) for (i, o) in distances
-                  if _nearest(distances, [p for p in distances if p[0] == i]) == (i, o)
+        mutual = [(i, o) for (i, o) in distances if i != first
+                  and _nearest(distances, [p for p in distances if p[0] == i]) == (i, o)
                   and _nearest(distances, [p for p in distances if p[1] == o]) == (i, o)]
         if not mutual:
             break

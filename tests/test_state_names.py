@@ -141,3 +141,20 @@ def test_an_output_alias_of_a_paired_state_is_no_candidate(tmp_path: Path):
     model.graph.output.append(extra)
     onnx.save(model, str(copy / "model.onnx"))
     assert analyse(copy / "model.onnx", cache=False).match.state_pairs == (membrane,)
+
+
+@pytest.mark.parametrize("case_name", ["rleaky_none_fc1__stepwise__torchscript", "rleaky_sub_fc1__stepwise__dynamo",
+                                       "synaptic_none_fc1__stepwise__torchscript"])
+def test_data_given_last_never_becomes_a_state(tmp_path: Path, case_name: str):
+    """forward(*state, x) with its names removed: whatever is paired, the data input never is (read through its
+    synapse, it looks like an all-to-all RLeaky's spike state when it has as many features as the layer neurons),
+    and an input the replay would feed the recordings to is one a state pair does not claim."""
+    copy = _anonymise(SAMPLES / case_name, tmp_path, "free")
+    model = onnx.load(str(copy / "model.onnx"))
+    inputs = list(model.graph.input)
+    del model.graph.input[:]
+    model.graph.input.extend([*inputs[1:], inputs[0]])
+    onnx.save(model, str(copy / "model.onnx"))
+    match = analyse(copy / "model.onnx", cache=False).match
+    assert inputs[0].name not in {pair.input for pair in match.state_pairs}
+    assert match.state_pairs == () or inputs[0].name in match.data_inputs
