@@ -79,9 +79,12 @@ def find_compares(graph: ModelGraph) -> list[Compare]:
     compares = []
     flags: set[str] = set()  # compare outputs and their casts, so far (nodes come in topological order)
     for node in graph.nodes:
-        if node.op_type == "Cast" and node.inputs and node.inputs[0] in flags:
-            flags.add(node.outputs[0])
-        if node.op_type not in COMPARE_OPS or len(node.inputs) != 2:
+        op_type = node.op_type
+        if op_type not in COMPARE_OPS:
+            if op_type == "Cast" and node.inputs and node.inputs[0] in flags:
+                flags.add(node.outputs[0])
+            continue
+        if len(node.inputs) != 2:
             continue
         if node.inputs[0] in flags or node.inputs[1] in flags:
             continue  # a spike compared again (torch.where(spk > 0, 0, mem)): the same flag, no neuron of its own
@@ -231,6 +234,9 @@ def _pairs_by_dataflow(graph: ModelGraph, compares: list[Compare], component_of:
     input read through a per-step slice (x[:, t]) is never state. A state is never guessed: when a tie leaves a
     state input unpaired, or the first input reads as a state (the data comes last), nothing is paired here, and
     the replay asks for the unpaired inputs by name."""
+    unpaired = [name for name in graph.graph_inputs[1:] if name not in paired]
+    if not unpaired:  # (an unrolled export: one input, no state; the walks below cost a pass over every node)
+        return []
     flags = {c.output for c in compares}
     for node in graph.nodes:  # the spike: the flag, cast, scaled by a constant (graded_spikes_factor)
         read = [name for name in node.inputs if name in flags]
@@ -245,9 +251,6 @@ def _pairs_by_dataflow(graph: ModelGraph, compares: list[Compare], component_of:
     fed_back = {_output_target(graph, name) for name in taken}
     targets = [(target, name) for target, name in {_output_target(graph, name): name for name in graph.graph_outputs
                                                    if name not in taken}.items() if target not in fed_back]
-    unpaired = [name for name in graph.graph_inputs[1:] if name not in paired]
-    if not graph.graph_inputs or not unpaired:
-        return []
 
     def state_candidates(input_name: str) -> dict[str, int] | None:
         """Outputs this input may be the state of, with their distance; None when no neuron's update reads it."""
@@ -688,8 +691,8 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
     compares = find_compares(graph)
     compare_of_output = {c.output: c for c in compares}
     for node in graph.nodes:  # Cast(H(·)) to float is the same flag, and so is torch.where(H(·), 1.0, 0.0)
-        if node.inputs and node.inputs[0] in compare_of_output and (node.op_type == "Cast" or _where_one_zero(
-                graph, node) or _spike_over_zero(graph, node)):
+        if node.op_type in _FLAG_FORMS and node.inputs and node.inputs[0] in compare_of_output and (
+                node.op_type == "Cast" or _where_one_zero(graph, node) or _spike_over_zero(graph, node)):
             compare_of_output[node.outputs[0]] = compare_of_output[node.inputs[0]]
     component_of = components(graph)
     pairs = pair_states(graph, compares, component_of)
@@ -1035,6 +1038,9 @@ def _counted_spikes(graph: ModelGraph, compare_of_output: dict[str, Compare], sp
                 if compare.membrane in upstream and not producers & WINNER_OPS:
                     return True
     return False
+
+
+_FLAG_FORMS = frozenset({"Cast", "Where", "Greater"})  # ops whose output can be a compare's flag again
 
 
 def _spike_over_zero(graph: ModelGraph, node: OpNode) -> bool:
