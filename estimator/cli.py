@@ -265,6 +265,7 @@ class PositiveRate(click.ParamType):
 
     name = "NUMBER"
     _PREFIXES = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+    MAX = 1e18
 
     def __init__(self, unit: str) -> None:
         self.unit = unit
@@ -289,8 +290,6 @@ class PositiveRate(click.ParamType):
         if number > self.MAX:  # rates multiply ops per sample: keep every derived figure a finite float
             self.fail(f"{value!r} is more than {self.MAX:g} {self.unit}", param, ctx)
         return number
-
-    MAX = 1e18
 
 
 class Seconds(click.ParamType):

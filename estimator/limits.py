@@ -80,6 +80,9 @@ def default_max_memory() -> int:
     return usable // DEFAULT_MEMORY_FRACTION if usable else 4 * 10**9
 
 
+_LONGEST_WAIT = 366 * 24 * 3600.0
+
+
 class Deadline:
     """A point in time after which the run gives up; `None` seconds means no limit."""
 
@@ -119,7 +122,8 @@ class Deadline:
         options = ort.RunOptions()
         timer = None
         if left is not None:
-            timer = threading.Timer(max(left, 0.0), lambda: setattr(options, "terminate", True))
+            # (a timer over a year is none: threading cannot wait that long, and raised in its thread on 1e12 s)
+            timer = threading.Timer(min(max(left, 0.0), _LONGEST_WAIT), lambda: setattr(options, "terminate", True))
             timer.daemon = True  # never keeps the process alive
             timer.start()
         try:

@@ -1161,3 +1161,16 @@ def test_a_folder_where_a_file_is_expected_is_named_as_such(tmp_path, args, mess
     (tmp_path / "given.csv").mkdir()
     filled = [a.format(model=model, folder=folder, out=tmp_path / "out") for a in args]
     assert_cli_error(run_cli(*filled), 2 if filled[0] == "batch" else 1, message)
+
+
+@pytest.mark.parametrize("seconds", [1e12, float("inf")])
+def test_a_deadline_beyond_a_year_is_none_and_raises_in_no_thread(tmp_path, monkeypatch, seconds):
+    """estimate(timeout=1e12) (or --timeout before the CLI bounded it) started a timer threading cannot wait for: an
+    OverflowError in the timer's thread (a traceback on stderr) and no deadline at all."""
+    import threading
+
+    raised: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: raised.append(args.exc_value))
+    path, inputs = _good(tmp_path)
+    report = estimate(path, inputs, timeout=seconds)
+    assert report.totals.neuron_dense_ops is not None and raised == []
