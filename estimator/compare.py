@@ -75,18 +75,13 @@ def report_from_dict(data: dict[str, Any]) -> Report:
     _check_figures(data["totals"], "totals.")
     if data.get("samples") == 0:
         raise ValueError("samples = 0: a replay has at least one sample")
-    for index, row in enumerate(data.get("layers", [])):
-        if isinstance(row, dict):
-            _check_figures(row, f"layers[{index}].")
     layers = []
-    for index, row in enumerate(data.get("layers", [])):
+    for index, row in enumerate(data["layers"]):
         layer: LayerRow = _build(LayerRow, row, f"layers[{index}]")
+        _check_figures(row, f"layers[{index}].")
         steps = layer.spikes_per_step
         layers.append(replace(layer, spikes_per_step=tuple(steps) if steps is not None else None,
                               cost_split=dict(layer.cost_split or {})))
-    for key in ("totals", "layers"):
-        if key not in data:
-            raise ValueError(f"report lacks {key!r}")
     body = {k: v for k, v in data.items() if k not in ("schema", "feasibility")}
     body.update(
         totals=_build(Totals, data.get("totals"), "totals"),
