@@ -989,11 +989,13 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
             f"the graph also holds non-spiking activations ({listed}): not neurons in this metric, not counted"
         )
     sliced = {name: _per_step_axes(graph, name) for name in data_inputs} if style == "unrolled" and layers else {}
-    declared = [dim for name, axes in sliced.items() if len(axes) == 1
-                for dim in [(graph.shape(name) or ())[next(iter(axes))] if next(iter(axes)) < len(
-                    graph.shape(name) or ()) else None] if isinstance(dim, int)]
+    declared = []  # the time steps a data input's fixed size holds along the axis its steps are sliced from
+    for name, axes in sliced.items():
+        shape = graph.shape(name) or ()
+        if len(axes) == 1 and (axis := next(iter(axes))) < len(shape) and isinstance(shape[axis], int):
+            declared.append(shape[axis])
     if declared:
-        held = max(declared)  # the time steps the (fixed-size) input holds
+        held = max(declared)
         for index, layer in enumerate(layers):
             if layer.style == "unrolled" and layer.problem is None and 1 < (layer.time_steps or 0) < held:
                 # a state that reaches the membrane a step late (v reads the previous step's current, from a zero
@@ -1713,7 +1715,7 @@ def _build_layer(
                      "the replay rebuilds it from that step's spike and reset flag")
     tensors = ([stepwise_pair.input] if stepwise_pair else []) + list(chain)
     state_input = (stepwise_pair or own_pairs[0]).input if layer_style == "stepwise" else ""
-    name = _state_base(state_input) if _chosen_name(state_input) and state_input else None
+    name = _state_base(state_input) if state_input and _chosen_name(state_input) else None
     first_step_nodes = [n for n in component_nodes if n.index <= graph.producer[chain[0]]]
     if shared:  # only this layer's: the ops its first membrane is computed by
         first_step_nodes = own_nodes_of(chain[0], first_step_nodes)
