@@ -83,6 +83,12 @@ def find_compares(graph: ModelGraph) -> list[Compare]:
         if op_type not in COMPARE_OPS:
             if op_type == "Cast" and node.inputs and node.inputs[0] in flags:
                 flags.add(node.outputs[0])
+            elif op_type == "Where" and (shifted := _heaviside(graph, node)) is not None:
+                producer = graph.node_of(shifted)
+                if producer is not None and producer.op_type == "Sub" and len(producer.inputs) == 2 and \
+                        graph.is_constant(producer.inputs[1]) and not graph.is_constant(producer.inputs[0]):
+                    compares.append(Compare(node.index, node.outputs[0], producer.inputs[0], producer.inputs[1]))
+                    flags.add(node.outputs[0])
             continue
         if len(node.inputs) != 2:
             continue
@@ -114,6 +120,26 @@ def find_compares(graph: ModelGraph) -> list[Compare]:
         compares.append(Compare(node.index, node.outputs[0], membrane, threshold, computed))
         flags.add(node.outputs[0])
     return compares
+
+
+def _heaviside(graph: ModelGraph, node: OpNode) -> str | None:
+    """torch.heaviside(x, 0) as the dynamo exporter spells it, Where(x == 0, 0, Where(x < 0, 0, 1)): H(x) = x > 0, a
+    spike. Returns x."""
+    if len(node.inputs) != 3 or _scalar(graph.constant_value(node.inputs[1])) != 0.0:
+        return None
+    equal, inner = graph.node_of(node.inputs[0]), graph.node_of(node.inputs[2])
+    if equal is None or inner is None or equal.op_type != "Equal" or inner.op_type != "Where" or len(
+            inner.inputs) != 3:
+        return None
+    less = graph.node_of(inner.inputs[0])
+    if less is None or less.op_type != "Less" or len(less.inputs) != 2 or len(equal.inputs) != 2:
+        return None
+    shifted = less.inputs[0]
+    zeros = (less.inputs[1], equal.inputs[1], inner.inputs[1])
+    if (equal.inputs[0] != shifted or any(_scalar(graph.constant_value(name)) != 0.0 for name in zeros)
+            or _scalar(graph.constant_value(inner.inputs[2])) != 1.0):
+        return None
+    return shifted
 
 
 def _selects_branches(graph: ModelGraph, flag: str) -> bool:

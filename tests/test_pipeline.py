@@ -956,3 +956,34 @@ def test_a_reset_written_with_where_is_a_zero_reset(write_model, tmp_path, style
     assert [row.spikes for row in report.layers] == want["spikes"] and all(want["spikes"])
     counted = want["after_reset"] if style == "stepwise" else want["before_reset"]
     assert [row.membrane_updates for row in report.layers] == counted
+
+
+@pytest.mark.parametrize("style", ["stepwise", "unrolled"])
+def test_a_spike_written_with_torch_heaviside_is_the_flag(write_model, tmp_path, style):
+    """torch.heaviside(mem − θ, 0), which only the dynamo exporter exports, spelled Where(x == 0, 0, Where(x < 0, 0,
+    1)): no compare was found ("no spiking neuron layer found"). It is H(mem − θ), the layer's spike."""
+    weights, data, model = _hand_written(70, style, "subtract")
+    graph = model.graph
+    graph.initializer.extend([onnx.numpy_helper.from_array(np.array(v, np.float32), name)
+                              for name, v in (("h_zero", 0.0), ("h_one", 1.0))])
+    greater = {node.output[0]: node for node in graph.node if node.op_type == "Greater"}
+    nodes = []
+    for node in graph.node:
+        if node.op_type == "Greater":
+            continue
+        if node.op_type == "Cast" and node.input[0] in greater:
+            shifted, out = greater[node.input[0]].input[0], node.output[0]
+            nodes += [onnx.helper.make_node("Less", [shifted, "h_zero"], [out + "/lt"]),
+                      onnx.helper.make_node("Where", [out + "/lt", "h_zero", "h_one"], [out + "/step"]),
+                      onnx.helper.make_node("Equal", [shifted, "h_zero"], [out + "/eq"]),
+                      onnx.helper.make_node("Where", [out + "/eq", "h_zero", out + "/step"], [out])]
+            continue
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    report = estimate(write_model(model, inputs=data), tmp_path / "inputs.npz", convention="neurobench")
+    assert [(row.kind, row.reset) for row in report.layers] == [("leaky", "subtract")] * len(weights)
+    want = hand_written_lif_reference(weights, data, "subtract")
+    assert [row.spikes for row in report.layers] == want["spikes"] and all(want["spikes"])
+    counted = want["after_reset"] if style == "stepwise" else want["before_reset"]
+    assert [row.membrane_updates for row in report.layers] == counted
