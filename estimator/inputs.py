@@ -31,6 +31,7 @@ class RecordedInputs:
     path: Path
     time_axis: int = 1  # where time was in the file's arrays (moved to axis 1 here)
     file_shape: tuple[int, ...] | None = None  # the first array's shape in the file (for error messages)
+    unused: tuple[str, ...] = ()  # arrays of the file named after no data input of the model (not fed)
 
     @property
     def samples(self) -> int:
@@ -174,8 +175,10 @@ def read_inputs(source: InputsSource, data_inputs: tuple[str, ...], time_axis: i
         raise InputError(f"{file_path}: holds no arrays")
     if not data_inputs:
         raise InputError("the model has no data input to feed")
+    unused: tuple[str, ...] = ()
     if set(data_inputs) <= set(found):
         arrays = {name: found[name] for name in data_inputs}
+        unused = tuple(sorted(set(found) - set(data_inputs)))
     elif len(found) == 1 and len(data_inputs) == 1:
         arrays = {data_inputs[0]: next(iter(found.values()))}
     elif list(found) == [""]:  # one unnamed array (a .npy, or one array in memory) for several inputs
@@ -221,4 +224,4 @@ def read_inputs(source: InputsSource, data_inputs: tuple[str, ...], time_axis: i
                 f"inputs {first_name!r} and {name!r} disagree on (samples, time): "
                 f"{first.shape[:2]} vs {array.shape[:2]}"
             )
-    return RecordedInputs(checked, file_path, time_axis, tuple(next(iter(arrays.values())).shape))
+    return RecordedInputs(checked, file_path, time_axis, tuple(next(iter(arrays.values())).shape), unused)

@@ -522,6 +522,10 @@ def check_inputs(plan: ReplayPlan, inputs: RecordedInputs, allow_nonfinite: bool
         shape = inputs.file_shape or next(iter(inputs.arrays.values())).shape
         notes.append(f"stepwise model: the inputs' shape {_show(tuple(shape))} is read as {inputs.samples} samples × "
                      f"{inputs.time_steps} time steps (time on axis {inputs.time_axis}; --time-axis says where it is)")
+    if inputs.unused:
+        state = " (a stepwise model's state starts at 0 for every batch)" if stepwise else ""
+        notes.append(f"{inputs.path}: array(s) {', '.join(map(repr, inputs.unused))} match no data input of the model "
+                     f"and are not used{state}")
     for name, array in inputs.arrays.items():
         if stepwise:
             _check_shape(plan, name, (array.shape[0],) + array.shape[2:], "one time step of the inputs")

@@ -1174,3 +1174,15 @@ def test_a_deadline_beyond_a_year_is_none_and_raises_in_no_thread(tmp_path, monk
     path, inputs = _good(tmp_path)
     report = estimate(path, inputs, timeout=seconds)
     assert report.totals.neuron_dense_ops is not None and raised == []
+
+
+def test_arrays_named_after_no_input_are_named_in_a_note(tmp_path):
+    """An .npz holding, besides the data, an array the model has no input for (a stepwise state's initial value,
+    say) was ignored without a word: the replay starts every state at 0."""
+    path, inputs = _good(tmp_path)
+    data = dict(np.load(inputs))
+    np.savez(tmp_path / "extra.npz", **data, **{"lif1.mem": np.ones((len(next(iter(data.values()))), 4), np.float32)})
+    report = estimate(path, tmp_path / "extra.npz")
+    noted = [note for note in report.notes if "match no data input" in note]
+    assert noted and "'lif1.mem'" in noted[0] and "starts at 0" in noted[0]
+    assert not any("match no data input" in note for note in estimate(path, inputs).notes)
