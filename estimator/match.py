@@ -698,6 +698,13 @@ def _module_name(scope: str) -> str | None:
     return scope if last.isdigit() else last
 
 
+def _printable(text: str) -> str:
+    """A name from the file as one printable line: a newline or an escape sequence in a node or tensor name would
+    break every table (and reach the terminal) otherwise."""
+    return text if text.isprintable() else "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def _state_base(name: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
 
@@ -987,10 +994,11 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
     used: Counter[str] = Counter()
     named = []
     for index, layer in enumerate(layers):
-        base = layer.name or f"{layer.kind or 'layer'}{index + 1}"
+        base = _printable(layer.name) or f"{layer.kind or 'layer'}{index + 1}"
         used[base] += 1
         named.append(base if used[base] == 1 else f"{base}_{used[base]}")
-    layers = [NeuronLayer(**{**layer.__dict__, "name": name}) for layer, name in zip(layers, named, strict=True)]
+    layers = [NeuronLayer(**{**layer.__dict__, "name": name, "location": _printable(layer.location)})
+              for layer, name in zip(layers, named, strict=True)]
 
     # snnTorch's inhibition=True keeps only the strongest neuron's spike (argmax, scattered into a mask): the compare
     # the matcher counts fires for every neuron over threshold, more than are emitted

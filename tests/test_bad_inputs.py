@@ -1186,3 +1186,22 @@ def test_arrays_named_after_no_input_are_named_in_a_note(tmp_path):
     noted = [note for note in report.notes if "match no data input" in note]
     assert noted and "'lif1.mem'" in noted[0] and "starts at 0" in noted[0]
     assert not any("match no data input" in note for note in estimate(path, inputs).notes)
+
+
+def test_a_name_with_a_newline_or_an_escape_stays_one_line(tmp_path):
+    """Layer names and locations come from the file's tensor and node names: a newline (or an ANSI escape) in one
+    broke the table, markdown and `layers` output. They are shown escaped."""
+    model = leaky_stepwise(_net())
+    names = {v.name: v.name.replace("lif", "l\nif\x1b[31m") for v in (*model.graph.input[1:], *model.graph.output[1:])}
+    for value in (*model.graph.input, *model.graph.output):
+        value.name = names.get(value.name, value.name)
+    for node in model.graph.node:
+        node.input[:] = [names.get(name, name) for name in node.input]
+        node.output[:] = [names.get(name, name) for name in node.output]
+        node.name = node.name.replace("lif", "l\nif")
+    path = _model_file(tmp_path, model)
+    report = estimate(path, steps=3)
+    assert all(row.name.isprintable() and row.location.isprintable() for row in report.layers)
+    assert any("\\n" in row.name for row in report.layers)
+    table = run_cli("estimate", path, "--steps", "3").output
+    assert all(line.isprintable() for line in table.splitlines())
