@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 Monomial = tuple[str, ...]  # sorted symbol names, repeated for powers; () is the constant term
-FLAGS = frozenset({"R", "Rold", "Snow"})  # 0/1 spike and reset flags: R·R = R
+FLAGS = frozenset({"R", "Rold", "Snow", "Sprev"})  # 0/1 spike and reset flags: R·R = R
 
 
 def _product(m1: Monomial, m2: Monomial, flags: frozenset[str] = FLAGS) -> Monomial:

@@ -373,6 +373,9 @@ class _StepReader:
         foreign: frozenset[str] = frozenset(),
     ) -> None:
         self.current_step = current_step
+        # the membranes of earlier steps before their same-step reset (reset_delay=False): their compare is the spike
+        # S_{t-1} an RLeaky one-to-one feeds back, which is no reset flag of this step (see _earlier_spike)
+        self.earlier_pre_reset: set[str] = set()
         # other layers' membranes in the same component (a membrane-level residual, fc2(s1) + 0.5·U1, joins them):
         # input current to this layer, whatever made them
         self.foreign = foreign
@@ -454,6 +457,28 @@ class _StepReader:
                repr(sorted(node.attributes.items())))
         return self.same_value.setdefault(key, tensor)
 
+    def _earlier_spike(self, node: OpNode) -> Poly | None:
+        """The previous step's spike, cast and scaled by constants (graded_spikes_factor): with reset_delay=False an
+        RLeaky one-to-one adds V·S_{t-1}, S_{t-1} = H(U_{t-1} − θ) on the membrane before its same-step reset, which
+        lies upstream of the carried U_{t-1}: a flag (Sprev), not a carried state of its own."""
+        factor = Poly.constant(1.0)
+        while node.op_type in ("Mul", "Cast"):
+            if node.op_type == "Mul":
+                if len(node.inputs) != 2 or sum(map(self.graph.is_constant, node.inputs)) != 1:
+                    return None
+                constant, other = sorted(node.inputs, key=lambda name: not self.graph.is_constant(name))
+                factor = factor * self.read(constant)
+            else:
+                other = node.inputs[0] if node.inputs else ""
+            compare = self.compare_of_output.get(other)
+            if compare is not None:
+                return factor * Poly.symbol("Sprev") if compare.membrane in self.earlier_pre_reset else None
+            producer = self.graph.node_of(other)
+            if producer is None:
+                return None
+            node = producer
+        return None
+
     def read(self, tensor: str, depth: int = 0) -> Poly:
         if tensor in self.memo:
             return self.memo[tensor]
@@ -494,6 +519,9 @@ class _StepReader:
         if not self.in_component(node):
             return Poly.symbol(("V:" if self.recurrent(tensor) else "I:") + tensor)
         if tensor != self.target and self.previous_region(tensor):
+            spike = self._earlier_spike(node) if self.earlier_pre_reset else None
+            if spike is not None:
+                return spike
             return Poly.symbol("S:" + self._carried(tensor, node))
         if depth > 400:
             self.unreadable.append("depth")
@@ -661,7 +689,10 @@ def features_of(update: Poly, unreadable: list[str], state_updates: tuple[Poly, 
         nonlinear_terms=nonlinear,
         carried_states=sum(1 for s in symbols if s.startswith("S:")),
         membrane_feedback="U" in symbols,
-        recurrent=elementwise_recurrent or any(s.startswith("V:") for s in symbols),
+        # V·S_{t-1} with S_{t-1} the previous step's spike before its same-step reset (RLeaky one-to-one,
+        # reset_delay=False) is an elementwise recurrent weight as V·R is with the reset delayed
+        recurrent=elementwise_recurrent or update.coefficient(["Sprev"]) is not None
+        or any(s.startswith("V:") for s in symbols),
         input_gain=input_gain,
         reset=reset,
         unreadable_ops=tuple(sorted(set(unreadable))),
@@ -1616,6 +1647,8 @@ def _build_layer(
         own_state = {step[-1] for step in read_steps[:-1]}
     reader = _StepReader(graph, compare_of_output, in_component, prev, target, previous_region, own_state,
                          current_step, foreign)
+    if layer_style == "unrolled":
+        reader.earlier_pre_reset = {m for step in read_steps[:-1] for m in step[:-1]}
     if layer_style == "stepwise":  # state fed back from this step's spike (graded or not): c·H(U_t − θ)
         reader.spike_state = {p.input for p in pairs if p.input in own_state and p is not stepwise_pair
                               and reader.read(_target(graph, p)).symbols() == {"Snow"}}

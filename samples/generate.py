@@ -389,6 +389,10 @@ NETS: list[Net] = [
     Net("rleaky_sub_fc1_onetoone", "RLeaky subtract, one-to-one recurrence (all_to_all=False, elementwise V=0.5)",
         lambda: fc_stack([16, 12], "rleaky", "subtract", all_to_all=False, V=0.5), binary((6, 12, 16), 0.3), 3,
         seed=32),
+    Net("rleaky_sub_fc1_onetoone_nodelay", "RLeaky subtract, one-to-one recurrence, reset_delay=False (V·S_{t-1} reads "
+        "the spike before the same-step reset)",
+        lambda: fc_stack([16, 12], "rleaky", "subtract", all_to_all=False, V=0.5, reset_delay=False),
+        binary((6, 12, 16), 0.3), 3, seed=47),
     Net("rsynaptic_sub_fc1", "RSynaptic subtract, all-to-all Linear recurrence (NeuroBench: KeyError -> 0)",
         lambda: fc_stack([16, 12], "rsynaptic", "subtract"), binary((6, 12, 16), 0.3), 3, seed=17,
         styles=LEAKY_STYLES + FN),

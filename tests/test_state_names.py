@@ -57,7 +57,7 @@ def _anonymise(case: Path, tmp_path: Path, style: str) -> Path:
 # Dataflow cannot tell these states apart, and the tool says so rather than guess: a one-to-one RLeaky's spike (read
 # elementwise, V·S, as a membrane is) and an Alpha layer whose returned membrane is reached from two of its inputs in
 # as many ops. Their inputs stay data, and the replay asks for them by name.
-AMBIGUOUS = ("_onetoone__", "alpha_sub_fc2_memout__")
+AMBIGUOUS = ("_onetoone", "alpha_sub_fc2_memout__")
 
 
 @pytest.mark.parametrize("style", ["exporter", "free"])
