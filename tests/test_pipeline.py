@@ -426,6 +426,16 @@ def _hand_written(seed: int, style: str, reset: str, v_reset: float = 0.0, spell
     return weights, data, hand_written_lif_unrolled(weights, 9, reset, v_reset=v_reset, spelling=spelling)
 
 
+def _assert_hand_written_counts(report, weights: list[np.ndarray], data: np.ndarray, style: str, reset: str,
+                                **options: float) -> None:
+    """Spikes and membrane updates as the numpy reference counts them: the membrane after its reset stepwise (the
+    state carried), before it unrolled (the tensor the compare reads)."""
+    want = hand_written_lif_reference(weights, data, reset, **options)
+    assert [row.spikes for row in report.layers] == want["spikes"] and all(want["spikes"])
+    counted = want["after_reset"] if style == "stepwise" else want["before_reset"]
+    assert [row.membrane_updates for row in report.layers] == counted
+
+
 @pytest.mark.parametrize("spelling", ["torchscript", "dynamo"])
 @pytest.mark.parametrize("style", ["stepwise", "unrolled"])
 @pytest.mark.parametrize("v_reset", [0.1, -0.3])
@@ -437,10 +447,7 @@ def test_a_hard_reset_to_a_nonzero_value_is_leaky_with_reset_value(write_model, 
     report = estimate(write_model(model, inputs=data), tmp_path / "inputs.npz", convention="neurobench")
     assert [(row.kind, row.reset, row.cost_per_update) for row in report.layers] == [("leaky", "value", 5)] * len(
         weights)
-    want = hand_written_lif_reference(weights, data, "value", v_reset=v_reset)
-    assert [row.spikes for row in report.layers] == want["spikes"] and all(want["spikes"])
-    counted = want["after_reset"] if style == "stepwise" else want["before_reset"]
-    assert [row.membrane_updates for row in report.layers] == counted
+    _assert_hand_written_counts(report, weights, data, style, "value", v_reset=v_reset)
     assert report.totals.complete
 
 
@@ -938,10 +945,7 @@ def test_a_spike_written_with_where_is_the_flag(write_model, tmp_path, style):
     assert any(node.op_type == "Where" for node in model.graph.node)
     report = estimate(write_model(model, inputs=data), tmp_path / "inputs.npz", convention="neurobench")
     assert [(row.kind, row.reset) for row in report.layers] == [("leaky", "subtract")]
-    want = hand_written_lif_reference(weights, data, "subtract")
-    assert [row.spikes for row in report.layers] == want["spikes"] and all(want["spikes"])
-    counted = want["after_reset"] if style == "stepwise" else want["before_reset"]
-    assert [row.membrane_updates for row in report.layers] == counted
+    _assert_hand_written_counts(report, weights, data, style, "subtract")
 
 
 @pytest.mark.parametrize("style", ["stepwise", "unrolled"])
@@ -952,10 +956,7 @@ def test_a_reset_written_with_where_is_a_zero_reset(write_model, tmp_path, style
     weights, data, model = _hand_written(68, style, "where")
     report = estimate(write_model(model, inputs=data), tmp_path / "inputs.npz", convention="neurobench")
     assert [(row.kind, row.reset) for row in report.layers] == [("leaky", "zero")] * len(weights)
-    want = hand_written_lif_reference(weights, data, "where")
-    assert [row.spikes for row in report.layers] == want["spikes"] and all(want["spikes"])
-    counted = want["after_reset"] if style == "stepwise" else want["before_reset"]
-    assert [row.membrane_updates for row in report.layers] == counted
+    _assert_hand_written_counts(report, weights, data, style, "where")
 
 
 @pytest.mark.parametrize("style", ["stepwise", "unrolled"])
@@ -983,7 +984,4 @@ def test_a_spike_written_with_torch_heaviside_is_the_flag(write_model, tmp_path,
     graph.node.extend(nodes)
     report = estimate(write_model(model, inputs=data), tmp_path / "inputs.npz", convention="neurobench")
     assert [(row.kind, row.reset) for row in report.layers] == [("leaky", "subtract")] * len(weights)
-    want = hand_written_lif_reference(weights, data, "subtract")
-    assert [row.spikes for row in report.layers] == want["spikes"] and all(want["spikes"])
-    counted = want["after_reset"] if style == "stepwise" else want["before_reset"]
-    assert [row.membrane_updates for row in report.layers] == counted
+    _assert_hand_written_counts(report, weights, data, style, "subtract")
