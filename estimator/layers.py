@@ -18,6 +18,13 @@ if TYPE_CHECKING:
 Dim = int | str | None
 
 
+def printable(text: str) -> str:
+    """Text from a model file (tensor, node and scope names) as one printable line: a newline or an escape sequence in
+    a name would break every table and reach the terminal otherwise."""
+    return text if text.isprintable() else "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 @dataclass(frozen=True)
 class StatePair:
     """A stepwise model's state: fed back from `output` to `input` at the next step."""

@@ -30,7 +30,7 @@ from onnx import helper
 from .algebra import FLAGS, Poly
 from .graph import LAYOUT_OPS, SHAPE_ONLY_OPS, ModelGraph, OpNode, no_gc, same_layout
 from .kinds import UpdateFeatures, classify, kind_for_class
-from .layers import Dim, MatchResult, NeuronLayer, StatePair
+from .layers import Dim, MatchResult, NeuronLayer, StatePair, printable
 
 COMPARE_OPS = frozenset({"Greater", "GreaterOrEqual", "Less", "LessOrEqual"})
 # ONNX's recurrent ops hold their input and recurrent weights: synapses too (and a whole time loop; see
@@ -729,13 +729,6 @@ def _module_name(scope: str) -> str | None:
     return scope if last.isdigit() else last
 
 
-def _printable(text: str) -> str:
-    """A name from the file as one printable line: a newline or an escape sequence in a node or tensor name would
-    break every table (and reach the terminal) otherwise."""
-    return text if text.isprintable() else "".join(
-        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
-
-
 def _state_base(name: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
 
@@ -1025,10 +1018,12 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
     used: Counter[str] = Counter()
     named = []
     for index, layer in enumerate(layers):
-        base = _printable(layer.name) or f"{layer.kind or 'layer'}{index + 1}"
+        base = printable(layer.name) or f"{layer.kind or 'layer'}{index + 1}"
         used[base] += 1
         named.append(base if used[base] == 1 else f"{base}_{used[base]}")
-    layers = [NeuronLayer(**{**layer.__dict__, "name": name, "location": _printable(layer.location)})
+    layers = [NeuronLayer(**{**layer.__dict__, "name": name, "location": printable(layer.location),
+                             "problem": printable(layer.problem) if layer.problem else layer.problem,
+                             "notes": tuple(map(printable, layer.notes))})
               for layer, name in zip(layers, named, strict=True)]
 
     # snnTorch's inhibition=True keeps only the strongest neuron's spike (argmax, scattered into a mask): the compare
@@ -1082,8 +1077,8 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
         notes.append(f"every time step reads {', '.join(map(repr, static))} whole (no time axis: the same input at "
                      "each of the graph's steps, as a static image is fed in snnTorch's tutorials): its recordings are "
                      "(batch, features…), one per sample")
-    return MatchResult(tuple(layers), style if layers else "none", tuple(pairs), data_inputs, tuple(notes),
-                       time_first, static)
+    return MatchResult(tuple(layers), style if layers else "none", tuple(pairs), data_inputs,
+                       tuple(map(printable, notes)), time_first, static)
 
 
 def _counted_spikes(graph: ModelGraph, compare_of_output: dict[str, Compare], spike: str) -> bool:

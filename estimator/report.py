@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .costs import CostTable
 from .dense import dense_ops, layer_cost
-from .layers import MatchResult
+from .layers import MatchResult, printable
 from .replay import ReplayCounts
 
 if TYPE_CHECKING:  # feasibility.py imports this module
@@ -125,7 +125,7 @@ def build_report(
         layer_counts = counts.layers[index] if counts else None
         cost, reason = layer_cost(layer, table)
         if reason is not None:
-            uncosted.append(Uncosted(layer.name, layer.location, reason))
+            uncosted.append(Uncosted(layer.name, layer.location, printable(reason)))
         layer_steps = layer.time_steps if layer.time_steps is not None else time_steps
         per_step_dense |= layer_steps is None
         neurons = layer.neurons_per_sample
@@ -194,8 +194,8 @@ def build_report(
         totals=Totals(dense_total, effective_total, effective_run_total, complete=not uncosted and not unsized),
         layers=tuple(rows),
         uncosted=tuple(uncosted),
-        warnings=tuple(warned),
-        notes=tuple(notes),
+        warnings=tuple(map(printable, warned)),
+        notes=tuple(map(printable, notes)),
         cost_tables=table.sources,
         cost_table_sha256=table.digests,
         # a stepwise model analysed without --steps or inputs: nothing says how many steps make a sample

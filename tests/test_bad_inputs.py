@@ -1205,3 +1205,5 @@ def test_a_name_with_a_newline_or_an_escape_stays_one_line(tmp_path):
     assert any("\\n" in row.name for row in report.layers)
     table = run_cli("estimate", path, "--steps", "3").output
     assert all(line.isprintable() for line in table.splitlines())
+    explained = run_cli("explain", path).output  # its notes and reasons quote the tensors' names too
+    assert "\\n" in explained and all(line.isprintable() for line in explained.splitlines())
