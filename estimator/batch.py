@@ -10,6 +10,7 @@ Every file is written atomically (temporary file + rename), so a killed batch le
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import io
@@ -21,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import EXIT_ERROR, EXIT_OK, EXIT_UNCOSTED, ManifestError, require_file
+from .errors import EXIT_ERROR, EXIT_OK, EXIT_UNCOSTED, ManifestError, NeuronopsError, require_file
 from .formats_text import _cell
 from .parallel import Backend, JobOutcome, ModelJob, peek_samples, run_jobs
 from .report import CONVENTIONS, SCHEMA
@@ -363,16 +364,22 @@ def run_batch(
     for outcome in run_jobs(jobs, backend, shard_size=shard_size, threads=threads, on_samples=on_samples,
                             skip=stored.__contains__):
         entry = entries[outcome.index]
+        error, code = outcome.error, outcome.exit_code
         if outcome.report is not None:
             data = {**outcome.report.to_dict(), "batch": fingerprint(entry.job)}
             text = json.dumps(data, indent=2) + "\n"
-            save(result_path(out, entry.name), text)
-            finished[outcome.index] = (json.loads(text), None, EXIT_OK)
+            try:
+                save(result_path(out, entry.name), text)
+                finished[outcome.index] = (json.loads(text), None, EXIT_OK)
+            except NeuronopsError as err:  # its result cannot be written (a folder in its place): this model fails,
+                error, code = str(err), err.exit_code  # the batch goes on
         else:
-            result_path(out, entry.name).unlink(missing_ok=True)  # a stale result of an earlier run must not stay
-            finished[outcome.index] = (None, outcome.error, outcome.exit_code)
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+                result_path(out, entry.name).unlink()  # a stale result of an earlier run must not stay
+        if error is not None:
+            finished[outcome.index] = (None, error, code)
         if on_model is not None:
-            on_model(entry, outcome.error)
+            on_model(entry, error)
     rows, codes = [], []
     for index, entry in enumerate(entries):
         data, error, code = finished[index]

@@ -621,3 +621,15 @@ def test_a_file_name_that_is_not_utf8_keeps_the_summary(tmp_path):
     assert result.exit_code == 0, result.output
     rows = summary_rows(out)
     assert len(rows) == 1 and rows[0]["status"] == "ok" and rows[0]["model"].endswith("model\\udcff.onnx")
+
+
+def test_a_result_file_that_cannot_be_written_fails_its_model_only(tmp_path):
+    """A folder where a model's result file goes ended the whole batch (exit 1, summary not refreshed)."""
+    build_models(tmp_path / "models", count=3, broken=None)
+    out = tmp_path / "out"
+    (out / "results" / "net1.json").mkdir(parents=True)
+    result = run("batch", str(tmp_path / "models"), "--out", str(out))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    rows = {row["name"]: row for row in summary_rows(out)}
+    assert [rows[name]["status"] for name in ("net0", "net1", "net2")] == ["ok", "error", "ok"]
+    assert "cannot write the report there" in rows["net1"]["error"]
