@@ -1023,7 +1023,8 @@ def _match_layers(graph: ModelGraph) -> MatchResult:
         named.append(base if used[base] == 1 else f"{base}_{used[base]}")
     layers = [NeuronLayer(**{**layer.__dict__, "name": name, "location": printable(layer.location),
                              "problem": printable(layer.problem) if layer.problem else layer.problem,
-                             "notes": tuple(map(printable, layer.notes))})
+                             "notes": tuple(map(printable, layer.notes)), "update": printable(layer.update),
+                             "near_misses": {kind: printable(why) for kind, why in layer.near_misses.items()}})
               for layer, name in zip(layers, named, strict=True)]
 
     # snnTorch's inhibition=True keeps only the strongest neuron's spike (argmax, scattered into a mask): the compare

@@ -28,6 +28,7 @@ from estimator import (
     NoNeuronLayersError,
     ReplayError,
     UncostedLayersError,
+    analyse,
     estimate,
 )
 from estimator.cli import main, write_atomic
@@ -1193,6 +1194,7 @@ def test_a_name_with_a_newline_or_an_escape_stays_one_line(tmp_path):
     broke the table, markdown and `layers` output. They are shown escaped."""
     model = leaky_stepwise(_net())
     names = {v.name: v.name.replace("lif", "l\nif\x1b[31m") for v in (*model.graph.input[1:], *model.graph.output[1:])}
+    names |= {node.output[0]: node.output[0] + "\n" for node in model.graph.node if node.op_type in ("MatMul", "Gemm")}
     for value in (*model.graph.input, *model.graph.output):
         value.name = names.get(value.name, value.name)
     for node in model.graph.node:
@@ -1205,5 +1207,6 @@ def test_a_name_with_a_newline_or_an_escape_stays_one_line(tmp_path):
     assert any("\\n" in row.name for row in report.layers)
     table = run_cli("estimate", path, "--steps", "3").output
     assert all(line.isprintable() for line in table.splitlines())
-    explained = run_cli("explain", path).output  # its notes and reasons quote the tensors' names too
+    explained = run_cli("explain", path).output  # its notes, reasons and update polynomials quote them too
     assert "\\n" in explained and all(line.isprintable() for line in explained.splitlines())
+    assert all(row.update.isprintable() and "\\n" in row.update for row in analyse(path, cache=False).match.layers)
