@@ -211,8 +211,10 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
             raise ModelLoadError(f"{model_path}: cannot read external data ({err})") from None
     _refuse_without_parameters(model_path, original)
     warnings, objection = _checker_warnings(original if external else raw, original)
-    if any(node.op_type == "BatchNormalization" and any(a.name == "training_mode" and a.i for a in node.attribute)
-           for node in original.graph.node):
+    # (the bytes first, as for external data: a pass over every node costs ≈ 10 ms on a 40 000-node unrolled export)
+    if b"BatchNormalization" in raw and any(
+            node.op_type == "BatchNormalization" and any(a.name == "training_mode" and a.i for a in node.attribute)
+            for node in original.graph.node):
         warnings.append("the graph normalises each batch by its own statistics (BatchNormalization in training "
                         "mode): samples in a batch interact, so the counts depend on --batch-size; export the model "
                         "in eval mode (model.eval(), torch.onnx.export(..., training=TrainingMode.EVAL))")
