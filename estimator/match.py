@@ -278,26 +278,28 @@ def _pairs_by_dataflow(graph: ModelGraph, compares: list[Compare], component_of:
     targets = [(target, name) for target, name in {_output_target(graph, name): name for name in graph.graph_outputs
                                                    if name not in taken}.items() if target not in fed_back]
 
-    def state_candidates(input_name: str) -> dict[str, int] | None:
-        """Outputs this input may be the state of, with their distance; None when no neuron's update reads it."""
+    def state_candidates(input_name: str) -> tuple[bool, dict[str, int] | None]:
+        """Whether the input is read only through weights (a spike state), and the outputs it may be the state of,
+        with their distance (None when no neuron's update reads it)."""
         spike_state, distance = _reach(graph, component_of, input_name)
         if input_name not in compared and not computed & distance.keys():
-            return None
-        return {output_name: distance[target] for target, output_name in targets
-                if target in distance and (target in flags) == spike_state
-                and _shapes_compatible(graph.shape(input_name), graph.shape(output_name))}
+            return spike_state, None
+        return spike_state, {output_name: distance[target] for target, output_name in targets
+                             if target in distance and (target in flags) == spike_state
+                             and _shapes_compatible(graph.shape(input_name), graph.shape(output_name))}
 
     first = graph.graph_inputs[0]
     distances: dict[tuple[str, str], int] = {}  # (input, output) → ops from one to the other
     if first not in paired:
-        if not _reach(graph, component_of, first)[0] and state_candidates(first):
+        spike_state, candidates = state_candidates(first)
+        if not spike_state and candidates:
             return []  # the first input reads as a membrane: the data input is elsewhere, and which one is a guess
         # read through a synapse, the data input looks like a spike state (when it has as many features as the layer
         # neurons): it is never paired, but an output as near to it as to a state input is no state's for certain
-        distances.update({(first, output_name): d for output_name, d in (state_candidates(first) or {}).items()})
+        distances.update({(first, output_name): d for output_name, d in (candidates or {}).items()})
     states = []  # inputs a neuron's update reads: each must be paired, or none is
     for input_name in unpaired:
-        candidates = state_candidates(input_name)
+        _, candidates = state_candidates(input_name)
         if candidates is not None:
             states.append(input_name)
             distances.update({(input_name, output_name): d for output_name, d in candidates.items()})
@@ -1111,7 +1113,8 @@ def _spike_over_zero(graph: ModelGraph, node: OpNode) -> bool:
     if node.op_type != "Greater" or len(node.inputs) != 2:
         return False
     bound = graph.constant_value(node.inputs[1])
-    return bound is not None and np.size(bound) == 1 and 0.0 <= float(np.ravel(bound)[0]) < 1.0
+    value = _scalar(bound) if bound is not None and np.size(bound) == 1 else None
+    return value is not None and 0.0 <= value < 1.0
 
 
 def _where_one_zero(graph: ModelGraph, node: OpNode) -> bool:
@@ -1120,7 +1123,7 @@ def _where_one_zero(graph: ModelGraph, node: OpNode) -> bool:
         return False
     one, zero = (graph.constant_value(name) for name in node.inputs[1:])
     return (one is not None and zero is not None and np.size(one) == 1 and np.size(zero) == 1
-            and float(np.ravel(one)[0]) == 1.0 and float(np.ravel(zero)[0]) == 0.0)
+            and _scalar(one) == 1.0 and _scalar(zero) == 0.0)
 
 
 def _claimed(graph: ModelGraph, layers: list[NeuronLayer], component_of: list[int]) -> set[int]:
