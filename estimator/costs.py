@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import CostTableError, require_file
@@ -152,6 +152,18 @@ def default_table() -> CostTable:
 def load_costs(user_tables: list[str | Path] | tuple[str | Path, ...] = ()) -> CostTable:
     """The default table with each user table laid over it, in order."""
     table = default_table()
+    bundled = dict(zip(table.sources, table.digests, strict=True))
     for path in user_tables:
-        table = table.overlay(read_table(path))
+        user = read_table(path)
+        (name,), (digest,) = user.sources, user.digests
+        if name in bundled and digest != bundled[name]:
+            # An edited copy of a bundled table (its [meta] name kept, or its file name): its costs must not be
+            # credited to NeuroBench. The bundled file itself, unchanged, keeps its name.
+            user = _renamed(user, f"{name} (edited copy: {Path(path).name})")
+        table = table.overlay(user)
     return table
+
+
+def _renamed(table: CostTable, name: str) -> CostTable:
+    entries = {key: replace(cost, source=name) for key, cost in table.entries.items()}
+    return CostTable(entries, (name,), table.digests)

@@ -55,6 +55,23 @@ def test_each_table_is_recorded_with_its_file_digest(tmp_path):
     assert load_costs([path]).digests[2] != table.digests[2]
 
 
+def test_an_edited_copy_of_a_bundled_table_is_not_credited_to_neurobench(tmp_path):
+    """A copy of neurobench.toml with one cost changed keeps `name = "neurobench"`: its costs are the user's, and the
+    report's "not from NeuroBench's table" note must see it. The bundled file itself, unchanged, keeps its name."""
+    bundled = bundled_tables_dir() / "neurobench.toml"
+    edited = tmp_path / "my-copy.toml"
+    edited.write_text(bundled.read_text().replace("subtract = 4", "subtract = 6"))
+    table = load_costs([edited])
+    cost = table.lookup("leaky", "subtract")
+    assert cost.total == 6 and cost.source == "neurobench (edited copy: my-copy.toml)"
+    assert table.sources[-1] == cost.source
+    nameless = tmp_path / "neurobench.toml"  # no [meta]: named by its file, the same name
+    nameless.write_text("[costs.leaky]\nzero = 7\n")
+    assert load_costs([nameless]).lookup("leaky", "zero").source == "neurobench (edited copy: neurobench.toml)"
+    unchanged = load_costs([bundled])
+    assert unchanged.lookup("leaky", "subtract").source == "neurobench" and unchanged.sources[-1] == "neurobench"
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("[costs.leaky\nsubtract = 4", "not valid TOML"),
     ("[costs.leaky]\nsubtract = -1", "costs.leaky.subtract = -1 is negative"),
