@@ -155,7 +155,19 @@ class Comparison:
     unknown: tuple[str, ...]  # labels of every other model: no verdict (each Compared says why)
     best: tuple[str, ...]  # the feasible model(s) with the most headroom: all of them when tied
     warnings: tuple[str, ...]
-    unlike: tuple[str, ...] = ()  # settings the verdicts differ in ("step rates", "budgets", "budget bases")
+    # what the verdicts differ in ("step rates", "budgets", "budget bases", "conventions", "costs per update")
+    unlike: tuple[str, ...] = ()
+    partial: tuple[str, ...] = ()  # feasible models whose totals leave uncosted layers out (optimistic verdicts)
+
+    @property
+    def ranking_caveat(self) -> str | None:
+        """Why the "most headroom" ranking may mislead (None: the models were judged alike, on complete totals)."""
+        reasons = []
+        if self.unlike:
+            reasons.append(f"judged with different {', '.join(self.unlike)}: see the warnings")
+        if self.partial:
+            reasons.append(f"optimistic for {', '.join(self.partial)}: uncosted layers are not counted")
+        return "; ".join(reasons) or None
 
     @property
     def budgeted(self) -> bool:
@@ -281,6 +293,11 @@ def compare(
         "budget bases": _differ("budget bases", bases, own.format("on")),
     }
     warnings += [text for text in unlike.values() if text]
+    # ...and only when their ops are alike: on effective ops, one convention; costs per update the same
+    judged_conventions = {m.report.convention for m in models if m.report.samples and m.feasibility is not None
+                          and m.feasibility.budget is not None and m.feasibility.budget.basis == "effective"}
+    unlike["conventions"] = "conventions" if len(judged_conventions) > 1 else None
+    unlike["costs per update"] = "costs per update" if differing else None
     fits = tuple(m.label for m in models if m.verdict == "feasible")
     misses = tuple(m.label for m in models if m.verdict == "not feasible")
     unknown = tuple(m.label for m in models if m.verdict not in ("feasible", "not feasible"))
@@ -292,5 +309,6 @@ def compare(
 
     most = max((headroom(m) for m in feasible), default=None)
     best = tuple(m.label for m in feasible if headroom(m) == most)
+    partial = tuple(m.label for m in feasible if m.feasibility is not None and not m.feasibility.complete)
     return Comparison(tuple(models), bases[0] if len(bases) == 1 else None, fits, misses, unknown, best,
-                      tuple(warnings), tuple(what for what, text in unlike.items() if text))
+                      tuple(warnings), tuple(what for what, text in unlike.items() if text), partial)

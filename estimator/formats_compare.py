@@ -88,7 +88,7 @@ def metric_rows(comparison: Comparison) -> list[tuple[str, list[str]]]:
             row("share of budget", lambda m: budget(m, lambda b: "-" if b.utilisation is None
                                                     else f"{b.utilisation:.1%}")),
             row("headroom", lambda m: budget(m, lambda b: f"{b.headroom:.3g}×" if b.headroom is not None else "-")),
-            row("verdict", lambda m: budget(m, lambda b: b.verdict.upper() + ("" if b.complete else " (optimistic)"))),
+            row("verdict", lambda m: budget(m, lambda b: b.verdict.upper() + ("" if b.complete or b.feasible is None else " (optimistic)"))),
         ]
     return rows
 
@@ -106,8 +106,8 @@ def answer(comparison: Comparison) -> list[str]:
     lines += [f"no verdict for {', '.join(labels)}: {reason}" for reason, labels in reasons.items()]
     if comparison.best:
         line = f"most headroom{' (tied)' if len(comparison.best) > 1 else ''}: {', '.join(comparison.best)}"
-        if comparison.unlike:  # the ranking is only as meaningful as the settings are alike
-            line += f" (judged with different {', '.join(comparison.unlike)}: see the warnings)"
+        if comparison.ranking_caveat:  # the ranking is only as meaningful as the models are alike
+            line += f" ({comparison.ranking_caveat})"
         lines.append(line)
     return lines
 
@@ -190,7 +190,7 @@ def compare_json(comparison: Comparison) -> str:
         "schema": COMPARE_SCHEMA,
         "models": [model_dict(m) for m in comparison.models],
         "fits": list(comparison.fits), "misses": list(comparison.misses), "unknown": list(comparison.unknown),
-        "best": list(comparison.best),
+        "best": list(comparison.best), "best_caveat": comparison.ranking_caveat if comparison.best else None,
         "warnings": warnings(comparison), "assumptions": assumptions(comparison),
     }, indent=2) + "\n"
 

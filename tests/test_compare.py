@@ -312,6 +312,36 @@ def test_most_headroom_warns_when_the_models_were_judged_differently(workdir):
     assert compare(["replay.json", "plain.json"], step_rate=1000.0, budget=1e5).unlike == ()
 
 
+def test_most_headroom_says_when_the_ops_themselves_are_unlike(workdir):
+    """The ranking compares ops: on effective ops two conventions count different things, and a report whose totals
+    leave an uncosted layer out looks roomier than it is. Both are said on the ranking's line, in every format."""
+    conventions = compare(["replay.json", "plain.json"], step_rate=1000.0, budget=1e6, basis="effective")
+    assert conventions.unlike == ("conventions",) and conventions.partial == ()
+    assert conventions.ranking_caveat == "judged with different conventions: see the warnings"
+    assert compare(["replay.json", "plain.json"], step_rate=1000.0, budget=1e6).unlike == ()  # dense: alike
+    partial = compare(["mixed.json", "plain.json"], step_rate=1000.0, budget=1e6)
+    assert partial.best == ("mixed.json",) and partial.partial == ("mixed.json",)
+    assert partial.ranking_caveat.endswith("optimistic for mixed.json: uncosted layers are not counted")
+    text = run("compare", "mixed.json", "plain.json", "--step-rate", "1000", "--budget", "1e6").stdout
+    assert f"most headroom: mixed.json ({partial.ranking_caveat})\n" in text
+    data = json.loads(run("compare", "mixed.json", "plain.json", "--step-rate", "1000", "--budget", "1e6",
+                          "-f", "json").stdout)
+    assert data["best"] == ["mixed.json"] and data["best_caveat"] == partial.ranking_caveat
+    alike = json.loads(run("compare", "replay.json", "plain.json", "--step-rate", "1000", "--budget", "1e5",
+                           "-f", "json").stdout)
+    assert alike["best_caveat"] is None
+
+
+def test_an_unknown_verdict_is_not_called_optimistic(workdir, tmp_path):
+    data = json.loads((workdir / "mixed.json").read_text())
+    data["layers"] = []  # nothing costed: every neuron-like layer uncosted
+    data["totals"].update(neuron_dense_ops=0, effective_neuron_ops=0, effective_neuron_ops_run=0)
+    (tmp_path / "none.json").write_text(json.dumps(data))
+    text = run("compare", str(tmp_path / "none.json"), "--step-rate", "1000", "--budget", "1e6").stdout
+    verdict = next(line for line in text.splitlines() if line.startswith("verdict"))
+    assert verdict.split() == ["verdict", "UNKNOWN"]
+
+
 def test_a_report_without_a_budget_is_listed_as_having_no_verdict(workdir):
     result = compare(["replay.json", "plain.json"])  # replay.json was saved with a budget, plain.json without
     assert result.fits == ("replay.json",) and result.unknown == ("plain.json",)
