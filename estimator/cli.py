@@ -265,7 +265,6 @@ class PositiveRate(click.ParamType):
 
     name = "NUMBER"
     _PREFIXES = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
-    MAX = 1e18
 
     def __init__(self, unit: str) -> None:
         self.unit = unit
@@ -287,8 +286,12 @@ class PositiveRate(click.ParamType):
         if not number > 0 or number == float("inf"):  # also NaN
             self.fail(f"{value!r} is not a positive number (e.g. 1000, 1e5, 100k, 1.5M{', 1k' + self.unit})",
                       param, ctx)
-        if number > self.MAX:  # rates multiply ops per sample: keep every derived figure a finite float
-            self.fail(f"{value!r} is more than {self.MAX:g} {self.unit}", param, ctx)
+        from .feasibility import HIGHEST_RATE, LOWEST_RATE
+
+        # rates multiply and divide ops per sample: keep every derived figure a finite, non-zero float
+        if not LOWEST_RATE <= number <= HIGHEST_RATE:
+            self.fail(f"{value!r} is {'more' if number > 1 else 'less'} than "
+                      f"{HIGHEST_RATE if number > 1 else LOWEST_RATE:g} {self.unit}", param, ctx)
         return number
 
 

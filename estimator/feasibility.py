@@ -35,6 +35,9 @@ from .errors import EnergyTableError, FeasibilityError, require_file
 from .report import LayerRow, Report
 
 BASES = ("dense", "effective")
+# Step rates and budgets: beyond these, derived figures (ops/s, headroom, shares) leave the range of a float
+LOWEST_RATE, HIGHEST_RATE = 1e-9, 1e18
+MAX_PJ_PER_OP = 1e12  # one joule per operation: any price above it is a typo, and would overflow the energy figures
 PJ = Fraction(1, 10**12)  # joules per picojoule, exactly
 
 
@@ -70,6 +73,9 @@ def _validated(path: Path, name: Any, source: Any, prices: Any, unsplit: Any, wh
     for op, value in prices.items():
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
             raise EnergyTableError(f"{path}: pj_per_op.{op} = {value!r} is not a non-negative number of picojoules")
+        if value > MAX_PJ_PER_OP:
+            raise EnergyTableError(f"{path}: pj_per_op.{op} = {value!r} is more than {MAX_PJ_PER_OP:g} picojoules "
+                                   "(one joule) per operation")
         checked[str(op)] = float(value)
     if unsplit is not None and unsplit not in checked:
         raise EnergyTableError(f"{path}: unsplit.class = {unsplit!r} has no price in [pj_per_op] "
@@ -200,6 +206,8 @@ class Feasibility:
 def _positive(name: str, value: float | None) -> None:
     if value is not None and (not math.isfinite(value) or value <= 0):
         raise FeasibilityError(f"{name} must be a positive number, got {value!r}")
+    if value is not None and not LOWEST_RATE <= value <= HIGHEST_RATE:
+        raise FeasibilityError(f"{name} must be between {LOWEST_RATE:g} and {HIGHEST_RATE:g}, got {value!r}")
 
 
 def _classes(row: LayerRow, energy: EnergyTable) -> tuple[dict[str, int], str]:

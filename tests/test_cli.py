@@ -348,12 +348,18 @@ def test_o_writes_through_a_symlink_and_into_a_fifo(workdir):
     ("--timeout", "1e12", "'1e12' is not a number of seconds above 0"),
     ("--threads", "20000", "20000 is not in the range 0<=x<=256"),
     ("--step-rate", "1e308", "'1e308' is more than 1e+18 Hz"),
+    ("--step-rate", "1e-310", "'1e-310' is less than 1e-09 Hz"),
 ])
 def test_out_of_range_option_values_are_usage_errors(workdir, option, value, message):
     """--timeout inf printed a thread's traceback (and no deadline ran), nan exited 1, --threads 20000 ran for
     minutes, --step-rate 1e308 overflowed into an 'unexpected OverflowError'."""
     result = run("estimate", "unrolled.onnx", "-i", "inputs.npz", option, value)
     assert result.exit_code == 2 and message in result.output and result.output.count("\n") == 1
+
+
+def test_a_tiny_budget_is_a_usage_error_not_an_overflow(workdir):
+    result = run("estimate", "unrolled.onnx", "--step-rate", "1000", "--budget", "1e-310")
+    assert result.exit_code == 2 and "'1e-310' is less than 1e-09 ops/s" in result.output
 
 
 def test_a_cost_beyond_any_neuron_is_refused_naming_file_and_key(workdir):

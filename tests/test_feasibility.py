@@ -154,6 +154,10 @@ def test_uncosted_layers_make_the_verdict_optimistic(folder):
     ({"step_rate": 0.0}, "step rate must be a positive number"),
     ({"step_rate": math.inf}, "step rate must be a positive number"),
     ({"step_rate": 1.0, "budget": -1.0}, "budget must be a positive number"),
+    # (a budget of 1e-310 ops/s made the headroom's float conversion overflow: "unexpected OverflowError")
+    ({"step_rate": 1000.0, "budget": 1e-310}, "budget must be between 1e-09 and 1e\\+18, got 1e-310"),
+    ({"step_rate": 1e-310}, "step rate must be between 1e-09 and 1e\\+18"),
+    ({"step_rate": 1e19}, "step rate must be between"),
     ({"step_rate": 1.0, "basis": "peak"}, "budget basis must be one of"),
 ])
 def test_bad_settings_are_named_errors(spikes_report, kwargs, message):
@@ -190,6 +194,7 @@ def test_effective_basis_needs_a_replay(folder):
     ("[meta]\nsource = 's'\n", "no \\[pj_per_op\\] entries"),
     ("[meta]\nsource = 's'\n[pj_per_op]\nadd = -1.0\n", "pj_per_op.add = -1.0 is not a non-negative"),
     ("[meta]\nsource = 's'\n[pj_per_op]\nadd = 'cheap'\n", "pj_per_op.add = 'cheap'"),
+    ("[meta]\nsource = 's'\n[pj_per_op]\nadd = 1e306\n", "pj_per_op.add = 1e\\+306 is more than 1e\\+12 picojoules"),
     ("[meta]\nsource = 's'\n[pj_per_op]\nadd = 1.0\n[unsplit]\nclass = 'multiply'\n", "unsplit.class = 'multiply'"),
     ("[meta]\nsource = 's'\n[pj_per_op]\nadd = 1.0\n[extra]\n", "unknown top-level key 'extra'"),
     ("[meta\n", "not valid TOML"),
