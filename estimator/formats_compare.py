@@ -88,7 +88,8 @@ def metric_rows(comparison: Comparison) -> list[tuple[str, list[str]]]:
             row("share of budget", lambda m: budget(m, lambda b: "-" if b.utilisation is None
                                                     else f"{b.utilisation:.1%}")),
             row("headroom", lambda m: budget(m, lambda b: f"{b.headroom:.3g}×" if b.headroom is not None else "-")),
-            row("verdict", lambda m: budget(m, lambda b: b.verdict.upper() + ("" if b.complete or b.feasible is None else " (optimistic)"))),
+            row("verdict", lambda m: budget(m, lambda b: b.verdict.upper()
+                                            + ("" if b.complete or b.feasible is None else " (optimistic)"))),
         ]
     return rows
 
