@@ -22,11 +22,28 @@ def _number(value: int | float | None, digits: int = 2) -> str:
         return f"{value:,}"
     if float(value).is_integer():
         return f"{int(value):,}"
+    if abs(value) < 10**-digits * 10:  # 0.006 ops per sample is not 0.01 (nor 0.00): its own significant digits
+        return f"{value:.2g}"
     return f"{value:,.{digits}f}"
 
 
 def _rate(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+    """A firing rate: 4 decimals, or significant digits when it is smaller than that shows (3e-05, not 0.0000)."""
+    if value is None:
+        return "-"
+    return f"{value:.2g}" if 0 < value < 0.001 else f"{value:.4f}"
+
+
+def _percent(share: float | None) -> str:
+    """A share as a percentage: 0.1 % steps, significant digits where those would show 0.0 % for a share that is
+    not zero, and a power of ten where the digits would run on."""
+    if share is None:
+        return "-"
+    if 0 < abs(share) < 0.001:
+        return f"{share * 100:.2g}%"
+    if abs(share) >= 1e4:
+        return f"{share * 100:.3g}%"
+    return f"{share:,.1%}"
 
 
 def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[str]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .compare import Compared, Comparison
-from .formats import CONVENTION_TEXT, _number, _table
+from .formats import CONVENTION_TEXT, _number, _percent, _rate, _table
 from .formats_html import CHART_WIDTH, DENSE_COLOUR, EFFECTIVE_COLOUR, _e, _kv, _list, _nice_ticks, _short, page
 from .formats_html import _compact as compact
 from .formats_html import _table as html_table
@@ -21,10 +21,6 @@ from .formats_text import CONVENTIONS_COMMON, _cell, _md_table, joules, si, tabl
 from .report import PER_STEP, Report
 
 COMPARE_SCHEMA = "neuronops.compare/2"
-
-
-def _rate(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
 
 
 def _per(report: Report, value: float | None) -> str:
@@ -86,7 +82,7 @@ def metric_rows(comparison: Comparison) -> list[tuple[str, list[str]]]:
         rows += [
             row("budget", lambda m: budget(m, lambda b: f"{si(b.ops_per_s, 'ops/s')} on {b.basis} ops")),
             row("share of budget", lambda m: budget(m, lambda b: "-" if b.utilisation is None
-                                                    else f"{b.utilisation:.1%}")),
+                                                    else _percent(b.utilisation))),
             row("headroom", lambda m: budget(m, lambda b: f"{b.headroom:.3g}×" if b.headroom is not None else "-")),
             row("verdict", lambda m: budget(m, lambda b: b.verdict.upper()
                                             + ("" if b.complete or b.feasible is None else " (optimistic)"))),
@@ -315,7 +311,7 @@ def _ops_chart(comparison: Comparison) -> str:
             width = (right - left) * value / span
             by = y + offset * 13
             out.append(f'<rect class="bar {kind}" x="{left}" y="{by}" width="{width:.1f}" height="12" '
-                       f'fill="{colour}"><title>{_e(m.label)}: {kind} {value:.6g} {unit}</title></rect>')
+                       f'fill="{colour}"><title>{_e(m.label)}: {kind} {si(value, unit)}</title></rect>')
             out.append(f'<text class="tick" x="{left + width + 4:.1f}" y="{by + 10}">{compact(value)}</text>')
     if budget is not None:
         x = left + (right - left) * budget / span

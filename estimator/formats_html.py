@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from html import escape
 
 from .feasibility import Feasibility
+from .formats import _percent, _rate
 from .formats_text import (
     REPORT_HEADERS,
     budget_line,
@@ -208,7 +209,7 @@ def rate_chart(report: Report) -> str:
         out.append(f'<rect class="bar rate" x="{left}" y="{y}" width="{width:.1f}" height="{group - 9}" '
                    f'fill="{RATE_COLOUR}"><title>{_e(row.name)}: firing rate {row.firing_rate:.6g}</title></rect>')
         out.append(f'<text class="tick" x="{left + width + 4:.1f}" y="{y + group / 2 + 1:.1f}">'
-                   f"{row.firing_rate:.4f}</text>")
+                   f"{_rate(row.firing_rate)}</text>")
     out.append("</svg>")
     return "\n".join(out)
 
@@ -304,7 +305,7 @@ def _cards(report: Report) -> str:
              (f"Effective Neuron Ops / {report.per}",
               _plain(t.effective_neuron_ops) if t.effective_neuron_ops is not None else "- (no replay)")]
     if t.neuron_dense_ops and t.effective_neuron_ops is not None:
-        cards.append(("effective / dense", f"{t.effective_neuron_ops / t.neuron_dense_ops:.1%}"))
+        cards.append(("effective / dense", _percent(t.effective_neuron_ops / t.neuron_dense_ops)))
     cards.append(("neuron layers", str(len(report.layers))))
     if report.samples is not None:
         cards.append(("replay", f"{report.samples} × {report.time_steps} steps"))

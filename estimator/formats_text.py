@@ -8,9 +8,10 @@ from collections.abc import Iterable
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
 from .feasibility import Feasibility
-from .formats import CONVENTION_TEXT, _number, _rate, _table
+from .formats import CONVENTION_TEXT, _number, _percent, _rate, _table
 from .report import PER_STEP, SCHEMA, Report
 
+COUNTED_UNITS = ("ops/s", "ops")  # counts: no prefixes below one (m, µ, n … are for watts and joules)
 SI_PREFIXES = ((12, "T"), (9, "G"), (6, "M"), (3, "k"), (0, ""), (-3, "m"), (-6, "µ"), (-9, "n"), (-12, "p"),
                (-15, "f"))  # powers of ten
 
@@ -34,6 +35,8 @@ def si(value: float | int | Decimal | None, unit: str, digits: int = 4) -> str:
         return f"0 {unit}"
     exact = value if isinstance(value, Decimal) else Decimal(value if isinstance(value, int) else repr(float(value)))
     rounding = Context(prec=digits, rounding=ROUND_HALF_EVEN)
+    if unit in COUNTED_UNITS and abs(exact) < 1:  # a thousandth of an op per second is not 1 "mops/s" (≈ Mops/s)
+        return f"{float(rounding.plus(exact)):.{digits}g} {unit}"
     for exponent, prefix in SI_PREFIXES:
         scaled = exact.scaleb(-exponent)
         if abs(scaled) >= Decimal("0.9995") or exponent == SI_PREFIXES[-1][0]:
@@ -96,9 +99,9 @@ def budget_line(feasibility: Feasibility) -> str | None:
     other = ""
     if budget.other_basis is not None and budget.other_needed_ops_per_s is not None:
         other = (f"; {budget.other_basis} ops would need {si(budget.other_needed_ops_per_s, 'ops/s')} "
-                 f"({budget.other_utilisation:.1%}: {'would fit' if budget.other_feasible else 'would not fit'})")
+                 f"({_percent(budget.other_utilisation)}: {'would fit' if budget.other_feasible else 'would not fit'})")
     return (f"{verdict}: {budget.basis} ops need {si(budget.needed_ops_per_s, 'ops/s')} of a "
-            f"{si(budget.ops_per_s, 'ops/s')} budget ({budget.utilisation:.1%}); {room}{caveat}{other}")
+            f"{si(budget.ops_per_s, 'ops/s')} budget ({_percent(budget.utilisation)}); {room}{caveat}{other}")
 
 
 def _ops_per_s(value: float | None) -> str:

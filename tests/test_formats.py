@@ -248,5 +248,21 @@ def test_si_rounds_the_value_as_it_prints():
     assert (joules(175.75), si(watts, "W")) == ("175.8 pJ", "175.8 nW")
     assert (joules(175.65), si(float(Fraction("175.65") * 1000 * Fraction(1, 10**12)), "W")) == ("175.6 pJ",
                                                                                                   "175.6 nW")
-    assert [si(v, "ops/s") for v in (216000.0, 999_960, -5e4, 11290.5, 0.45, 3)] == [
-        "216 kops/s", "1 Mops/s", "-50 kops/s", "11.29 kops/s", "450 mops/s", "3 ops/s"]
+    # counts take no prefix below one: "600 mops/s" (milli) read as 600 Mops/s (mega), 10⁹ times more
+    assert [si(v, "ops/s") for v in (216000.0, 999_960, -5e4, 11290.5, 0.45, 3, 6e-12, 0.00012345)] == [
+        "216 kops/s", "1 Mops/s", "-50 kops/s", "11.29 kops/s", "0.45 ops/s", "3 ops/s", "6e-12 ops/s",
+        "0.0001234 ops/s"]
+    assert [si(v, "W") for v in (0.45, 2e-18)] == ["450 mW", "0.002 fW"]  # watts and joules keep them
+
+
+def test_small_figures_keep_their_significant_digits():
+    """Effective ops of 0.006 per sample printed as 0.01 (67 % off), a firing rate of 3e-05 as 0.0000 beside 30
+    spikes, a need of 0.0004 % of the budget as 0.0 %; 12800.0 % had no thousands separator."""
+    from estimator.formats import _number, _percent, _rate
+
+    assert [_number(v) for v in (0.006, 0.0123, 0.125, 1880.666, 3, 2.0, None)] == [
+        "0.006", "0.012", "0.12", "1,880.67", "3", "2", "-"]
+    assert [_rate(v) for v in (3e-05, 0.00042, 0.001, 0.2771682, 0.0, None)] == [
+        "3e-05", "0.00042", "0.0010", "0.2772", "0.0000", "-"]
+    assert [_percent(v) for v in (4.2e-06, 0.5, 128.0, 1e29, 0.0, None)] == [
+        "0.00042%", "50.0%", "12,800.0%", "1e+31%", "0.0%", "-"]
