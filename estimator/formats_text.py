@@ -215,6 +215,8 @@ def format_csv(report: Report) -> str:
     meta += [f"warning: {w}" for w in report.warnings]
     meta += [f"note: {n}" for n in report.notes]
     columns = CSV_COLUMNS + (CSV_FEASIBILITY_COLUMNS if f is not None else [])
+    if report.per == PER_STEP:  # one step's figures must not sit under a per-sample header (the note above is a comment)
+        columns = [name.replace("_per_sample", "_per_step") for name in columns]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)

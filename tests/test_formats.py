@@ -66,6 +66,11 @@ def read_csv(text: str) -> tuple[list[str], list[dict[str, str]]]:
 def test_csv_is_one_row_per_layer_plus_totals_with_plain_numbers(reports, scenario):
     report = reports[scenario]
     comments, rows = read_csv(REPORT_FORMATS["csv"](report))
+    # the "dense" scenario is stepwise without --steps: one time step's figures, under headers that say so
+    per = "per_step" if scenario == "dense" else "per_sample"
+    assert (report.per == "time step") == (scenario == "dense")
+    assert f"dense_ops_{per}" in rows[0] and f"effective_ops_{per}" in rows[0]
+    rows = [{key.replace("_per_step", "_per_sample"): value for key, value in row.items()} for row in rows]
     assert [row["layer"] for row in rows] == [layer.name for layer in report.layers] + ["total"]
     for row, layer in zip(rows, report.layers, strict=False):
         assert row["dense_ops_per_sample"] == ("" if layer.dense_ops is None else str(layer.dense_ops))
