@@ -320,6 +320,11 @@ def _cards(report: Report) -> str:
             which = "effective" if e.effective_watts is not None else "dense"
             cards.append((f"neuron power, {which}", si(e.effective_watts if which == "effective" else e.dense_watts,
                                                         "W")))
+    if not t.complete:  # the figures leave uncosted layers out: each one is a floor, and the cards say so
+        lower = ("Neuron Dense Ops", "Effective Neuron Ops", "dense ops/s", "effective ops/s", "neuron power")
+        cards = [(label, f"≥ {value}" if label.startswith(lower) and value[:1].isdigit() else value)
+                 for label, value in cards]
+        cards.append(("uncosted layers", f"{len(report.uncosted)}: left out, figures are lower bounds"))
     return '<div class="cards">' + "".join(
         f'<div class="card"><div class="label">{_e(label)}</div><div class="value">{_e(value)}</div></div>'
         for label, value in cards) + "</div>"

@@ -116,10 +116,12 @@ def feasibility_pairs(feasibility: Feasibility) -> list[tuple[str, str]]:
         rate = f"{f.step_rate_hz:g} time steps/s"
         if f.samples_per_s is not None:
             rate += f" ({f.time_steps} steps per sample: {f.samples_per_s:.6g} samples/s)"
+        floor = "" if f.complete else " (lower bound: uncosted layers left out)"
         pairs += [
             ("step rate", rate),
-            ("dense neuron ops/s", _ops_per_s(f.dense_ops_per_s)),
-            ("effective neuron ops/s", _ops_per_s(f.effective_ops_per_s)),
+            ("dense neuron ops/s", _ops_per_s(f.dense_ops_per_s) + floor),
+            ("effective neuron ops/s",
+             _ops_per_s(f.effective_ops_per_s) + (floor if f.effective_ops_per_s is not None else "")),
         ]
     line = budget_line(f)
     if line is not None:
@@ -215,7 +217,7 @@ def format_csv(report: Report) -> str:
     meta += [f"warning: {w}" for w in report.warnings]
     meta += [f"note: {n}" for n in report.notes]
     columns = CSV_COLUMNS + (CSV_FEASIBILITY_COLUMNS if f is not None else [])
-    if report.per == PER_STEP:  # one step's figures must not sit under a per-sample header (the note above is a comment)
+    if report.per == PER_STEP:  # one step's figures must not sit under a per-sample header (a comment is dropped)
         columns = [name.replace("_per_sample", "_per_step") for name in columns]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

@@ -271,3 +271,18 @@ def test_small_figures_keep_their_significant_digits():
         "3e-05", "0.00042", "0.0010", "0.2772", "0.0000", "-"]
     assert [_percent(v) for v in (4.2e-06, 0.5, 128.0, 1e29, 0.0, None)] == [
         "0.00042%", "50.0%", "12,800.0%", "1e+31%", "0.0%", "-"]
+
+
+def test_an_incomplete_report_marks_its_headline_figures_as_lower_bounds(reports):
+    """The HTML cards and the feasibility lines of a report with an uncosted layer showed its totals unmarked: the
+    summary table said "incomplete", the big numbers above it did not."""
+    mixed, replay = reports["mixed"], reports["replay"]
+    assert not mixed.totals.complete and replay.totals.complete
+    cards = re.search(r'<div class="cards">.*?</div></div></div>', REPORT_FORMATS["html"](mixed)).group(0)
+    assert "Neuron Dense Ops / sample</div><div class=\"value\">≥ 192<" in cards
+    assert "uncosted layers</div><div class=\"value\">1: left out, figures are lower bounds<" in cards
+    assert "≥" not in REPORT_FORMATS["html"](replay).split('<div class="cards">')[1].split("</div></div></div>")[0]
+    for fmt in ("table", "markdown", "csv"):
+        text = REPORT_FORMATS[fmt](mixed)
+        assert "dense neuron ops/s" in text and "(lower bound: uncosted layers left out)" in text, fmt
+        assert "lower bound" not in REPORT_FORMATS[fmt](replay), fmt
