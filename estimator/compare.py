@@ -92,7 +92,22 @@ def report_from_dict(data: dict[str, Any]) -> Report:
         cost_tables=tuple(data.get("cost_tables", [])),
         cost_table_sha256=_digests(data),
     )
-    return _build(Report, body, "report")
+    report = _build(Report, body, "report")
+    _check_totals(report)
+    return report
+
+
+def _check_totals(report: Report) -> None:
+    """Totals are sums over the costed layers' rows: a file whose totals disagree was edited or damaged, and which of
+    the two figures it shows would be a guess."""
+    costed = [row for row in report.layers if row.cost_per_update is not None]
+    checks = (("neuron_dense_ops", report.totals.neuron_dense_ops, [row.dense_ops for row in costed]),
+              ("effective_neuron_ops_run", report.totals.effective_neuron_ops_run,
+               [row.effective_ops_run for row in costed]))
+    for key, total, parts in checks:
+        if total is not None and parts and None not in parts and total != sum(parts):
+            raise ValueError(f"totals.{key} = {total!r} is not the sum of its layers' figures ({sum(parts)!r}): "
+                             "the report was edited or damaged")
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,9 @@ def test_a_json_that_is_not_a_report(workdir):
     (lambda r: r["totals"].update(neuron_dense_ops="5"), "totals.neuron_dense_ops = '5' is not a count"),
     (lambda r: r["layers"][0].update(spikes=True), "layers[0].spikes = True is not a count"),
     (lambda r: r.update(samples=0), "samples = 0: a replay has at least one sample"),
+    (lambda r: r["totals"].update(neuron_dense_ops=99),
+     "totals.neuron_dense_ops = 99 is not the sum of its layers' figures (384): the report was edited or damaged"),
+    (lambda r: r["layers"][0].update(effective_ops_run=1), "totals.effective_neuron_ops_run = "),
 ])
 def test_a_damaged_report_is_refused_in_one_line(workdir, change, message):
     """A hand-edited or damaged report was shown as it was (nan, -5) or failed with 'unexpected KeyError'."""
