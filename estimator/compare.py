@@ -267,6 +267,12 @@ def compare(
             reason = reason or why
         neurons = sum(row.neurons_per_sample or 0 for row in item.report.layers)
         models.append(Compared(item.path, item.report, feasibility, neurons, _overall_firing(item.report), reason))
+    given: dict[Path, list[str]] = {}
+    for item in saved:
+        given.setdefault(Path(item.path).resolve(), []).append(item.path)
+    warnings += [f"{' and '.join(dict.fromkeys(names))} {'is' if len(set(names)) == 1 else 'are'} the same file, "
+                 f"given {len(names)} times: its figures are shown once per time" for names in given.values()
+                 if len(names) > 1]
     conventions = sorted({m.report.convention for m in models if m.report.samples})
     if len(conventions) > 1:
         warnings.append(f"effective ops use different conventions ({', '.join(conventions)}): compare them with care")

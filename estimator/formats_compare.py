@@ -38,7 +38,7 @@ def metric_rows(comparison: Comparison) -> list[tuple[str, list[str]]]:
     rows = [
         row("model", lambda m: m.report.model),
         row("export style", lambda m: m.report.style),
-        row("convention", lambda m: m.report.convention),
+        row("convention", lambda m: m.report.convention if m.report.samples is not None else "- (no replay)"),
         row("cost tables", lambda m: ", ".join(m.report.cost_tables) or "none recorded"),  # digests: assumptions
         row("replay", lambda m: f"{m.report.samples} × {m.report.time_steps} steps" if m.report.samples is not None
             else "none"),
@@ -113,7 +113,8 @@ def assumptions(comparison: Comparison) -> list[str]:
     """Every convention and assumption behind the figures, each once."""
     seen: dict[str, None] = {}
     for m in comparison.models:
-        seen.setdefault(f"convention {CONVENTION_TEXT[m.report.convention]}", None)
+        if m.report.samples is not None:  # (no replay: no effective ops, no convention to explain)
+            seen.setdefault(f"convention {CONVENTION_TEXT[m.report.convention]}", None)
     for text in CONVENTIONS_COMMON:
         seen.setdefault(text, None)
     tables: dict[str, list[str]] = {}  # cost tables → the models costed with them

@@ -398,5 +398,5 @@ def format_html(report: Report) -> str:
         body.append(_list(report.notes))
     body.append("<h2>Conventions</h2>")
     body.append(_list(conventions(report)))
-    style = f"{report.style} export, {report.convention} convention"
+    style = f"{report.style} export" + (f", {report.convention} convention" if report.samples is not None else "")
     return page(f"neuronops report: {report.model}", style, body)

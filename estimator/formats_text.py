@@ -55,7 +55,9 @@ def conventions(report: Report) -> list[str]:
     if report.per == PER_STEP:
         common[0] = (f"dense ops are per {report.per} of one sample: the model is stepwise and neither --steps nor "
                      "--inputs said how many steps make a sample")
-    lines = [f"convention {CONVENTION_TEXT[report.convention]}", *common]
+    # a convention says how effective ops were counted: a report without a replay has none to explain
+    lines = [f"convention {CONVENTION_TEXT[report.convention]}"] if report.samples is not None else []
+    lines += common
     if report.cost_tables:
         lines.append(f"cost tables (later ones override earlier ones): {tables_text(report)}")
     return lines
@@ -73,7 +75,7 @@ def summary_pairs(report: Report) -> list[tuple[str, str]]:
         ("model", report.model),
         ("export style", f"{report.style}, {len(report.layers)} neuron layer(s)"),
         ("replay", replay),
-        ("convention", report.convention),
+        ("convention", report.convention if report.samples is not None else "- (no replay)"),
         (f"Neuron Dense Ops per {report.per}", _number(report.totals.neuron_dense_ops)),
         (f"Effective Neuron Ops per {report.per}", _number(report.totals.effective_neuron_ops)),
         ("totals complete",

@@ -335,6 +335,14 @@ def test_most_headroom_says_when_the_ops_themselves_are_unlike(workdir):
     assert alike["best_caveat"] is None
 
 
+def test_a_report_given_twice_is_named(workdir):
+    assert "plain.json is the same file, given 2 times: its figures are shown once per time" in compare(
+        ["plain.json", "replay.json", "plain.json"]).warnings
+    assert "plain.json and ./plain.json are the same file, given 2 times: its figures are shown once per time" in \
+        compare(["plain.json", "./plain.json"]).warnings
+    assert not any("same file" in w for w in compare(["plain.json", "replay.json"]).warnings)
+
+
 def test_an_unknown_verdict_is_not_called_optimistic(workdir, tmp_path):
     data = json.loads((workdir / "mixed.json").read_text())
     data["layers"] = []  # nothing costed: every neuron-like layer uncosted
