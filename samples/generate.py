@@ -403,6 +403,9 @@ NETS: list[Net] = [
         lambda: fc_stack([16, 12], "lapicque", "zero"), binary((6, 12, 16), 0.3), 3, seed=21),
     Net("lapicque_none_fc1", "1 layer fc, Lapicque reset none (NeuroBench: KeyError -> 0)",
         lambda: fc_stack([16, 12], "lapicque", "none"), binary((6, 12, 16), 0.25), 3, seed=22),
+    Net("lapicque_sub_fc2_nobias", "2 layers fc (no bias), Lapicque subtract: its input scaling Δt/C is a Mul after "
+        "a bare MatMul, which onnxruntime's optimiser folds into FusedMatMul's alpha",
+        lambda: fc_stack([16, 20, 8], "lapicque", "subtract", bias=False), binary((6, 12, 16), 0.3), 3, seed=93),
     Net("alpha_none_fc1", "1 layer fc, Alpha reset none (NeuroBench: KeyError -> 0)",
         lambda: fc_stack([16, 12], "alpha", "none"), binary((6, 12, 16), 0.25), 3, seed=23),
     Net("rleaky_none_fc1", "RLeaky reset none, all-to-all Linear recurrence (NeuroBench: KeyError -> 0)",

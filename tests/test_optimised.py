@@ -20,6 +20,10 @@ CASES = [
     "leaky_sub_fc1__unrolled__torchscript",
     "alpha_zero_fc1__unrolled__dynamo",
     "rleaky_sub_fc1__stepwise__torchscript",
+    # Lapicque's Δt/C, a Mul after a bare MatMul, folded into FusedMatMul's alpha: read as Leaky (cost 4 for 11) before
+    "lapicque_sub_fc2_nobias__unrolled__torchscript",
+    "lapicque_sub_fc2_nobias__stepwise__torchscript",
+    "lapicque_sub_fc2_nobias__unrolled__dynamo",
 ]
 
 
