@@ -57,8 +57,13 @@ def _expect(features: UpdateFeatures, carried: int, feedback: bool, recurrent: b
     problems = []
     if features.carried_states != carried:
         problems.append(f"carries {features.carried_states} state tensor(s) besides the membrane, expected {carried}")
-    if features.membrane_feedback != feedback:
-        problems.append("membrane decay term " + ("missing" if feedback else "present"))
+    if features.membrane_feedback and not feedback:
+        problems.append("membrane decay term present")
+    elif feedback and not features.membrane_feedback and features.reset not in ("subtract", "value"):
+        # β = 0 keeps nothing of U_{t-1} but what the reset takes off (subtract: U_t = I_t − R_t·θ): still this kind.
+        # With a zero reset or none, the two are the same update, and which one (costs differ) cannot be told.
+        problems.append("membrane decay term missing (β = 0 with a zero reset or none: the same update, so which "
+                        "one, and its cost, cannot be told)")
     if features.recurrent != recurrent:
         problems.append("recurrent current " + ("missing" if recurrent else "present"))
     return "; ".join(problems) or None

@@ -403,6 +403,8 @@ NETS: list[Net] = [
         lambda: fc_stack([16, 12], "lapicque", "zero"), binary((6, 12, 16), 0.3), 3, seed=21),
     Net("lapicque_none_fc1", "1 layer fc, Lapicque reset none (NeuroBench: KeyError -> 0)",
         lambda: fc_stack([16, 12], "lapicque", "none"), binary((6, 12, 16), 0.25), 3, seed=22),
+    Net("leaky_sub_fc2_beta0", "2 layers fc, Leaky subtract with beta=0 (nothing kept but what the reset takes off)",
+        lambda: fc_stack([16, 20, 8], "leaky", "subtract", beta=0.0), binary((6, 12, 16), 0.4), 3, seed=94),
     Net("lapicque_sub_fc2_nobias", "2 layers fc (no bias), Lapicque subtract: its input scaling Δt/C is a Mul after "
         "a bare MatMul, which onnxruntime's optimiser folds into FusedMatMul's alpha",
         lambda: fc_stack([16, 20, 8], "lapicque", "subtract", bias=False), binary((6, 12, 16), 0.3), 3, seed=93),

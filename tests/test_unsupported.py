@@ -437,3 +437,17 @@ def test_an_input_holding_the_steps_of_uncosted_layers_is_not_static(write_model
     assert [row.kind for row in report.layers] == [None, None]
     assert not any("no time axis" in note for note in report.notes)
     assert report.samples == 4 and report.time_steps == 5
+
+
+@pytest.mark.parametrize(("reset", "kind"), [("subtract", "leaky"), ("value", "leaky"), ("zero", None), ("none", None)])
+def test_a_membrane_that_keeps_nothing_is_leaky_only_when_its_reset_says_which(reset, kind):
+    """snn.Leaky(beta=0): U_t = I_t − R_t·θ keeps of U_{t-1} only what the reset takes off, and NeuroBench costs it as
+    Leaky (it was uncosted, 'membrane decay term missing'). With a zero reset, β·(1 − R)·U vanishes: the update is
+    no reset's too, and the two cost differently, so it stays uncosted, saying why."""
+    from estimator.kinds import UpdateFeatures, classify
+
+    features = UpdateFeatures(carried_states=0, membrane_feedback=False, recurrent=False, input_gain=1.0, reset=reset)
+    found, reasons = classify(features)
+    assert (found.name if found else None) == kind
+    if kind is None:
+        assert "β = 0 with a zero reset or none" in reasons["leaky"]
