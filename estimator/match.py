@@ -330,6 +330,9 @@ def _pairs_by_dataflow(graph: ModelGraph, compares: list[Compare], component_of:
         distances = {p: d for p, d in distances.items() if p[0] != input_name and p[1] != output_name}
     if found and set(states) - {p.input for p in found}:
         return []  # a state left over (a tie, or an output already taken): the pairs found may hold its output
+    if found or paired:
+        found += _readout_pairs(graph, component_of, compares, [name for name in unpaired if name not in states],
+                                targets, flags, taken | {p.output for p in found}, paired | {p.input for p in found})
     taken.update(p.output for p in found)
     if paired or found:  # stepwise: a state input the step does not read (dynamo keeps Alpha's unused membrane)
         unused = [name for name in unpaired if not graph.users(name) and all(p.input != name for p in found)]
@@ -339,6 +342,36 @@ def _pairs_by_dataflow(graph: ModelGraph, compares: list[Compare], component_of:
             if output_name is not None:  # its value is never read: any state output of its shape keeps it fed
                 found.append(StatePair(input_name, output_name))
                 taken.add(output_name)
+    return found
+
+
+def _readout_pairs(graph: ModelGraph, component_of: list[int], compares: list[Compare], candidates: list[str],
+                   targets: list[tuple[str, str]], flags: set[str], taken: set[str], states: set[str]
+                   ) -> list[StatePair]:
+    """A membrane no compare reads (a readout, reset none, returned while its spike is dropped), in an export without
+    names: its input is no compared neuron's, so the pairing above leaves it as data, and the replay asked for an
+    array the user cannot give. Paired with its nearest non-spike output when that is unique and its update reads as
+    a decaying membrane, U' = β·U + I with every β in (0, 1) — a second data input added to a result (β = 1) never
+    does."""
+    compare_of_output = {c.output: c for c in compares}
+    found: list[StatePair] = []
+    for input_name in candidates:
+        spike_state, distance = _reach(graph, component_of, input_name)
+        options = {name: distance[target] for target, name in targets
+                   if target in distance and target not in flags and name not in taken
+                   and _shapes_compatible(graph.shape(input_name), graph.shape(name))}
+        if spike_state or not options:
+            continue
+        nearest = min(options.values())
+        closest = [name for name, d in options.items() if d == nearest]
+        update = (_membrane_update(graph, component_of, compare_of_output, input_name,
+                                   _output_target(graph, closest[0]), states | {input_name})
+                  if len(closest) == 1 else None)
+        decay = update.coefficient(["U"]) if update is not None else None
+        if decay is not None and bool(np.all((decay > 0) & (decay < 1))):
+            found.append(StatePair(input_name, closest[0]))
+            taken.add(closest[0])
+            states.add(input_name)
     return found
 
 
@@ -752,8 +785,18 @@ def _state_base(name: str) -> str:
 
 
 def _chosen_name(name: str) -> bool:
-    """A name someone chose, not the TorchScript exporter's own (onnx::Mul_1, 15): those name no layer."""
-    return "::" not in name and not name.isdigit()
+    """A name someone chose, not the TorchScript exporter's own (onnx::Mul_1, 15, or mem.1: a traced argument's name
+    made unique): those name no layer."""
+    return "::" not in name and not name.isdigit() and not name.rsplit(".", 1)[-1].isdigit()
+
+
+def _named_by_state(state_input: str | None, scope: str | None) -> str | None:
+    """A stepwise layer's name: `lif1` from a state named `lif1.mem` (the X / X.next convention), else its module's
+    scope, else a bare state name someone chose (`mem1`). A bare name yields to the scope: an export without names
+    calls every layer's state after snnTorch's own argument (`mem`, then `mem.1`)."""
+    if state_input and _chosen_name(state_input) and "." in state_input:
+        return _state_base(state_input)
+    return scope or (state_input if state_input and _chosen_name(state_input) else None)
 
 
 # --- the matcher ---------------------------------------------------------------------------------------------------
@@ -1165,18 +1208,17 @@ def _uncompared_states(graph: ModelGraph, pairs: list[StatePair], layers: list[N
     for pair in pairs:
         target = _target(graph, pair)
         producer = graph.node_of(target)
-        if producer is None or component_of[producer.index] in claimed or pair.input not in graph.ancestors(target):
+        if producer is None or component_of[producer.index] in claimed:
+            continue
+        update = _membrane_update(graph, component_of, compare_of_output, pair.input, target,
+                                  {p.input for p in pairs})
+        if update is None:
             continue
         component = component_of[producer.index]
-        reader = _StepReader(graph, compare_of_output, lambda node, c=component: component_of[node.index] == c,
-                             pair.input, target, lambda name: False, {p.input for p in pairs}, set())
-        update = reader.read(target)
-        symbols = update.symbols()
-        if "U" not in symbols or not any(s.startswith("I:") for s in symbols) or reader.unreadable:
-            continue
-        features = features_of(update, reader.unreadable)
+        features = features_of(update, [])
         found.append((NeuronLayer(
-            name=_state_base(pair.input), kind=None, reset=None, style="stepwise", membranes=(target,), spikes=(),
+            name=_named_by_state(pair.input, _scope_name(graph, [producer], [])) or _state_base(pair.input),
+            kind=None, reset=None, style="stepwise", membranes=(target,), spikes=(),
             neurons_shape=graph.shape(target), time_steps=None, state_input=pair.input, update=str(update),
             features=features, location=f"tensor {target!r}",
             problem=(f"a state updated as a membrane is (U_t = {update}) with no threshold compare: a neuron layer "
@@ -1184,6 +1226,23 @@ def _uncompared_states(graph: ModelGraph, pairs: list[StatePair], layers: list[N
                      "counted, and it is not costed"),
         ), component))
     return found
+
+
+def _membrane_update(graph: ModelGraph, component_of: list[int], compare_of_output: dict[str, Compare],
+                     state_input: str, target: str, states: set[str]) -> Poly | None:
+    """The update of `target` from `state_input` when it reads as a membrane's — its previous value (U) and a
+    current (I:…), every op readable — else None."""
+    producer = graph.node_of(target)
+    if producer is None or state_input not in graph.ancestors(target):
+        return None
+    component = component_of[producer.index]
+    reader = _StepReader(graph, compare_of_output, lambda node, c=component: component_of[node.index] == c,
+                         state_input, target, lambda name: False, states, set())
+    update = reader.read(target)
+    symbols = update.symbols()
+    if "U" not in symbols or not any(s.startswith("I:") for s in symbols) or reader.unreadable:
+        return None
+    return update
 
 
 def _uncompared_chains(graph: ModelGraph, layers: list[NeuronLayer], component_of: list[int]
@@ -1797,15 +1856,14 @@ def _build_layer(
                      "the replay rebuilds it from that step's spike and reset flag")
     tensors = ([stepwise_pair.input] if stepwise_pair else []) + list(chain)
     state_input = (stepwise_pair or own_pairs[0]).input if layer_style == "stepwise" else ""
-    name = _state_base(state_input) if state_input and _chosen_name(state_input) else None
     first_step_nodes = [n for n in component_nodes if n.index <= graph.producer[chain[0]]]
     if shared:  # only this layer's: the ops its first membrane is computed by
         first_step_nodes = own_nodes_of(chain[0], first_step_nodes)
     # the scope of the ops that make this layer's membranes first: a component can hold two layers (a spike-level
     # residual joins them), whose other ops would name it after the first
     own_nodes = [node for node in map(graph.node_of, chain) if node is not None]
-    name = name or _scope_name(graph, own_nodes, []) or _scope_name(graph, first_step_nodes or component_nodes,
-                                                                     tensors)
+    scope = _scope_name(graph, own_nodes, []) or _scope_name(graph, first_step_nodes or component_nodes, tensors)
+    name = _named_by_state(state_input, scope) if state_input else scope
     location = ", ".join(dict.fromkeys(n.name for n in first_step_nodes[:3] if n.name)) or f"tensor {chain[0]!r}"
     return NeuronLayer(
         name=name or "",

@@ -158,3 +158,33 @@ def test_data_given_last_never_becomes_a_state(tmp_path: Path, case_name: str):
     match = analyse(copy / "model.onnx", cache=False).match
     assert inputs[0].name not in {pair.input for pair in match.state_pairs}
     assert match.state_pairs == () or inputs[0].name in match.data_inputs
+
+
+def test_a_membrane_readout_without_names_is_paired_and_layers_are_named_by_scope(write_model, tmp_path: Path):
+    """A readout (reset none, its spike dropped) returned by an export without names: no compare reads its state,
+    so its input stayed data and the replay asked for an array named after it ('mem'), which no user can give.
+    It pairs with its nearest output when its update reads as a decaying membrane, and the report is the named
+    export's. Layers take their module's scope, not snnTorch's argument name (`mem`, `mem.1`) the tracer gave
+    every state."""
+    net = random_net(np.random.default_rng(9), [6, 5, 4])
+    net.reset, net.returns_membrane = "none", True
+    model = leaky_stepwise(net)
+    states_in = [v.name for v in model.graph.input][1:]
+    states_out = [v.name for v in model.graph.output][1:]
+    named = write_model(model, "named.onnx")
+    spike = next(index for index, node in enumerate(model.graph.node) if node.op_type == "Cast")
+    for index, node in enumerate(model.graph.node):  # the scopes a TorchScript export gives each layer's ops
+        node.name = f"/{'lif1' if index <= spike else 'lif2'}/{node.op_type}_{index}"
+    _rename(model, {name: ("mem" if index else "mem.1") for index, name in enumerate(states_in)}
+            | {name: str(40 + index) for index, name in enumerate(states_out)})
+    data = (np.random.default_rng(10).random((3, 5, 6)) < 0.5).astype(np.float32)
+    anonymous = write_model(model, "anonymous.onnx", inputs=data)
+    from estimator import estimate
+
+    expected = estimate(named, tmp_path / "inputs.npz")
+    got = estimate(anonymous, tmp_path / "inputs.npz")
+    assert [row.kind for row in got.layers] == [row.kind for row in expected.layers] == ["leaky", None]
+    assert [(row.spikes, row.membrane_updates, row.neurons_per_sample) for row in got.layers] == [
+        (row.spikes, row.membrane_updates, row.neurons_per_sample) for row in expected.layers]
+    assert [row.name for row in got.layers] == ["lif1", "lif2"]
+    assert got.totals == expected.totals and not got.totals.complete
