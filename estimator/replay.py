@@ -335,8 +335,12 @@ def _check_shape(plan: ReplayPlan, name: str, given: tuple[int, ...], what: str)
     elif name in plan.match.static_inputs and len(given) > 1:  # one step: the model reads it whole at every step
         given = (given[0], *given[2:])
     if len(expected) != len(given):
+        hint = ""
+        if name in plan.match.static_inputs and len(given) == len(expected) + 1:
+            hint = ("; the model reads this input whole at every time step (no time axis in its graph, as `for t in "
+                    "range(T): fc(x)`): record one array per sample, (batch, features…), without a time axis")
         raise InputError(
-            f"input {name!r}: model expects {len(expected)} dims {_show(expected)}, {what} has shape {given}"
+            f"input {name!r}: model expects {len(expected)} dims {_show(expected)}, {what} has shape {given}{hint}"
         )
     for axis, (want, have) in enumerate(zip(expected, given, strict=True)):
         if axis != batch_axis and isinstance(want, int) and want != have:
@@ -814,6 +818,19 @@ def _nonzero_counts(arrays: list[np.ndarray]) -> list[int]:
     return [int(n) for n in map(np.count_nonzero, arrays)]
 
 
+def _baked_batch(message: str, feeds: dict[str, np.ndarray]) -> int | None:
+    """The batch of a tensor baked into the graph, from onnxruntime's "… broadcast … 50 by 64": the one of the two
+    sizes that no fed array has (None when that is not clear)."""
+    import re
+
+    found = re.search(r"(\d+) by (\d+)", message)
+    if found is None:
+        return None
+    fed = {dim for array in feeds.values() for dim in np.shape(array)[:2]}
+    baked = {int(found.group(1)), int(found.group(2))} - fed - {1}
+    return baked.pop() if len(baked) == 1 else None
+
+
 def _run(session, fetch_names: list[str], feeds: dict[str, np.ndarray], run_options=None,
          deadline: Deadline | None = None, doing: str = "replaying") -> list[np.ndarray]:
     try:
@@ -831,4 +848,7 @@ def _run(session, fetch_names: list[str], feeds: dict[str, np.ndarray], run_opti
             hint = ("; the graph holds a tensor of a fixed batch although its inputs' batch is dynamic (a network run "
                     "before the export keeps its last state, which the exporter writes as a constant): export from a "
                     "freshly built or reset network, or pass --batch-size with that tensor's batch")
+            baked = _baked_batch(message, feeds)
+            if baked is not None:
+                hint += f" (--batch-size {baked})"
         raise ReplayError(f"onnxruntime failed during replay: {message}{hint}") from None

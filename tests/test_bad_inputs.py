@@ -1105,12 +1105,13 @@ def test_a_state_baked_in_at_a_fixed_batch_is_named_when_the_replay_fails(tmp_pa
     first.output[0] = current + "_fresh"
     stale = helper.make_node("Add", [current + "_fresh", "stale_state"], [current])
     model.graph.node.insert(list(model.graph.node).index(first) + 1, stale)
-    model.graph.initializer.append(numpy_helper.from_array(np.zeros((3, 5), np.float32), "stale_state"))
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros((7, 5), np.float32), "stale_state"))
     path = _model_file(tmp_path, model)
     np.save(tmp_path / "in.npy", np.ones((4, 3, 6), np.float32))
     result = CliRunner().invoke(main, ["estimate", str(path), "--inputs", str(tmp_path / "in.npy"), "--no-cache"])
     assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
     assert "the graph holds a tensor of a fixed batch although its inputs' batch is dynamic" in result.stderr
+    assert result.stderr.rstrip().endswith("with that tensor's batch (--batch-size 7)")  # the size, said
 
 
 def test_batch_norm_in_training_mode_is_a_warning(tmp_path: Path):
@@ -1210,3 +1211,25 @@ def test_a_name_with_a_newline_or_an_escape_stays_one_line(tmp_path):
     explained = run_cli("explain", path).output  # its notes, reasons and update polynomials quote them too
     assert "\\n" in explained and all(line.isprintable() for line in explained.splitlines())
     assert all(row.update.isprintable() and "\\n" in row.update for row in analyse(path, cache=False).match.layers)
+
+
+@pytest.mark.parametrize("name", ["leaky_sub_fc2_static__unrolled__torchscript",
+                                  "leaky_sub_fc1__unrolled__torchscript"])
+def test_a_recording_with_one_axis_too_many_says_how_a_static_input_is_recorded(tmp_path, name):
+    """snnTorch's tutorial 5 reads one input whole at every step: recorded (batch, time, features) as NeuroBench
+    lays data out, it was refused with 'model expects 2 dims' and nothing on why. A model whose input is static
+    says so; one whose input is sliced per step does not."""
+    from conftest import SAMPLES
+
+    case = SAMPLES / name
+    data = np.load(case / "inputs.npz")["input"]
+    wrong = np.repeat(data[:, None], 3, axis=1) if data.ndim == 2 else data[:, :, None]
+    np.save(tmp_path / "in.npy", wrong)
+    result = CliRunner().invoke(main, ["estimate", str(case / "model.onnx"), "-i", str(tmp_path / "in.npy"),
+                                       "--no-cache"])
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+    if "static" in name:
+        assert "the model reads this input whole at every time step" in result.stderr
+        assert result.stderr.rstrip().endswith("record one array per sample, (batch, features…), without a time axis")
+    else:
+        assert "model expects" in result.stderr and "whole at every time step" not in result.stderr
