@@ -191,7 +191,8 @@ def read_inputs(source: InputsSource, data_inputs: tuple[str, ...], time_axis: i
         missing = sorted(set(data_inputs) - set(found))
         raise InputError(
             f"{file_path}: no array for model input(s) {', '.join(map(repr, missing))} "
-            f"(file has {', '.join(map(repr, sorted(found))) or 'nothing'}); name arrays after the model's inputs, "
+            f"({'arrays given' if file_path.name == '<arrays>' else 'file has'} "
+            f"{', '.join(map(repr, sorted(found))) or 'nothing'}); name arrays after the model's inputs, "
             "or, if it is a stepwise state the tool could not pair with its output by dataflow, name that output after "
             "it (X → X.next)"
         )

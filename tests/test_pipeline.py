@@ -254,6 +254,8 @@ def test_inputs_from_memory_give_the_file_figures(write_model, tmp_path):
         estimate(path, data.tolist())
     with pytest.raises(InputError, match=r"'input' -> list; give arrays by input name"):
         estimate(path, {"input": data.tolist()})
+    with pytest.raises(InputError, match=r"no array for model input\(s\) 'input' \(arrays given 'x', 'y'\)"):
+        estimate(path, {"x": data, "y": data})  # (it said "file has": there is no file)
     nan = data.copy()
     nan[1, 2, 3] = np.nan
     with pytest.raises(InputError, match="NaN"):
