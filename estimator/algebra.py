@@ -100,9 +100,12 @@ class Poly:
     def __str__(self) -> str:
         if not self.terms:
             return "0"
-        parts = []
+        text = ""
         for monomial, coef in self.terms:
             value = coef if coef.size != 1 else float(coef.reshape(-1)[0])  # shape (1,) thresholds too
-            text = f"{value:.4g}" if not isinstance(value, np.ndarray) else f"[{coef.size} values]"
-            parts.append(text + "".join(f"·{s}" for s in monomial))
-        return " + ".join(parts)
+            negative = not isinstance(value, np.ndarray) and value < 0
+            number = f"{abs(value):.4g}" if not isinstance(value, np.ndarray) else f"[{coef.size} values]"
+            term = number + "".join(f"·{s}" for s in monomial)
+            # a − b, not a + -b (and a leading −b as such)
+            text += (("−" if negative else "") if not text else (" − " if negative else " + ")) + term
+        return text

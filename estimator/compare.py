@@ -61,6 +61,8 @@ def report_from_dict(data: dict[str, Any]) -> Report:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise ValueError(f"not a neuronops report (schema {found!r}, expected {SCHEMA!r})")
+    if "convention" not in data:
+        raise ValueError("report lacks 'convention'")
     if data.get("convention") not in CONVENTIONS:
         raise ValueError(f"convention {data.get('convention')!r} is none of {', '.join(CONVENTIONS)}")
     for key in ("layers", "uncosted", "warnings", "notes"):

@@ -89,11 +89,16 @@ class Report:
         data.pop("feasibility")
         if self.feasibility is not None:
             data["feasibility"] = self.feasibility.to_dict()
-        ordered = {"schema": SCHEMA, **data}
-        for row in ordered["layers"]:
-            if row["spikes_per_step"] is not None:
-                row["spikes_per_step"] = list(row["spikes_per_step"])
-        return ordered
+        return _json_form({"schema": SCHEMA, **data})
+
+
+def _json_form(value: Any) -> Any:
+    """Tuples as lists, all the way down: to_dict() is the JSON form, equal to the CLI's JSON read back."""
+    if isinstance(value, dict):
+        return {key: _json_form(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_form(item) for item in value]
+    return value
 
 
 def _per_sample(run_total: int, samples: int) -> float:

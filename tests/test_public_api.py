@@ -23,3 +23,18 @@ def test_every_error_class_is_exported_from_the_package():
     for name in classes:
         assert getattr(estimator, name) is getattr(errors, name)
         assert issubclass(getattr(estimator, name), estimator.NeuronopsError)
+
+
+def test_to_dict_is_the_json_form(tmp_path):
+    """Report.to_dict() said it was the JSON form but held tuples: it equalled the CLI's JSON only after a round
+    trip through json."""
+    import json
+
+    from conftest import SAMPLES
+
+    from estimator import estimate
+    from estimator.formats import format_json
+
+    case = SAMPLES / "alpha_sub_fc1__stepwise__torchscript"
+    report = estimate(case / "model.onnx", case / "inputs.npz")
+    assert report.to_dict() == json.loads(format_json(report))
