@@ -2,7 +2,7 @@
 class, a one-line message saying what is wrong, and its exit code — never a traceback, never a hang.
 
 Every case runs twice: through the Python API (exact error class and message) and through the CLI (exit code, one
-`error: …` line on stderr). The table in docs/errors.md lists the same cases.
+`error: …` line on stderr). The table in the README (Errors and exit codes) lists the same cases.
 """
 
 from __future__ import annotations
