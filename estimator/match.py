@@ -46,6 +46,7 @@ WEIGHT_OPS = frozenset({
 QUANTISED_ARITHMETIC = frozenset({"QLinearAdd", "QLinearMul"})
 QUANTISE_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 GEMM_OPS = frozenset({"Gemm", "FusedGemm"})  # Y = alpha·A·B + beta·C
+NCHWC_DOMAIN, NCHWC_REORDERS = "com.microsoft.nchwc", frozenset({"ReorderInput", "ReorderOutput"})
 ALPHA_OPS = GEMM_OPS | {"FusedMatMul"}  # ops whose product is scaled by an alpha attribute (see _gain)
 INDEXING_OPS = frozenset({"Gather", "Slice", "GatherElements"})  # x[t]: one step's slice of a whole-sequence tensor
 STEP_LAYOUT_OPS = LAYOUT_OPS | {"Transpose"}  # the same values, reshaped or (across steps and batch) transposed
@@ -560,6 +561,10 @@ class _StepReader:
             if tensor in self.spike_state:
                 return Poly.symbol("V:" + tensor)  # the layer's own previous spike, fed back (RLeaky)
             return Poly.symbol(("S:" if tensor in self.own_state else "I:") + tensor)
+        if node.op_type in NCHWC_REORDERS and node.domain == NCHWC_DOMAIN and node.inputs:
+            # onnxruntime's blocked layout (optimisation level "all"): the same values, reordered; read through, so
+            # that the conv behind it is seen as the synapse it is (a recurrent one included)
+            return self.read(node.inputs[0], depth + 1)
         if _adds_data(graph, node) and self.in_component(node):
             # Y = alpha·A·B + beta·C with C from the layer's state (a fused MatMul + Add): the product is the current,
             # C is read on
@@ -743,6 +748,8 @@ def features_of(update: Poly, unreadable: list[str], state_updates: tuple[Poly, 
         # V·S_{t-1} with S_{t-1} the previous step's spike before its same-step reset (RLeaky one-to-one,
         # reset_delay=False) is an elementwise recurrent weight as V·R is with the reset delayed
         recurrent=elementwise_recurrent or update.coefficient(["Sprev"]) is not None
+        # (the same spike read as an older compare: onnxruntime merged the two compares the exporter made of it)
+        or flag == "Snow" and update.coefficient(["Rold"]) is not None
         or any(s.startswith("V:") for s in symbols),
         input_gain=input_gain,
         reset=reset,
