@@ -62,8 +62,9 @@ def _expect(features: UpdateFeatures, carried: int, feedback: bool, recurrent: b
     elif feedback and not features.membrane_feedback and features.reset not in ("subtract", "value"):
         # β = 0 keeps nothing of U_{t-1} but what the reset takes off (subtract: U_t = I_t − R_t·θ): still this kind.
         # With a zero reset or none, the two are the same update, and which one (costs differ) cannot be told.
-        problems.append("membrane decay term missing (β = 0 with a zero reset or none: the same update, so which "
-                        "one, and its cost, cannot be told)")
+        problems.append("membrane decay term missing" + (
+            " (β = 0 with a zero reset or none: the same update, so which one, and its cost, cannot be told)"
+            if features.input_gain is not None else ""))
     if features.recurrent != recurrent:
         problems.append("recurrent current " + ("missing" if recurrent else "present"))
     return "; ".join(problems) or None
