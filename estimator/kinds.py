@@ -59,9 +59,10 @@ def _expect(features: UpdateFeatures, carried: int, feedback: bool, recurrent: b
         problems.append(f"carries {features.carried_states} state tensor(s) besides the membrane, expected {carried}")
     if features.membrane_feedback and not feedback:
         problems.append("membrane decay term present")
-    elif feedback and not features.membrane_feedback and features.reset not in ("subtract", "value"):
-        # β = 0 keeps nothing of U_{t-1} but what the reset takes off (subtract: U_t = I_t − R_t·θ): still this kind.
-        # With a zero reset or none, the two are the same update, and which one (costs differ) cannot be told.
+    elif feedback and not features.membrane_feedback and features.reset is None:
+        # β = 0 keeps nothing of U_{t-1} but what a reset takes off (subtract: U_t = I_t − R_t·θ; Synaptic's or
+        # Lapicque's zero reset, (1 − R) times the whole new value): still this kind. Leaky's zero reset, β·(1 − R)·U,
+        # vanishes with β: no reset and a zero one are then the same update, and which one (costs differ) is unknown.
         problems.append("membrane decay term missing" + (
             " (β = 0 with a zero reset or none: the same update, so which one, and its cost, cannot be told)"
             if features.input_gain is not None else ""))
@@ -145,6 +146,7 @@ register_kind(NeuronKind(
 register_kind(NeuronKind(
     "synaptic", ("Synaptic",), ("syn", "mem"), "spk", lambda f: _expect(f, 1, True, False),
     "I_syn,t = α·I_syn,t-1 + I_t; U_t = βU_{t-1} + I_syn,t, reset as Leaky (zero resets U only)",
+    same_update_as=("leaky",),  # α = 0: I_syn is this step's current, and the update Leaky's
 ))
 register_kind(NeuronKind(
     "alpha", ("Alpha",), ("syn_exc", "syn_inh", "mem"), "spk", lambda f: _expect(f, 2, False, False),

@@ -245,11 +245,13 @@ def pair_states(graph: ModelGraph, compares: list[Compare], component_of: list[i
                 pairs.append(StatePair(input_name, output_name))
                 taken.add(output_name)
                 break
+    named = bool(pairs)  # the states carry names (X → X.next): an input left over is data, never a guessed readout
     paired_inputs = {p.input for p in pairs}
     compared_inputs = {c.membrane for c in compares if c.membrane in graph.graph_inputs}
     computed = {c.membrane: c for c in compares if c.membrane not in graph.graph_inputs}
     for input_name in sorted(compared_inputs - paired_inputs):
         home = {component_of[n.index] for n in graph.users(input_name)}
+        options = []
         for output_name in graph.graph_outputs:
             target = _output_target(graph, output_name)
             if output_name in taken or target not in computed:
@@ -258,15 +260,23 @@ def pair_states(graph: ModelGraph, compares: list[Compare], component_of: list[i
             if producer is not None and component_of[producer.index] in home and _shapes_compatible(
                 graph.shape(input_name), graph.shape(output_name)
             ):
-                pairs.append(StatePair(input_name, output_name))
-                taken.add(output_name)
-                break
-    pairs.extend(_pairs_by_dataflow(graph, compares, component_of, {p.input for p in pairs}, taken))
+                options.append(output_name)
+        if len(options) > 1:
+            # two layers in one component (a membrane residual joins them): the membrane computed from this input in
+            # the fewest ops is its own; a tie pairs nothing here (the input's name decided before: mem before mem.1)
+            _, distance = _reach(graph, component_of, input_name)
+            reach = {name: distance.get(_output_target(graph, name)) for name in options}
+            nearest = min((d for d in reach.values() if d is not None), default=None)
+            options = [name for name, d in reach.items() if d is not None and d == nearest]
+        if len(options) >= 1 and (len(options) == 1 or len({_output_target(graph, o) for o in options}) == 1):
+            pairs.append(StatePair(input_name, options[0]))
+            taken.add(options[0])
+    pairs.extend(_pairs_by_dataflow(graph, compares, component_of, {p.input for p in pairs}, taken, named))
     return pairs
 
 
 def _pairs_by_dataflow(graph: ModelGraph, compares: list[Compare], component_of: list[int], paired: set[str],
-                       taken: set[str]) -> list[StatePair]:
+                       taken: set[str], named: bool = False) -> list[StatePair]:
     """State inputs that neither their names nor a compare of their own pair (a hand-written export with free names,
     or the exporter's own: onnx::Mul_1 → 15, flat_0 → sub): an input a neuron's update reads within its component
     is paired with the graph output computed from it there in the fewest ops — its value after this step — when
@@ -331,7 +341,7 @@ def _pairs_by_dataflow(graph: ModelGraph, compares: list[Compare], component_of:
         distances = {p: d for p, d in distances.items() if p[0] != input_name and p[1] != output_name}
     if found and set(states) - {p.input for p in found}:
         return []  # a state left over (a tie, or an output already taken): the pairs found may hold its output
-    if found or paired:
+    if (found or paired) and not named:
         found += _readout_pairs(graph, component_of, compares, [name for name in unpaired if name not in states],
                                 targets, flags, taken | {p.output for p in found}, paired | {p.input for p in found})
     taken.update(p.output for p in found)
@@ -352,10 +362,12 @@ def _readout_pairs(graph: ModelGraph, component_of: list[int], compares: list[Co
     """A membrane no compare reads (a readout, reset none, returned while its spike is dropped), in an export without
     names: its input is no compared neuron's, so the pairing above leaves it as data, and the replay asked for an
     array the user cannot give. Paired with its nearest non-spike output when that is unique and its update reads as
-    a decaying membrane, U' = β·U + I with every β in (0, 1) — a second data input added to a result (β = 1) never
-    does."""
+    a decaying membrane, U' = β·U + I with every β in (0, 1), and nothing else: the other unpaired inputs read as
+    states, so that a second data input added to the readout's current (or scaled into a result) keeps every such
+    update from reading clean, and nothing is paired — the replay then asks for the inputs by name."""
     compare_of_output = {c.output: c for c in compares}
     found: list[StatePair] = []
+    states = states | set(candidates)
     for input_name in candidates:
         spike_state, distance = _reach(graph, component_of, input_name)
         options = {name: distance[target] for target, name in targets
@@ -368,11 +380,11 @@ def _readout_pairs(graph: ModelGraph, component_of: list[int], compares: list[Co
         update = (_membrane_update(graph, component_of, compare_of_output, input_name,
                                    _output_target(graph, closest[0]), states | {input_name})
                   if len(closest) == 1 else None)
-        decay = update.coefficient(["U"]) if update is not None else None
+        clean = update is not None and all(symbol == "U" or symbol.startswith("I:") for symbol in update.symbols())
+        decay = update.coefficient(["U"]) if clean else None
         if decay is not None and bool(np.all((decay > 0) & (decay < 1))):
             found.append(StatePair(input_name, closest[0]))
             taken.add(closest[0])
-            states.add(input_name)
     return found
 
 
@@ -739,6 +751,10 @@ def features_of(update: Poly, unreadable: list[str], state_updates: tuple[Poly, 
     if reset is None:
         alone = [p for p in (update, *state_updates) for f in (flag, "Rold") if p.coefficient([f]) is not None]
         reset = "subtract" if alone else None
+    if reset == "none" and "U" not in symbols and not any(s.startswith("S:") for s in symbols):
+        # nothing of U_{t-1} is kept (β = 0): Leaky's zero reset, β·(1 − R)·U, vanishes with it, so no reset and a
+        # zero one are the same update here: which one it was is unknown, not "none"
+        reset = None
     state_like = [[s for s in m if s not in FLAGS and not s.startswith("K:")] for m in monomials]
     nonlinear = tuple(dict.fromkeys("·".join(m) for m in state_like if len(m) > 1))  # U·U and R·U·U: one term
     return UpdateFeatures(

@@ -188,3 +188,57 @@ def test_a_membrane_readout_without_names_is_paired_and_layers_are_named_by_scop
         (row.spikes, row.membrane_updates, row.neurons_per_sample) for row in expected.layers]
     assert [row.name for row in got.layers] == ["lif1", "lif2"]
     assert got.totals == expected.totals and not got.totals.complete
+
+
+@pytest.mark.parametrize("names", ["anonymous", "named"])
+def test_a_second_data_input_is_never_taken_for_a_readout_state(write_model, names):
+    """forward(x, y, *state) with y added into the readout's current and the result a scaled readout: the readout
+    pass read y's 'update' as 0.5·U + … (a decaying membrane) and fed an output back as y — in named exports too —
+    with the user's y array dropped by a note and wrong figures, exit 0. Named states leave y data; without names,
+    y and the readout's state read each other, so nothing is paired by the readout pass."""
+    net = random_net(np.random.default_rng(9), [6, 5, 4])
+    net.reset, net.returns_membrane = "none", True
+    model = leaky_stepwise(net)
+    graph = model.graph
+    add = next(node for node in graph.node if node.op_type == "Add" and "lif2.mem" not in node.input
+               and any("matmul" in name for name in node.input) and node.output[0] != "mem_13")
+    current = next(name for name in add.input if "matmul" in name)
+    add.input[list(add.input).index(current)] = "with_y"
+    graph.node.insert(list(graph.node).index(add), onnx.helper.make_node("Add", [current, "y"], ["with_y"]))
+    graph.input.insert(1, onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 4]))
+    result = next(out for out in graph.output if out.name == "output")
+    alias = next(node for node in graph.node if list(node.output) == ["output"])
+    graph.node.remove(alias)
+    graph.initializer.append(onnx.numpy_helper.from_array(np.float32(0.5), "half"))
+    graph.node.append(onnx.helper.make_node("Mul", [alias.input[0], "half"], [result.name]))
+    if names == "anonymous":
+        states_in = [v.name for v in graph.input][2:]
+        states_out = [v.name for v in graph.output][1:]
+        _rename(model, {name: f"onnx::Mul_{index + 2}" for index, name in enumerate(states_in)}
+                | {name: str(40 + index) for index, name in enumerate(states_out)})
+    match = analyse(write_model(model)).match
+    assert "y" not in {pair.input for pair in match.state_pairs}
+    assert "y" in match.data_inputs
+
+
+def test_states_of_layers_joined_by_a_membrane_residual_pair_with_their_own_membranes(write_model, tmp_path: Path):
+    """lif2(fc2(s1) + 0.5·U1) joins both layers' ops into one component, and a compared state input took the first
+    computed membrane there: TorchScript names lif1's state `mem.1` and lif2's `mem`, so sorted by name lif2's state
+    took lif1's membrane — both layers' spikes wrong, exit 0. Each state pairs with the membrane nearest to it."""
+    net = random_net(np.random.default_rng(21), [6, 5, 5])
+    net.membrane_residual = 0.5
+    model = leaky_stepwise(net)
+    named = write_model(model, "named.onnx")
+    states_in = [v.name for v in model.graph.input][1:]
+    states_out = [v.name for v in model.graph.output][1:]
+    _rename(model, dict(zip(states_in, ["mem.1", "mem"], strict=True))
+            | {name: f"onnx::Sub_{28 + 20 * index}" for index, name in enumerate(states_out)})
+    data = (np.random.default_rng(22).random((3, 6, 6)) < 0.5).astype(np.float32)
+    anonymous = write_model(model, "anonymous.onnx", inputs=data)
+    from estimator import estimate
+
+    expected = estimate(named, tmp_path / "inputs.npz")
+    got = estimate(anonymous, tmp_path / "inputs.npz")
+    assert [row.spikes for row in expected.layers] == net.reference(data)["spikes"]
+    assert [(row.kind, row.spikes, row.membrane_updates) for row in got.layers] == [
+        (row.kind, row.spikes, row.membrane_updates) for row in expected.layers]

@@ -314,8 +314,11 @@ def _with_class_metadata(model, hierarchy: str) -> None:
     ("snntorch._neurons.lapicque.Lapicque", "lapicque", 11, "the update is also a leaky update; the export's class "
                                                              "metadata names Lapicque, so it is costed as lapicque"),
     ("snntorch._neurons.leaky.Leaky", "leaky", 4, None),
-    ("snntorch._neurons.synaptic.Synaptic", "leaky", 4, "the export's class metadata names Synaptic, but the update "
-                                                        "reads as leaky: costed as leaky"),
+    # Synaptic with α = 0 has Leaky's update exactly (its current is this step's): the class decides, as NeuroBench's
+    ("snntorch._neurons.synaptic.Synaptic", "synaptic", 6, "the update is also a leaky update; the export's class "
+                                                           "metadata names Synaptic, so it is costed as synaptic"),
+    ("snntorch._neurons.alpha.Alpha", "leaky", 4, "the export's class metadata names Alpha, but the update "
+                                                  "reads as leaky: costed as leaky"),
 ])
 def test_class_metadata_tells_lapicque_from_leaky(write_model, tmp_path, declared, kind, cost, note):
     """Lapicque with Δt/C = 1 (snn.Lapicque(R=3, C=1)) has Leaky's update exactly: the graph's algebra cannot tell
@@ -334,7 +337,8 @@ def test_class_metadata_tells_lapicque_from_leaky(write_model, tmp_path, declare
     import json
 
     layer = json.loads(listed)["layers"][0]
-    assert layer["recognised_by"] == ("class metadata Lapicque" if kind == "lapicque" else "structure")
+    assert layer["recognised_by"] == (f"class metadata {declared.rsplit('.', 1)[-1]}" if kind != "leaky"
+                                      else "structure")
     notes = CliRunner().invoke(main, ["explain", str(tmp_path / "again.onnx")]).stdout
     assert (note in notes) if note else ("class metadata" not in notes)
 
@@ -439,11 +443,13 @@ def test_an_input_holding_the_steps_of_uncosted_layers_is_not_static(write_model
     assert report.samples == 4 and report.time_steps == 5
 
 
-@pytest.mark.parametrize(("reset", "kind"), [("subtract", "leaky"), ("value", "leaky"), ("zero", None), ("none", None)])
-def test_a_membrane_that_keeps_nothing_is_leaky_only_when_its_reset_says_which(reset, kind):
+@pytest.mark.parametrize(("reset", "kind"),
+                         [("subtract", "leaky"), ("value", "leaky"), ("zero", "leaky"), (None, None)])
+def test_a_membrane_that_keeps_nothing_is_its_kind_when_its_reset_says_which(reset, kind):
     """snn.Leaky(beta=0): U_t = I_t − R_t·θ keeps of U_{t-1} only what the reset takes off, and NeuroBench costs it as
-    Leaky (it was uncosted, 'membrane decay term missing'). With a zero reset, β·(1 − R)·U vanishes: the update is
-    no reset's too, and the two cost differently, so it stays uncosted, saying why."""
+    Leaky (it was uncosted, 'membrane decay term missing'); so is a zero reset of the whole new value, (1 − R)·I
+    (Synaptic's and Lapicque's spelling). Leaky's own zero reset, β·(1 − R)·U, vanishes with β: the update is no
+    reset's too, the reset is read as unknown, and the two cost differently, so it stays uncosted, saying why."""
     from estimator.kinds import UpdateFeatures, classify
 
     features = UpdateFeatures(carried_states=0, membrane_feedback=False, recurrent=False, input_gain=1.0, reset=reset)
@@ -451,3 +457,16 @@ def test_a_membrane_that_keeps_nothing_is_leaky_only_when_its_reset_says_which(r
     assert (found.name if found else None) == kind
     if kind is None:
         assert "β = 0 with a zero reset or none" in reasons["leaky"]
+
+
+@pytest.mark.parametrize(("reset", "read"), [("zero", None), ("none", None), ("subtract", "subtract")])
+def test_a_leaky_layer_with_beta_zero_reads_its_reset_as_unknown_when_it_cannot_be_told(write_model, tmp_path,
+                                                                                        reset, read):
+    """Leaky(beta=0) with a zero reset was listed with reset 'none', a reset it does not have."""
+    net = random_net(np.random.default_rng(7), [6, 5], beta=0.0)
+    net.reset = reset
+    data = (np.random.default_rng(8).random((3, 5, 6)) < 0.5).astype(np.float32)
+    report = estimate(write_model(leaky_unrolled(net, 5), inputs=data), tmp_path / "inputs.npz")
+    (row,) = report.layers
+    assert row.reset == read and (row.kind == "leaky") == (read is not None)
+    assert row.spikes == net.reference(data)["spikes"][0]
