@@ -788,7 +788,7 @@ def _scope_name(graph: ModelGraph, nodes: list[OpNode], tensors: list[str]) -> s
     for text in list(tensors) + [node.name for node in nodes]:
         # TorchScript names a node /<module>/<submodule>/<Op>: the innermost module is the neuron's
         path = [part for part in (text or "").split("/")[1:-1] if part] if (text or "").startswith("/") else []
-        name = _module_name(path[-1]) if path else None
+        name = _module_name(".".join(path)) if path else None
         if name:
             return name
     return None
@@ -796,11 +796,15 @@ def _scope_name(graph: ModelGraph, nodes: list[OpNode], tensors: list[str]) -> s
 
 def _module_name(scope: str) -> str | None:
     """A layer's name from its module's dotted path: its own attribute name (`net.lif1` → lif1), or the whole path
-    when that is a position in a container (`net.1`, nn.Sequential's), never the tracer's `__self__`."""
-    last = scope.split(".")[-1]
-    if not last or last == "__self__":
+    when that is a position in a container (`net.1`, nn.Sequential's), or from the innermost container on when the
+    module sits inside one (`blocks.0.lif`: every block's neuron is called `lif`); never the tracer's `__self__`."""
+    parts = scope.split(".")
+    if not parts[-1] or parts[-1] == "__self__":
         return None
-    return scope if last.isdigit() else last
+    if parts[-1].isdigit():
+        return scope
+    positions = [index for index, part in enumerate(parts[:-1]) if part.isdigit()]
+    return ".".join(parts[max(positions[-1] - 1, 0):]) if positions else parts[-1]
 
 
 def _state_base(name: str) -> str:

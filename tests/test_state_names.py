@@ -242,3 +242,18 @@ def test_states_of_layers_joined_by_a_membrane_residual_pair_with_their_own_memb
     assert [row.spikes for row in expected.layers] == net.reference(data)["spikes"]
     assert [(row.kind, row.spikes, row.membrane_updates) for row in got.layers] == [
         (row.kind, row.spikes, row.membrane_updates) for row in expected.layers]
+
+
+def test_layers_inside_containers_are_named_by_their_position(write_model):
+    """nn.ModuleList([Block(fc, lif), …]) exported without names: every block's neuron is called `lif`, and the
+    layers came out as lif, lif_2, lif_3; the container's position tells them apart (blocks.0.lif)."""
+    net = random_net(np.random.default_rng(5), [6, 5, 4])
+    model = leaky_stepwise(net)
+    spike = next(index for index, node in enumerate(model.graph.node) if node.op_type == "Cast")
+    for index, node in enumerate(model.graph.node):
+        node.name = f"/blocks.{0 if index <= spike else 1}/lif/{node.op_type}_{index}"
+    states_in = [v.name for v in model.graph.input][1:]
+    states_out = [v.name for v in model.graph.output][1:]
+    _rename(model, {name: f"onnx::Mul_{index + 1}" for index, name in enumerate(states_in)}
+            | {name: str(40 + index) for index, name in enumerate(states_out)})
+    assert [layer.name for layer in analyse(write_model(model)).match.layers] == ["blocks.0.lif", "blocks.1.lif"]
