@@ -249,9 +249,9 @@ def test_layers_inside_containers_are_named_by_their_position(write_model):
     layers came out as lif, lif_2, lif_3; the container's position tells them apart (blocks.0.lif)."""
     net = random_net(np.random.default_rng(5), [6, 5, 4])
     model = leaky_stepwise(net)
-    spike = next(index for index, node in enumerate(model.graph.node) if node.op_type == "Cast")
-    for index, node in enumerate(model.graph.node):
-        node.name = f"/blocks.{0 if index <= spike else 1}/lif/{node.op_type}_{index}"
+    synapses = [index for index, node in enumerate(model.graph.node) if node.op_type == "MatMul"]
+    for index, node in enumerate(model.graph.node):  # block 1 from its synapse on
+        node.name = f"/blocks.{0 if index < synapses[1] else 1}/lif/{node.op_type}_{index}"
     states_in = [v.name for v in model.graph.input][1:]
     states_out = [v.name for v in model.graph.output][1:]
     _rename(model, {name: f"onnx::Mul_{index + 1}" for index, name in enumerate(states_in)}
