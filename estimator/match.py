@@ -1232,6 +1232,7 @@ def _uncompared_states(graph: ModelGraph, pairs: list[StatePair], layers: list[N
     rather than left out silently."""
     claimed = _claimed(graph, layers, component_of)
     found = []
+    carried: set[str] = set()
     for pair in pairs:
         target = _target(graph, pair)
         producer = graph.node_of(target)
@@ -1252,7 +1253,10 @@ def _uncompared_states(graph: ModelGraph, pairs: list[StatePair], layers: list[N
                      "whose spikes the exporter dropped (a membrane readout, reset none?); its spikes cannot be "
                      "counted, and it is not costed"),
         ), component))
-    return found
+        carried.update(symbol[2:] for symbol in update.symbols() if symbol.startswith("S:"))
+    # a state another such update carries (a Synaptic readout's current, S:syn in its membrane's update) is that
+    # layer's, not a layer of its own
+    return [(layer, component) for layer, component in found if layer.state_input not in carried]
 
 
 def _membrane_update(graph: ModelGraph, component_of: list[int], compare_of_output: dict[str, Compare],

@@ -257,3 +257,29 @@ def test_layers_inside_containers_are_named_by_their_position(write_model):
     _rename(model, {name: f"onnx::Mul_{index + 1}" for index, name in enumerate(states_in)}
             | {name: str(40 + index) for index, name in enumerate(states_out)})
     assert [layer.name for layer in analyse(write_model(model)).match.layers] == ["blocks.0.lif", "blocks.1.lif"]
+
+
+def test_a_synaptic_readout_is_one_uncosted_layer(write_model):
+    """A Synaptic readout (reset none, its spike dropped) carries its current and its membrane: both read as 'a state
+    updated as a membrane is', and it was listed as two uncosted layers (ro, ro_2). The current is the membrane's."""
+    h, f = onnx.helper, onnx.TensorProto.FLOAT
+    rng = np.random.default_rng(3)
+    inits = [onnx.numpy_helper.from_array(value, name) for name, value in (
+        ("W1", rng.normal(size=(4, 5)).astype(np.float32)), ("W2", rng.normal(size=(5, 3)).astype(np.float32)),
+        ("beta1", np.float32(0.9)), ("theta", np.float32(1.0)), ("alpha", np.float32(0.5)),
+        ("beta2", np.float32(0.8)))]
+    nodes = [h.make_node("MatMul", ["x", "W1"], ["i1"]), h.make_node("Mul", ["beta1", "lif1.mem"], ["d1"]),
+             h.make_node("Add", ["d1", "i1"], ["b1"]), h.make_node("Greater", ["b1", "theta"], ["g1"]),
+             h.make_node("Cast", ["g1"], ["s1"], to=f), h.make_node("Mul", ["s1", "theta"], ["r1"]),
+             h.make_node("Sub", ["b1", "r1"], ["lif1.mem.next"]), h.make_node("MatMul", ["s1", "W2"], ["i2"]),
+             h.make_node("Mul", ["alpha", "ro.syn"], ["d2"]), h.make_node("Add", ["d2", "i2"], ["ro.syn.next"]),
+             h.make_node("Mul", ["beta2", "ro.mem"], ["d3"]),
+             h.make_node("Add", ["d3", "ro.syn.next"], ["ro.mem.next"])]
+    value = lambda name, width: h.make_tensor_value_info(name, f, ["batch", width])  # noqa: E731
+    graph = h.make_graph(nodes, "g", [value("x", 4), value("lif1.mem", 5), value("ro.syn", 3), value("ro.mem", 3)],
+                         [value("s1", 5), value("lif1.mem.next", 5), value("ro.syn.next", 3), value("ro.mem.next", 3)],
+                         inits)
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    layers = analyse(write_model(model)).match.layers
+    assert [(layer.name, layer.kind, layer.state_input) for layer in layers] == [("lif1", "leaky", "lif1.mem"),
+                                                                                  ("ro", None, "ro.mem")]
