@@ -367,24 +367,35 @@ def _readout_pairs(graph: ModelGraph, component_of: list[int], compares: list[Co
     update from reading clean, and nothing is paired — the replay then asks for the inputs by name."""
     compare_of_output = {c.output: c for c in compares}
     found: list[StatePair] = []
-    states = states | set(candidates)
-    for input_name in candidates:
-        spike_state, distance = _reach(graph, component_of, input_name)
-        options = {name: distance[target] for target, name in targets
-                   if target in distance and target not in flags and name not in taken
-                   and _shapes_compatible(graph.shape(input_name), graph.shape(name))}
-        if spike_state or not options:
-            continue
-        nearest = min(options.values())
-        closest = [name for name, d in options.items() if d == nearest]
-        update = (_membrane_update(graph, component_of, compare_of_output, input_name,
-                                   _output_target(graph, closest[0]), states | {input_name})
-                  if len(closest) == 1 else None)
-        clean = update is not None and all(symbol == "U" or symbol.startswith("I:") for symbol in update.symbols())
-        decay = update.coefficient(["U"]) if clean else None
-        if decay is not None and bool(np.all((decay > 0) & (decay < 1))):
-            found.append(StatePair(input_name, closest[0]))
-            taken.add(closest[0])
+    waiting = list(candidates)
+    while waiting:  # a Synaptic readout's membrane reads its current: paired once the current is
+        unsure = set(waiting)
+        paired_now = []
+        for input_name in waiting:
+            spike_state, distance = _reach(graph, component_of, input_name)
+            options = {name: distance[target] for target, name in targets
+                       if target in distance and target not in flags and name not in taken
+                       and _shapes_compatible(graph.shape(input_name), graph.shape(name))}
+            if spike_state or not options:
+                continue
+            nearest = min(options.values())
+            closest = [name for name, d in options.items() if d == nearest]
+            update = (_membrane_update(graph, component_of, compare_of_output, input_name,
+                                       _output_target(graph, closest[0]), states | unsure)
+                      if len(closest) == 1 else None)
+            # its own U, currents computed in the graph, and states already paired: nothing still in doubt
+            clean = update is not None and all(symbol == "U" or symbol.startswith("I:")
+                                               or symbol.startswith("S:") and symbol[2:] not in unsure
+                                               for symbol in update.symbols())
+            decay = update.coefficient(["U"]) if clean else None
+            if decay is not None and bool(np.all((decay > 0) & (decay < 1))):
+                found.append(StatePair(input_name, closest[0]))
+                taken.add(closest[0])
+                states = states | {input_name}
+                paired_now.append(input_name)
+        if not paired_now:
+            break
+        waiting = [name for name in waiting if name not in paired_now]
     return found
 
 
@@ -788,7 +799,10 @@ def _scope_name(graph: ModelGraph, nodes: list[OpNode], tensors: list[str]) -> s
     for text in list(tensors) + [node.name for node in nodes]:
         # TorchScript names a node /<module>/<submodule>/<Op>: the innermost module is the neuron's
         path = [part for part in (text or "").split("/")[1:-1] if part] if (text or "").startswith("/") else []
-        name = _module_name(".".join(path)) if path else None
+        scope = ""
+        for part in path:  # /blocks.0/lif/ → blocks.0.lif; /net/net.2/ (a part that repeats its parent) → net.2
+            scope = part if not scope or part.startswith(scope + ".") else f"{scope}.{part}"
+        name = _module_name(scope) if scope else None
         if name:
             return name
     return None
@@ -1232,7 +1246,7 @@ def _uncompared_states(graph: ModelGraph, pairs: list[StatePair], layers: list[N
     rather than left out silently."""
     claimed = _claimed(graph, layers, component_of)
     found = []
-    carried: set[str] = set()
+    updates: dict[str, Poly] = {}  # state input → its update, for the layers found here
     for pair in pairs:
         target = _target(graph, pair)
         producer = graph.node_of(target)
@@ -1253,9 +1267,18 @@ def _uncompared_states(graph: ModelGraph, pairs: list[StatePair], layers: list[N
                      "whose spikes the exporter dropped (a membrane readout, reset none?); its spikes cannot be "
                      "counted, and it is not costed"),
         ), component))
-        carried.update(symbol[2:] for symbol in update.symbols() if symbol.startswith("S:"))
-    # a state another such update carries (a Synaptic readout's current, S:syn in its membrane's update) is that
-    # layer's, not a layer of its own
+        updates[pair.input] = update
+    # a state another such update carries whole (a Synaptic readout's current: its new value, α·syn + I, added
+    # unscaled to the membrane, so S:syn weighs α there too) is that layer's, not a layer of its own; one added
+    # scaled (a second readout fed 0.5 × the first's membrane) stays a layer
+    carried = set()
+    for update in updates.values():
+        for symbol in update.symbols():
+            own = updates.get(symbol[2:]) if symbol.startswith("S:") else None
+            weight, decay = update.coefficient([symbol]), own.coefficient(["U"]) if own is not None else None
+            if decay is not None and weight is not None and np.shape(weight) == np.shape(decay) and np.allclose(
+                    weight, decay):
+                carried.add(symbol[2:])
     return [(layer, component) for layer, component in found if layer.state_input not in carried]
 
 

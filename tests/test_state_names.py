@@ -244,42 +244,57 @@ def test_states_of_layers_joined_by_a_membrane_residual_pair_with_their_own_memb
         (row.kind, row.spikes, row.membrane_updates) for row in expected.layers]
 
 
-def test_layers_inside_containers_are_named_by_their_position(write_model):
+@pytest.mark.parametrize(("scopes", "expected"), [
+    (("/blocks.0/lif/", "/blocks.1/lif/"), ["blocks.0.lif", "blocks.1.lif"]),
+    (("/net/net.1/", "/net/net.3/"), ["net.1", "net.3"]),
+])
+def test_layers_inside_containers_are_named_by_their_position(write_model, scopes, expected):
     """nn.ModuleList([Block(fc, lif), …]) exported without names: every block's neuron is called `lif`, and the
-    layers came out as lif, lif_2, lif_3; the container's position tells them apart (blocks.0.lif)."""
+    layers came out as lif, lif_2, lif_3; the container's position tells them apart (blocks.0.lif). TorchScript
+    repeats a Sequential's own name in its children's scopes (/net/net.1/): that is net.1, not net.net.1."""
     net = random_net(np.random.default_rng(5), [6, 5, 4])
     model = leaky_stepwise(net)
     synapses = [index for index, node in enumerate(model.graph.node) if node.op_type == "MatMul"]
     for index, node in enumerate(model.graph.node):  # block 1 from its synapse on
-        node.name = f"/blocks.{0 if index < synapses[1] else 1}/lif/{node.op_type}_{index}"
+        node.name = f"{scopes[0] if index < synapses[1] else scopes[1]}{node.op_type}_{index}"
     states_in = [v.name for v in model.graph.input][1:]
     states_out = [v.name for v in model.graph.output][1:]
     _rename(model, {name: f"onnx::Mul_{index + 1}" for index, name in enumerate(states_in)}
             | {name: str(40 + index) for index, name in enumerate(states_out)})
-    assert [layer.name for layer in analyse(write_model(model)).match.layers] == ["blocks.0.lif", "blocks.1.lif"]
+    assert [layer.name for layer in analyse(write_model(model)).match.layers] == expected
 
 
-def test_a_synaptic_readout_is_one_uncosted_layer(write_model):
+@pytest.mark.parametrize("names", ["named", "anonymous"])
+@pytest.mark.parametrize("chained", [False, True])
+def test_a_synaptic_readout_is_one_uncosted_layer(write_model, names, chained):
     """A Synaptic readout (reset none, its spike dropped) carries its current and its membrane: both read as 'a state
-    updated as a membrane is', and it was listed as two uncosted layers (ro, ro_2). The current is the membrane's."""
+    updated as a membrane is', and it was listed as two uncosted layers (ro, ro_2). Its current, added whole to the
+    membrane, is the membrane's. A second readout fed 0.5 × the first's membrane is a layer of its own; and without
+    names, the membrane pairs once the current it reads has (it was refused: 'no array for model input(s)')."""
     h, f = onnx.helper, onnx.TensorProto.FLOAT
     rng = np.random.default_rng(3)
     inits = [onnx.numpy_helper.from_array(value, name) for name, value in (
         ("W1", rng.normal(size=(4, 5)).astype(np.float32)), ("W2", rng.normal(size=(5, 3)).astype(np.float32)),
         ("beta1", np.float32(0.9)), ("theta", np.float32(1.0)), ("alpha", np.float32(0.5)),
-        ("beta2", np.float32(0.8)))]
+        ("beta2", np.float32(0.8)), ("half", np.float32(0.5)))]
+    fed = "scaled" if chained else "ro.syn.next"
     nodes = [h.make_node("MatMul", ["x", "W1"], ["i1"]), h.make_node("Mul", ["beta1", "lif1.mem"], ["d1"]),
              h.make_node("Add", ["d1", "i1"], ["b1"]), h.make_node("Greater", ["b1", "theta"], ["g1"]),
              h.make_node("Cast", ["g1"], ["s1"], to=f), h.make_node("Mul", ["s1", "theta"], ["r1"]),
              h.make_node("Sub", ["b1", "r1"], ["lif1.mem.next"]), h.make_node("MatMul", ["s1", "W2"], ["i2"]),
              h.make_node("Mul", ["alpha", "ro.syn"], ["d2"]), h.make_node("Add", ["d2", "i2"], ["ro.syn.next"]),
-             h.make_node("Mul", ["beta2", "ro.mem"], ["d3"]),
-             h.make_node("Add", ["d3", "ro.syn.next"], ["ro.mem.next"])]
+             h.make_node("Mul", ["half", "ro.syn.next"], ["scaled"]), h.make_node("Mul", ["beta2", "ro.mem"], ["d3"]),
+             h.make_node("Add", ["d3", fed], ["ro.mem.next"])]
     value = lambda name, width: h.make_tensor_value_info(name, f, ["batch", width])  # noqa: E731
     graph = h.make_graph(nodes, "g", [value("x", 4), value("lif1.mem", 5), value("ro.syn", 3), value("ro.mem", 3)],
                          [value("s1", 5), value("lif1.mem.next", 5), value("ro.syn.next", 3), value("ro.mem.next", 3)],
                          inits)
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    if names == "anonymous":
+        _rename(model, {"lif1.mem": "onnx::Mul_1", "ro.syn": "onnx::Mul_2", "ro.mem": "onnx::Mul_3",
+                        "lif1.mem.next": "40", "ro.syn.next": "41", "ro.mem.next": "42"})
     layers = analyse(write_model(model)).match.layers
-    assert [(layer.name, layer.kind, layer.state_input) for layer in layers] == [("lif1", "leaky", "lif1.mem"),
-                                                                                  ("ro", None, "ro.mem")]
+    expected = ["onnx::Mul_1", "onnx::Mul_2", "onnx::Mul_3"] if names == "anonymous" else [
+        "lif1.mem", "ro.syn", "ro.mem"]
+    assert [(layer.kind, layer.state_input) for layer in layers] == [("leaky", expected[0])] + (
+        [(None, expected[1]), (None, expected[2])] if chained else [(None, expected[2])])
