@@ -170,18 +170,23 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def _gain(graph: ModelGraph, node: OpNode, data_c: bool = False) -> Poly:
-    """The constant factor a weight op applies to its product: Gemm's and onnxruntime's FusedGemm/FusedMatMul's
-    alpha. An optimiser folds a Mul by a constant after a bias-free Linear into it (Lapicque's Δt/C: MatMul +
-    Mul(0.2) → FusedMatMul(alpha=0.2)); read as 1 it turns the update into Leaky's. With a constant bias C the factor
-    is the current's only when beta scales C alike (a Mul folded into both); else the product is read as it is."""
+def _gain(node: OpNode, data_c: bool = False) -> np.float32 | None:
+    """The constant factor a weight op applies to its product (None: 1): Gemm's and onnxruntime's
+    FusedGemm/FusedMatMul's alpha. An optimiser folds a Mul by a constant after a bias-free Linear into it
+    (Lapicque's Δt/C: MatMul + Mul(0.2) → FusedMatMul(alpha=0.2)); read as 1 it turns the update into Leaky's. With a
+    constant bias C the factor is the current's only when beta scales C alike (a Mul folded into both); else the
+    product is read as it is."""
     alpha = node.attributes.get("alpha", 1.0) if node.op_type in ALPHA_OPS else 1.0
     if alpha == 1.0:
-        return Poly.constant(1.0)
+        return None
     has_c = node.op_type in GEMM_OPS and len(node.inputs) > 2 and bool(node.inputs[2])
     if has_c and not data_c and node.attributes.get("beta", 1.0) != alpha:
-        return Poly.constant(1.0)
-    return Poly.constant(np.float32(alpha))
+        return None
+    return np.float32(alpha)
+
+
+def _scaled(current: Poly, gain: np.float32 | None) -> Poly:
+    return current if gain is None else current * Poly.constant(gain)
 
 
 def _adds_data(graph: ModelGraph, node: OpNode) -> bool:
@@ -593,10 +598,10 @@ class _StepReader:
             # C is read on
             beta = node.attributes.get("beta", 1.0)
             current = Poly.symbol(("V:" if self.recurrent(tensor) else "I:") + tensor)
-            return current * _gain(graph, node, data_c=True) + Poly.constant(np.float32(beta)) * self.read(
+            return _scaled(current, _gain(node, data_c=True)) + Poly.constant(np.float32(beta)) * self.read(
                 node.inputs[2], depth + 1)
         if not self.in_component(node):
-            return Poly.symbol(("V:" if self.recurrent(tensor) else "I:") + tensor) * _gain(graph, node)
+            return _scaled(Poly.symbol(("V:" if self.recurrent(tensor) else "I:") + tensor), _gain(node))
         if tensor != self.target and self.previous_region(tensor):
             spike = self._earlier_spike(node) if self.earlier_pre_reset else None
             if spike is not None:
