@@ -1923,6 +1923,19 @@ def _build_layer(
     own_nodes = [node for node in map(graph.node_of, chain) if node is not None]
     scope = _scope_name(graph, own_nodes, []) or _scope_name(graph, first_step_nodes or component_nodes, tensors)
     name = _named_by_state(state_input, scope) if state_input else scope
+    if kind_name is not None and features.carried_states and name:
+        # snnTorch keeps a neuron's synaptic current in its own module: a carried state named after, or computed
+        # in, another module is a separate non-spiking layer (an integrator) whose membrane this one adds whole —
+        # the same update, costed as one layer of this kind
+        for symbol in sorted(s for s in update.symbols() if s.startswith("S:")):
+            carried = symbol[2:]
+            node = graph.node_of(carried)
+            other = _scope_name(graph, [node] if node is not None else graph.users(carried), [])
+            if other and other != name and not other.startswith(name + "."):
+                notes.append(f"its carried state {carried!r} belongs to another module ({other}): a non-spiking "
+                             f"layer whose membrane this one adds reads as {kind_name}'s current, and the two are "
+                             f"costed as one {kind_name} layer")
+                break
     location = ", ".join(dict.fromkeys(n.name for n in first_step_nodes[:3] if n.name)) or f"tensor {chain[0]!r}"
     return NeuronLayer(
         name=name or "",

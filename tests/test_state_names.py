@@ -298,3 +298,31 @@ def test_a_synaptic_readout_is_one_uncosted_layer(write_model, names, chained):
         "lif1.mem", "ro.syn", "ro.mem"]
     assert [(layer.kind, layer.state_input) for layer in layers] == [("leaky", expected[0])] + (
         [(None, expected[1]), (None, expected[2])] if chained else [(None, expected[2])])
+
+
+def test_an_integrator_read_as_a_synaptic_current_is_said(write_model):
+    """A non-spiking integrator (reset none) whose membrane a spiking layer adds whole to its current is, as
+    dataflow, one Synaptic neuron, and is costed so (6 per update, where a Leaky and an uncosted integrator would
+    be 4 and nothing); the report said nothing of it. It now names the other module the carried state belongs to."""
+    h, f = onnx.helper, onnx.TensorProto.FLOAT
+    rng = np.random.default_rng(4)
+    inits = [onnx.numpy_helper.from_array(value, name) for name, value in (
+        ("W1", rng.normal(size=(4, 3)).astype(np.float32)), ("alpha", np.float32(0.7)),
+        ("beta", np.float32(0.8)), ("theta", np.float32(1.0)))]
+    nodes = [h.make_node("MatMul", ["x", "W1"], ["i1"], name="/fc1/MatMul"),
+             h.make_node("Mul", ["alpha", "integ.mem"], ["d1"], name="/integ/Mul"),
+             h.make_node("Add", ["d1", "i1"], ["integ.mem.next"], name="/integ/Add"),
+             h.make_node("Mul", ["beta", "lif.mem"], ["d2"], name="/lif/Mul"),
+             h.make_node("Add", ["d2", "integ.mem.next"], ["b2"], name="/lif/Add"),
+             h.make_node("Greater", ["b2", "theta"], ["g2"], name="/lif/Greater"),
+             h.make_node("Cast", ["g2"], ["s2"], to=f, name="/lif/Cast"),
+             h.make_node("Mul", ["s2", "theta"], ["r2"], name="/lif/Mul_1"),
+             h.make_node("Sub", ["b2", "r2"], ["lif.mem.next"], name="/lif/Sub")]
+    value = lambda name: h.make_tensor_value_info(name, f, ["batch", 3])  # noqa: E731
+    graph = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", f, ["batch", 4]), value("integ.mem"),
+                                      value("lif.mem")],
+                         [value("s2"), value("integ.mem.next"), value("lif.mem.next")], inits)
+    layers = analyse(write_model(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]))).match.layers
+    (layer,) = layers
+    assert (layer.name, layer.kind) == ("lif", "synaptic")
+    assert any("its carried state 'integ.mem' belongs to another module (integ)" in note for note in layer.notes)
