@@ -89,6 +89,8 @@ def format_table(report: Report) -> str:
         from .formats_text import feasibility_text
 
         out.extend(feasibility_text(report.feasibility))
+    if report.warnings or report.notes:
+        out.append("")  # set apart from the table (or the feasibility lines) above
     for warning in report.warnings:
         out.append(f"warning: {warning}")
     for note in report.notes:
