@@ -309,10 +309,13 @@ def _pairs_by_dataflow(graph: ModelGraph, compares: list[Compare], component_of:
     targets = [(target, name) for target, name in {_output_target(graph, name): name for name in graph.graph_outputs
                                                    if name not in taken}.items() if target not in fed_back]
 
+    # each input's reach, walked once: the readout pass below reads the same walks (and again on each of its passes)
+    reach = functools.cache(lambda input_name: _reach(graph, component_of, input_name))
+
     def state_candidates(input_name: str) -> tuple[bool, dict[str, int] | None]:
         """Whether the input is read only through weights (a spike state), and the outputs it may be the state of,
         with their distance (None when no neuron's update reads it)."""
-        spike_state, distance = _reach(graph, component_of, input_name)
+        spike_state, distance = reach(input_name)
         if input_name not in compared and not computed & distance.keys():
             return spike_state, None
         return spike_state, {output_name: distance[target] for target, output_name in targets
@@ -348,7 +351,8 @@ def _pairs_by_dataflow(graph: ModelGraph, compares: list[Compare], component_of:
         return []  # a state left over (a tie, or an output already taken): the pairs found may hold its output
     if (found or paired) and not named:
         found += _readout_pairs(graph, component_of, compares, [name for name in unpaired if name not in states],
-                                targets, flags, taken | {p.output for p in found}, paired | {p.input for p in found})
+                                targets, flags, taken | {p.output for p in found}, paired | {p.input for p in found},
+                                reach)
     taken.update(p.output for p in found)
     if paired or found:  # stepwise: a state input the step does not read (dynamo keeps Alpha's unused membrane)
         unused = [name for name in unpaired if not graph.users(name) and all(p.input != name for p in found)]
@@ -362,8 +366,8 @@ def _pairs_by_dataflow(graph: ModelGraph, compares: list[Compare], component_of:
 
 
 def _readout_pairs(graph: ModelGraph, component_of: list[int], compares: list[Compare], candidates: list[str],
-                   targets: list[tuple[str, str]], flags: set[str], taken: set[str], states: set[str]
-                   ) -> list[StatePair]:
+                   targets: list[tuple[str, str]], flags: set[str], taken: set[str], states: set[str],
+                   reach: Callable[[str], tuple[bool, dict[str, int]]]) -> list[StatePair]:
     """A membrane no compare reads (a readout, reset none, returned while its spike is dropped), in an export without
     names: its input is no compared neuron's, so the pairing above leaves it as data, and the replay asked for an
     array the user cannot give. Paired with its nearest non-spike output when that is unique and its update reads as
@@ -377,7 +381,7 @@ def _readout_pairs(graph: ModelGraph, component_of: list[int], compares: list[Co
         unsure = set(waiting)
         paired_now = []
         for input_name in waiting:
-            spike_state, distance = _reach(graph, component_of, input_name)
+            spike_state, distance = reach(input_name)
             options = {name: distance[target] for target, name in targets
                        if target in distance and target not in flags and name not in taken
                        and _shapes_compatible(graph.shape(input_name), graph.shape(name))}
